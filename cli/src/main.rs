@@ -1,0 +1,374 @@
+//! `ferry`: the jobs of the ferry Lambdas, from a terminal or CI.
+//!
+//! Every subcommand builds the same typed input the Lambda receives and calls the same library
+//! function, so `ferry snapshot` and the `snapshot` Lambda cannot drift apart.
+
+mod progress;
+
+use std::{io::IsTerminal, process::ExitCode, sync::Arc};
+
+use clap::{Args, Parser, Subcommand};
+use ferry::jobs::{self, BranchAction, Context, JobError};
+use serde::Serialize;
+
+/// Move data in and out of Neon Postgres branches.
+///
+/// Locations are URLs: databases as postgres://user:password@host/db?sslmode=... (or the usual
+/// PG* variables, or a Secrets Manager ARN), objects as s3://bucket/prefix or file:///path.
+/// Secrets never appear in output: pass them through the environment or Secrets Manager.
+#[derive(Parser)]
+#[command(name = "ferry", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// Print the result as one JSON object on standard output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output on standard error (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dump a database or Neon branch to an object store as a pg_dump archive.
+    Snapshot(SnapshotArgs),
+    /// Load a pg_dump archive into a database or a new Neon branch.
+    Restore(RestoreArgs),
+    /// Load a CSV object into a table, exactly once.
+    #[command(name = "import-csv")]
+    ImportCsv(ImportCsvArgs),
+    /// Compare a source (database or snapshot manifest) with a target database.
+    Validate(ValidateArgs),
+    /// Create, inspect, list, delete or reset Neon branches.
+    Branch {
+        #[command(subcommand)]
+        action: BranchCommand,
+    },
+    /// Check that ferry can reach a database and an object store with the given settings.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct SnapshotArgs {
+    /// The database to dump (URL or Secrets Manager reference).
+    #[arg(long, env = "FERRY_SOURCE")]
+    source: String,
+    /// Where to write the archive and its manifest (s3://bucket/prefix/ or file:///dir/).
+    #[arg(long)]
+    to: String,
+    /// Archive format: custom, directory or plain.
+    #[arg(long)]
+    format: Option<String>,
+    /// Compression: gzip, zstd, lz4 or none.
+    #[arg(long)]
+    compress: Option<String>,
+    /// Tables dumped at once, over connections sharing one snapshot.
+    #[arg(long)]
+    jobs: Option<u32>,
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The archive to restore (s3://... or file:///...).
+    #[arg(long)]
+    from: String,
+    /// The target database (URL or Secrets Manager reference).
+    #[arg(long, env = "FERRY_TARGET", conflicts_with = "neon_project")]
+    target: Option<String>,
+    /// Restore into a branch of this Neon project instead of a database URL.
+    #[arg(long, requires = "branch")]
+    neon_project: Option<String>,
+    /// The Neon branch to restore into (created when missing).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Parent of a branch that has to be created.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Tables loaded at once.
+    #[arg(long)]
+    jobs: Option<u32>,
+}
+
+#[derive(Args)]
+struct ImportCsvArgs {
+    /// The CSV object (s3://... or file:///...).
+    #[arg(long)]
+    from: String,
+    /// The target database (URL or Secrets Manager reference).
+    #[arg(long, env = "FERRY_TARGET")]
+    target: String,
+    /// The table to load, as schema.table.
+    #[arg(long)]
+    table: String,
+    /// append (default), upsert or replace.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Load good rows and set aside up to this many bad ones.
+    #[arg(long)]
+    max_rejected_rows: Option<u64>,
+    /// Where rejected rows go.
+    #[arg(long)]
+    rejects_to: Option<String>,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The source database, or a snapshot's manifest URL.
+    #[arg(long)]
+    source: String,
+    /// The target database.
+    #[arg(long, env = "FERRY_TARGET")]
+    target: String,
+    /// Also compare per-table content checksums.
+    #[arg(long)]
+    checksums: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// A database to connect to (URL or Secrets Manager reference).
+    #[arg(long, env = "FERRY_SOURCE")]
+    source: Option<String>,
+    /// An object-store prefix to write, read and delete a probe object under.
+    #[arg(long)]
+    store: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum BranchCommand {
+    /// Get or create a branch by exact name.
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: String,
+        /// Parent branch (name or id); the default branch when omitted.
+        #[arg(long)]
+        parent: Option<String>,
+        /// Expiry such as 7d or 12h (at most 30 days).
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// Show one branch.
+    Get(BranchRef),
+    /// Delete a branch (deleting a missing branch succeeds).
+    Delete(BranchRef),
+    /// Reset a branch to its parent's current state.
+    Reset(BranchRef),
+    /// List a project's branches.
+    List {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+#[derive(Args)]
+struct BranchRef {
+    #[arg(long)]
+    project: String,
+    /// Branch name or id.
+    #[arg(long)]
+    branch: String,
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,ferry=info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Prints a job's result: JSON when asked, otherwise the human summary.
+fn emit<T: Serialize>(json: bool, result: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(result).expect("outputs serialize")
+        );
+    } else {
+        println!("{}", human(result));
+    }
+}
+
+fn pretty<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("outputs serialize")
+}
+
+async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
+    let json = cli.json;
+    match cli.command {
+        Command::Snapshot(a) => {
+            let out = jobs::snapshot(
+                jobs::SnapshotInput {
+                    source: a.source,
+                    to: a.to,
+                    format: a.format,
+                    compress: a.compress,
+                    jobs: a.jobs,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                format!("archive:  {}\nmanifest: {}", o.archive, o.manifest)
+            });
+        }
+        Command::Restore(a) => {
+            let out = jobs::restore(
+                jobs::RestoreInput {
+                    from: a.from,
+                    target: a.target,
+                    neon_project: a.neon_project,
+                    branch: a.branch,
+                    parent: a.parent,
+                    jobs: a.jobs,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                format!("restored {} tables, {} rows", o.tables, o.rows)
+            });
+        }
+        Command::ImportCsv(a) => {
+            let out = jobs::import_csv(
+                jobs::ImportCsvInput {
+                    from: a.from,
+                    target: a.target,
+                    table: a.table,
+                    mode: a.mode,
+                    max_rejected_rows: a.max_rejected_rows,
+                    rejects_to: a.rejects_to,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                format!(
+                    "read {} rows, loaded {}, rejected {}",
+                    o.rows_read, o.rows_loaded, o.rows_rejected
+                )
+            });
+        }
+        Command::Validate(a) => {
+            let out = jobs::validate(
+                jobs::ValidateInput {
+                    source: a.source,
+                    target: a.target,
+                    checksums: a.checksums,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, pretty);
+        }
+        Command::Branch { action } => {
+            let input = match action {
+                BranchCommand::Create {
+                    project,
+                    name,
+                    parent,
+                    expires_in,
+                } => jobs::BranchInput {
+                    action: BranchAction::Create,
+                    project,
+                    branch: Some(name),
+                    parent,
+                    expires_in,
+                },
+                BranchCommand::Get(r) => branch_input(BranchAction::Get, r),
+                BranchCommand::Delete(r) => branch_input(BranchAction::Delete, r),
+                BranchCommand::Reset(r) => branch_input(BranchAction::Reset, r),
+                BranchCommand::List { project } => jobs::BranchInput {
+                    action: BranchAction::List,
+                    project,
+                    branch: None,
+                    parent: None,
+                    expires_in: None,
+                },
+            };
+            let out = jobs::branch(input, ctx).await?;
+            emit(json, &out, pretty);
+        }
+        Command::Check(a) => {
+            let out = jobs::check(
+                jobs::CheckInput {
+                    source: a.source,
+                    store: a.store,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                let mut lines = Vec::new();
+                if let Some(pg) = &o.postgres {
+                    lines.push(format!(
+                        "postgres: connected to {} (PostgreSQL {}, TLS {})",
+                        pg.target,
+                        pg.server_version,
+                        if pg.tls { "on" } else { "off" }
+                    ));
+                    if pg.pooler_avoided {
+                        lines.push(
+                            "          (a Neon pooler host was given; ferry used the direct host)"
+                                .into(),
+                        );
+                    }
+                }
+                if let Some(store) = &o.store {
+                    lines.push(format!(
+                        "store:    wrote, read back, listed and deleted {} ({} bytes)",
+                        store.probe, store.bytes
+                    ));
+                }
+                lines.join("\n")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn branch_input(action: BranchAction, r: BranchRef) -> jobs::BranchInput {
+    jobs::BranchInput {
+        action,
+        project: r.project,
+        branch: Some(r.branch),
+        parent: None,
+        expires_in: None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let json = cli.json;
+    let mut ctx = match Context::from_env() {
+        Ok(ctx) => ctx,
+        Err(e) => return fail(json, &e),
+    };
+    ctx.progress = Arc::new(progress::CliProgress::new());
+    match run(cli, ctx).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(json, &e),
+    }
+}
+
+/// Reports a failure and returns exit code 2 (1 is kept for "compared and found differences").
+fn fail(json: bool, e: &JobError) -> ExitCode {
+    if json {
+        let body = serde_json::json!({"error": {"type": e.error_type(), "message": e.to_string()}});
+        println!("{body}");
+    }
+    eprintln!("ferry: {e}");
+    ExitCode::from(2)
+}

@@ -1,0 +1,133 @@
+use std::ops::Deref;
+
+use tokio_postgres::{Client, NoTls, error::SqlState};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    PgConfig, PgError,
+    error::{describe, io_error, is_transient, tls_error},
+    tls,
+};
+
+/// An open session. The connection runs on its own task, which ends when the session is dropped.
+pub struct Session {
+    client: Client,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the server closed the session (it was terminated or the server went away).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed() || self.connection.is_finished()
+    }
+}
+
+impl Deref for Session {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+/// Opens a session, retrying with `config.retry` while the server is starting, restarting or
+/// refusing connections (a Neon compute waking up). Fails at once on a bad password, a TLS or
+/// certificate problem, or a missing database; fails with [`PgError::Unreachable`] when the
+/// retry budget runs out.
+pub async fn connect(config: &PgConfig) -> Result<Session, PgError> {
+    let tls = tls::client_config(config)?.map(MakeRustlsConnect::new);
+    let driver = config.driver_config();
+    let mut attempts = config.retry.start();
+    loop {
+        let result = match &tls {
+            Some(tls) => driver
+                .connect(tls.clone())
+                .await
+                .map(|(client, conn)| Session {
+                    client,
+                    connection: tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "PostgreSQL connection ended");
+                        }
+                    }),
+                }),
+            None => driver.connect(NoTls).await.map(|(client, conn)| Session {
+                client,
+                connection: tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "PostgreSQL connection ended");
+                    }
+                }),
+            }),
+        };
+        let error = match result {
+            Ok(session) => return Ok(session),
+            Err(e) => e,
+        };
+        if !is_transient(&error) {
+            return Err(classify(config, &error));
+        }
+        let Some(delay) = attempts.next_delay(None) else {
+            return Err(PgError::Unreachable {
+                target: config.target(),
+                attempts: attempts.count(),
+                elapsed: attempts.elapsed(),
+                last_error: describe(&error),
+            });
+        };
+        tracing::info!(
+            target = %config.target(),
+            attempt = attempts.count() - 1,
+            retry_in_ms = delay.as_millis() as u64,
+            error = %describe(&error),
+            "PostgreSQL not reachable yet; retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Turns a permanent connection failure into an error that says what to fix.
+fn classify(config: &PgConfig, error: &tokio_postgres::Error) -> PgError {
+    let target = config.target();
+    if let Some(code) = error.code() {
+        if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
+            return PgError::Auth {
+                target,
+                reason: describe(error),
+            };
+        }
+        return PgError::Connect {
+            target,
+            reason: describe(error),
+        };
+    }
+    if let Some(rustls) = io_error(error).and_then(tls_error) {
+        return PgError::Tls {
+            target,
+            sslmode: config.sslmode.as_str(),
+            reason: rustls.to_string(),
+        };
+    }
+    let reason = describe(error);
+    // tokio-postgres reports a server without TLS only in its message; it has no error kind.
+    if reason.contains("server does not support TLS") {
+        return PgError::Tls {
+            target,
+            sslmode: config.sslmode.as_str(),
+            reason: "the server does not accept TLS connections".into(),
+        };
+    }
+    PgError::Connect { target, reason }
+}

@@ -1,0 +1,149 @@
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+/// Why talking to PostgreSQL failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The connection string or a `PG*` variable is malformed.
+    #[error("invalid PostgreSQL connection settings: {0}")]
+    BadConfig(String),
+
+    /// The server refused the credentials. Never retried: the password will not get better.
+    #[error("authentication failed connecting to {target}: {reason}")]
+    Auth { target: String, reason: String },
+
+    /// TLS could not be established or the server's certificate was not trusted.
+    #[error("TLS failure connecting to {target} (sslmode={sslmode}): {reason}")]
+    Tls {
+        target: String,
+        sslmode: &'static str,
+        reason: String,
+    },
+
+    /// The server could not be reached, every attempt failed with a transient error.
+    #[error(
+        "could not connect to {target} after {attempts} attempt(s) over {:.1}s: {last_error}",
+        elapsed.as_secs_f64()
+    )]
+    Unreachable {
+        target: String,
+        attempts: u32,
+        elapsed: Duration,
+        last_error: String,
+    },
+
+    /// Connecting failed for a reason retrying would not fix.
+    #[error("could not connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+
+    /// Reading a credential from AWS Secrets Manager failed.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets_manager::SecretError),
+
+    /// A statement failed on an open session.
+    #[error("{}", describe(.0))]
+    Query(#[from] tokio_postgres::Error),
+}
+
+impl PgError {
+    /// Whether retrying the same thing later can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PgError::Unreachable { .. } => true,
+            PgError::Query(e) => is_transient(e),
+            _ => false,
+        }
+    }
+}
+
+/// The SQLSTATE codes a starting, restarting or overloaded server answers with.
+const TRANSIENT_STATES: &[SqlState] = &[
+    SqlState::ADMIN_SHUTDOWN,     // 57P01: the compute was stopped under us
+    SqlState::CANNOT_CONNECT_NOW, // 57P03: the server is starting up
+    SqlState::CRASH_SHUTDOWN,     // 57P02
+    SqlState::TOO_MANY_CONNECTIONS,
+    SqlState::CONNECTION_FAILURE,
+];
+
+/// Whether a driver error is one that waiting and trying again can fix: a refused or dropped
+/// connection, a timeout, or one of [`TRANSIENT_STATES`].
+pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if let Some(code) = e.code() {
+        return TRANSIENT_STATES.contains(code);
+    }
+    if e.is_closed() {
+        return true;
+    }
+    match io_error(e) {
+        Some(io) => {
+            use std::io::ErrorKind::*;
+            if tls_error(io).is_some() {
+                return false;
+            }
+            matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | AddrNotAvailable
+            )
+        }
+        // tokio-postgres reports its own connect timeout without an io::Error inside.
+        None => e.to_string().contains("timed out") && e.as_db_error().is_none(),
+    }
+}
+
+pub(crate) fn io_error(e: &tokio_postgres::Error) -> Option<&std::io::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// The rustls error inside an io::Error, when TLS is what failed.
+pub(crate) fn tls_error(io: &std::io::Error) -> Option<&rustls::Error> {
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+/// A driver error with its server-side detail, which tokio-postgres leaves out of `Display`.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!("; detail: {detail}"));
+            }
+            if let Some(hint) = db.hint() {
+                s.push_str(&format!("; hint: {hint}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                let text = inner.to_string();
+                if !s.contains(&text) {
+                    s.push_str(": ");
+                    s.push_str(&text);
+                }
+                source = inner.source();
+            }
+            s
+        }
+    }
+}

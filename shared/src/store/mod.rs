@@ -1,0 +1,589 @@
+//! The object store: `s3://bucket/key` (aws-sdk-s3) and `file:///path` (a local directory, the
+//! embedded default), behind one type shaped like S3 rather than like a filesystem.
+//!
+//! Guarantees every backend keeps (the conformance suite in `tests/` checks them on each):
+//! - a put is atomic: readers see the whole object or none of it;
+//! - a streamed [`Upload`] keeps at most `part_size × max_parts_in_flight` bytes in memory,
+//!   and an upload that fails or is dropped before [`Upload::finish`] leaves nothing visible;
+//! - keys are validated [`Key`]s: no empty segments, no `.` or `..`, at most 1,024 bytes;
+//! - listings are complete (every page is read) and sorted by key bytes, as S3 sorts them.
+
+mod local;
+mod s3;
+
+use std::{fmt, ops::Range, pin::Pin, time::SystemTime};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::secret::Secret;
+
+pub use local::LocalStore;
+pub use s3::S3Store;
+
+/// A stream of an object's bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
+
+/// S3's limit on key length, in bytes (Amazon S3 user guide, "Naming objects").
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Prefix of the temporary files the local backend writes before renaming; keys may not use it.
+pub(crate) const PARTIAL_PREFIX: &str = ".ferry-partial-";
+
+/// Why an object-store call failed. Names the object, never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid object location {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    BadKey { key: String, reason: String },
+    #[error("{location} does not exist")]
+    NotFound { location: String },
+    #[error("range {start}..{end} is outside {location} ({size} bytes)")]
+    BadRange {
+        location: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("upload of {location} was aborted, nothing was written: {reason}")]
+    Aborted { location: String, reason: String },
+    #[error("{location}: {reason}")]
+    Io {
+        location: String,
+        reason: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("S3 {operation} on {location} failed: {reason}")]
+    S3 {
+        operation: &'static str,
+        location: String,
+        reason: String,
+        retryable: bool,
+    },
+    #[error("{location}: {reason}")]
+    Limit { location: String, reason: String },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later. The S3 SDK has already retried what it could.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::S3 { retryable, .. } => *retryable,
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// A validated object key (or key prefix, which may be empty or end with `/`).
+///
+/// Refused: a leading `/`, empty segments (`a//b`), `.` and `..` segments, control characters,
+/// more than [`MAX_KEY_BYTES`] bytes, and segments starting with `.ferry-partial-` (reserved).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(String);
+
+impl Key {
+    /// A key naming one object: not empty, no trailing `/`.
+    pub fn new(key: impl Into<String>) -> Result<Key, StoreError> {
+        let key = key.into();
+        let bad = |reason: &str| StoreError::BadKey {
+            key: key.clone(),
+            reason: reason.into(),
+        };
+        if key.is_empty() {
+            return Err(bad("an object key cannot be empty"));
+        }
+        if key.ends_with('/') {
+            return Err(bad(
+                "an object key cannot end with \"/\" (that is a prefix)",
+            ));
+        }
+        Self::check(&key)?;
+        Ok(Key(key))
+    }
+
+    /// A prefix: empty, or segments that may end with `/`.
+    pub fn prefix(prefix: impl Into<String>) -> Result<Key, StoreError> {
+        let prefix = prefix.into();
+        if !prefix.is_empty() {
+            Self::check(prefix.strip_suffix('/').unwrap_or(&prefix))?;
+        }
+        Ok(Key(prefix))
+    }
+
+    fn check(key: &str) -> Result<(), StoreError> {
+        let bad = |reason: String| StoreError::BadKey {
+            key: key.to_string(),
+            reason,
+        };
+        if key.len() > MAX_KEY_BYTES {
+            return Err(bad(format!(
+                "longer than S3's limit of {MAX_KEY_BYTES} bytes"
+            )));
+        }
+        if key.starts_with('/') {
+            return Err(bad("a key cannot start with \"/\"".into()));
+        }
+        if let Some(c) = key.chars().find(|c| c.is_control()) {
+            return Err(bad(format!("control character {c:?} in key")));
+        }
+        for segment in key.split('/') {
+            match segment {
+                "" => return Err(bad("empty path segment (\"//\")".into())),
+                "." | ".." => return Err(bad(format!("{segment:?} segment in key"))),
+                s if s.starts_with(PARTIAL_PREFIX) => {
+                    return Err(bad(format!(
+                        "segments starting with {PARTIAL_PREFIX:?} are reserved"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This prefix (or key) followed by `name`, with exactly one `/` between them.
+    pub fn join(&self, name: &str) -> Result<Key, StoreError> {
+        if self.0.is_empty() {
+            Key::new(name)
+        } else if self.0.ends_with('/') {
+            Key::new(format!("{}{name}", self.0))
+        } else {
+            Key::new(format!("{}/{name}", self.0))
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", self.0)
+    }
+}
+
+/// Where an object or prefix lives: `s3://bucket/key` or `file:///absolute/path`.
+///
+/// Everything after the bucket (or after `file://`) is the key, taken verbatim: no percent
+/// decoding, so `s3://b/my file.csv` is the key `my file.csv`, as S3 tools print it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ObjectUrl {
+    /// `Some(bucket)` for S3, `None` for the local filesystem.
+    pub bucket: Option<String>,
+    /// The key or prefix; for `file://` URLs, the absolute path without its leading `/`.
+    pub key: Key,
+}
+
+impl ObjectUrl {
+    pub fn parse(url: &str) -> Result<ObjectUrl, StoreError> {
+        let bad = |reason: &str| StoreError::BadUrl {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        let key = |k: &str| {
+            Key::prefix(k).map_err(|e| match e {
+                StoreError::BadKey { reason, .. } => bad(&reason),
+                other => other,
+            })
+        };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, k) = rest.split_once('/').unwrap_or((rest, ""));
+            check_bucket(bucket).map_err(|r| bad(&r))?;
+            Ok(ObjectUrl {
+                bucket: Some(bucket.to_string()),
+                key: key(k)?,
+            })
+        } else if let Some(rest) = url.strip_prefix("file://") {
+            let path = rest
+                .strip_prefix('/')
+                .ok_or_else(|| bad("a file URL needs an absolute path: file:///path/to/dir"))?;
+            Ok(ObjectUrl {
+                bucket: None,
+                key: key(path)?,
+            })
+        } else {
+            Err(bad("an object location starts with s3:// or file://"))
+        }
+    }
+
+    /// This location with `name` appended as one more key segment.
+    pub fn join(&self, name: &str) -> Result<ObjectUrl, StoreError> {
+        Ok(ObjectUrl {
+            bucket: self.bucket.clone(),
+            key: self.key.join(name)?,
+        })
+    }
+
+    /// The location of `key` in the same bucket.
+    pub fn with_key(&self, key: Key) -> ObjectUrl {
+        ObjectUrl {
+            bucket: self.bucket.clone(),
+            key,
+        }
+    }
+}
+
+impl fmt::Display for ObjectUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.bucket {
+            Some(bucket) => write!(f, "s3://{bucket}/{}", self.key),
+            None => write!(f, "file:///{}", self.key),
+        }
+    }
+}
+
+impl fmt::Debug for ObjectUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectUrl({self})")
+    }
+}
+
+/// S3 bucket naming rules (Amazon S3 user guide, "Bucket naming rules"), minus the historical
+/// exceptions: 3 to 63 characters of lowercase letters, digits, `.` and `-`, starting and ending
+/// with a letter or digit.
+fn check_bucket(bucket: &str) -> Result<(), String> {
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !(3..=63).contains(&bucket.len())
+        || !ok_chars
+        || !ends_ok(bucket.bytes().next())
+        || !ends_ok(bucket.bytes().last())
+        || bucket.contains("..")
+    {
+        return Err(format!("{bucket:?} is not a valid S3 bucket name"));
+    }
+    Ok(())
+}
+
+/// What a listing or a head call knows of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: Key,
+    pub size: u64,
+    /// S3's ETag (quotes removed); for local files, size and modification time.
+    pub etag: Option<String>,
+    pub last_modified: Option<SystemTime>,
+}
+
+/// How to reach S3 and how to upload. [`StoreConfig::from_env`] reads the environment; the AWS
+/// SDK's own configuration (credentials, region, `AWS_ENDPOINT_URL`) applies where a field is
+/// left empty.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Endpoint of an S3-compatible server; overrides `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style addressing (`http://host/bucket/key`), which most S3-compatible servers need.
+    pub path_style: bool,
+    /// Static access key and secret, for S3-compatible servers; otherwise the SDK's chain.
+    pub credentials: Option<(String, Secret)>,
+    /// Bytes per multipart part. S3 wants at least 5 MiB for every part but the last and
+    /// allows at most 10,000 parts, so this also fixes the largest object: 10,000 × part size.
+    pub part_size: usize,
+    /// Parts uploading at once; memory held is at most this many parts plus one being filled.
+    pub max_parts_in_flight: usize,
+}
+
+/// S3's smallest part size for all but the last part (Amazon S3 multipart upload limits).
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+/// S3's largest part number (Amazon S3 multipart upload limits).
+pub const MAX_PARTS: i32 = 10_000;
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            endpoint: None,
+            region: None,
+            path_style: false,
+            credentials: None,
+            part_size: 8 * 1024 * 1024,
+            max_parts_in_flight: 4,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// `FERRY_S3_PATH_STYLE` (true/1), `FERRY_S3_PART_SIZE` (bytes),
+    /// `FERRY_S3_PARTS_IN_FLIGHT`; the rest comes from the AWS SDK's standard configuration.
+    pub fn from_env() -> Result<StoreConfig, StoreError> {
+        let mut config = StoreConfig::default();
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let bad = |name: &str, value: &str, want: &str| StoreError::BadUrl {
+            url: format!("{name}={value}"),
+            reason: want.into(),
+        };
+        if let Some(v) = var("FERRY_S3_PATH_STYLE") {
+            config.path_style = match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(bad("FERRY_S3_PATH_STYLE", &v, "expected true or false")),
+            };
+        }
+        if let Some(v) = var("FERRY_S3_PART_SIZE") {
+            config.part_size = v
+                .parse()
+                .ok()
+                .filter(|n| *n >= MIN_PART_SIZE)
+                .ok_or_else(|| {
+                    bad(
+                        "FERRY_S3_PART_SIZE",
+                        &v,
+                        "expected bytes, at least 5 MiB (S3's minimum part size)",
+                    )
+                })?;
+        }
+        if let Some(v) = var("FERRY_S3_PARTS_IN_FLIGHT") {
+            config.max_parts_in_flight = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                bad(
+                    "FERRY_S3_PARTS_IN_FLIGHT",
+                    &v,
+                    "expected a number of parts, at least 1",
+                )
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+/// One bucket (S3) or the local filesystem.
+#[derive(Clone, Debug)]
+pub enum Store {
+    S3(S3Store),
+    Local(LocalStore),
+}
+
+impl Store {
+    /// The store that holds `url`.
+    pub async fn for_url(url: &ObjectUrl, config: &StoreConfig) -> Result<Store, StoreError> {
+        Ok(match &url.bucket {
+            Some(bucket) => Store::S3(S3Store::new(bucket, config).await?),
+            None => Store::Local(LocalStore::new("/")),
+        })
+    }
+
+    /// The URL of `key` in this store.
+    pub fn url(&self, key: &Key) -> ObjectUrl {
+        ObjectUrl {
+            bucket: match self {
+                Store::S3(s) => Some(s.bucket().to_string()),
+                Store::Local(_) => None,
+            },
+            key: key.clone(),
+        }
+    }
+
+    pub async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(s) => s.head(key).await,
+            Store::Local(l) => l.head(key).await,
+        }
+    }
+
+    /// Streams the object, or the bytes `range` of it.
+    pub async fn get(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StoreError> {
+        match self {
+            Store::S3(s) => s.get(key, range).await,
+            Store::Local(l) => l.get(key, range).await,
+        }
+    }
+
+    /// The whole object in memory: for small objects such as manifests.
+    pub async fn get_bytes(&self, key: &Key) -> Result<Bytes, StoreError> {
+        let chunks: Vec<Bytes> = self.get(key, None).await?.try_collect().await?;
+        Ok(chunks.concat().into())
+    }
+
+    /// Writes a whole object atomically.
+    pub async fn put(&self, key: &Key, data: Bytes) -> Result<ObjectMeta, StoreError> {
+        let mut upload = self.upload(key).await?;
+        upload.write(data).await?;
+        upload.finish().await
+    }
+
+    /// Starts a streamed upload. Nothing is visible until [`Upload::finish`] succeeds.
+    pub async fn upload(&self, key: &Key) -> Result<Upload, StoreError> {
+        Ok(Upload {
+            inner: match self {
+                Store::S3(s) => UploadInner::S3(s.upload(key)),
+                Store::Local(l) => UploadInner::Local(l.upload(key).await?),
+            },
+        })
+    }
+
+    /// Uploads everything `stream` yields. If the stream fails, the upload is aborted and the
+    /// stream's error is returned inside [`StoreError::Aborted`]; nothing becomes visible.
+    pub async fn put_stream<S, E>(&self, key: &Key, stream: S) -> Result<ObjectMeta, StoreError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: fmt::Display,
+    {
+        let mut upload = self.upload(key).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => upload.write(chunk).await?,
+                Err(e) => {
+                    let location = self.url(key).to_string();
+                    upload.abort().await?;
+                    return Err(StoreError::Aborted {
+                        location,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        upload.finish().await
+    }
+
+    /// Every object whose key starts with `prefix`, sorted by key, reading every page.
+    pub async fn list(&self, prefix: &Key) -> Result<Vec<ObjectMeta>, StoreError> {
+        match self {
+            Store::S3(s) => s.list(prefix).await,
+            Store::Local(l) => l.list(prefix).await,
+        }
+    }
+
+    /// Deletes an object; deleting one that does not exist succeeds (as on S3).
+    pub async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        match self {
+            Store::S3(s) => s.delete(key).await,
+            Store::Local(l) => l.delete(key).await,
+        }
+    }
+
+    /// Copies an object within this store, atomically at the destination.
+    pub async fn copy(&self, from: &Key, to: &Key) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(s) => s.copy(from, to).await,
+            Store::Local(l) => l.copy(from, to).await,
+        }
+    }
+}
+
+/// A streamed upload in progress. Call [`Upload::finish`] to make the object visible; an upload
+/// dropped without `finish` is aborted and leaves nothing behind.
+pub struct Upload {
+    inner: UploadInner,
+}
+
+enum UploadInner {
+    S3(s3::S3Upload),
+    Local(local::LocalUpload),
+}
+
+impl Upload {
+    /// Adds bytes to the object. May wait while the maximum number of parts is in flight.
+    pub async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        match &mut self.inner {
+            UploadInner::S3(u) => u.write(data).await,
+            UploadInner::Local(u) => u.write(data).await,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        match &self.inner {
+            UploadInner::S3(u) => u.written(),
+            UploadInner::Local(u) => u.written(),
+        }
+    }
+
+    /// Completes the upload: the object becomes visible, whole, at once.
+    pub async fn finish(self) -> Result<ObjectMeta, StoreError> {
+        match self.inner {
+            UploadInner::S3(u) => u.finish().await,
+            UploadInner::Local(u) => u.finish().await,
+        }
+    }
+
+    /// Abandons the upload and removes what was sent.
+    pub async fn abort(self) -> Result<(), StoreError> {
+        match self.inner {
+            UploadInner::S3(u) => u.abort().await,
+            UploadInner::Local(u) => u.abort().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for good in [
+            "a",
+            "a/b.csv",
+            "my file.csv",
+            "données/été.csv",
+            "a/.hidden",
+        ] {
+            Key::new(good).unwrap();
+        }
+        for bad in [
+            "",
+            "/a",
+            "a//b",
+            "a/../b",
+            "..",
+            "./a",
+            "a/",
+            "a\nb",
+            ".ferry-partial-x",
+        ] {
+            assert!(Key::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Key::new("x".repeat(1025)).is_err());
+        assert_eq!(Key::prefix("").unwrap().join("a").unwrap().as_str(), "a");
+        assert_eq!(
+            Key::prefix("p/").unwrap().join("a").unwrap().as_str(),
+            "p/a"
+        );
+        assert_eq!(Key::prefix("p").unwrap().join("a").unwrap().as_str(), "p/a");
+        assert!(Key::prefix("p//").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let u = ObjectUrl::parse("s3://my-bucket/snapshots/db 1/").unwrap();
+        assert_eq!(u.bucket.as_deref(), Some("my-bucket"));
+        assert_eq!(u.key.as_str(), "snapshots/db 1/");
+        assert_eq!(u.to_string(), "s3://my-bucket/snapshots/db 1/");
+        let f = ObjectUrl::parse("file:///tmp/x/y.csv").unwrap();
+        assert_eq!((f.bucket.clone(), f.key.as_str()), (None, "tmp/x/y.csv"));
+        assert_eq!(f.to_string(), "file:///tmp/x/y.csv");
+        assert_eq!(ObjectUrl::parse("s3://b-1").unwrap().key.as_str(), "");
+        for bad in [
+            "s3://B/x",
+            "s3://ab/x",
+            "file://relative/x",
+            "http://x/y",
+            "s3://bucket/a/../b",
+        ] {
+            assert!(ObjectUrl::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! The S3 backend (aws-sdk-s3), for AWS and S3-compatible servers.
+//!
+//! Retries are the SDK's (its standard retry mode); this module does not retry on its own.
+//! Uploads stream: bytes are cut into parts of `part_size`, at most `max_parts_in_flight` parts
+//! upload at once, and any failure aborts the multipart upload so no object appears. An upload
+//! smaller than one part is a single atomic `PutObject`.
+
+use std::ops::Range;
+
+use aws_sdk_s3::{
+    Client,
+    config::{Credentials, Region},
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+    primitives::ByteStream as SdkBody,
+    types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart},
+};
+use bytes::{Bytes, BytesMut};
+use futures::stream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::task::JoinSet;
+
+use super::{ByteStream, Key, MAX_PARTS, ObjectMeta, StoreConfig, StoreError};
+
+/// CopyObject copies at most 5 GiB in one request (Amazon S3 API reference, CopyObject);
+/// larger objects are copied part by part with UploadPartCopy.
+const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
+
+/// Characters escaped in `x-amz-copy-source` (everything but unreserved characters and `/`).
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    part_size: usize,
+    max_parts_in_flight: usize,
+}
+
+/// Maps an SDK error to a [`StoreError`]: 404s become `NotFound`, and whether a retry can help
+/// is decided from the kind of failure and the status code.
+fn sdk_error<E>(
+    operation: &'static str,
+    location: String,
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().unwrap_or_default().to_string();
+    if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
+        return StoreError::NotFound { location };
+    }
+    let retryable = matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_))
+        || status.is_some_and(|s| s == 429 || s >= 500);
+    StoreError::S3 {
+        operation,
+        location,
+        reason: DisplayErrorContext(&e).to_string(),
+        retryable,
+    }
+}
+
+impl S3Store {
+    pub(super) async fn new(bucket: &str, config: &StoreConfig) -> Result<S3Store, StoreError> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some((id, secret)) = &config.credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret.expose(),
+                None,
+                None,
+                "ferry",
+            ));
+        }
+        let sdk = loader.load().await;
+        let mut builder =
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.path_style);
+        if sdk.region().is_none() {
+            // S3-compatible servers rarely care, but requests must be signed for some region.
+            builder = builder.region(Region::from_static("us-east-1"));
+        }
+        Ok(S3Store {
+            client: Client::from_conf(builder.build()),
+            bucket: bucket.to_string(),
+            part_size: config.part_size,
+            max_parts_in_flight: config.max_parts_in_flight.max(1),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn location(&self, key: &Key) -> String {
+        format!("s3://{}/{}", self.bucket, key)
+    }
+
+    pub(super) async fn head(&self, key: &Key) -> Result<ObjectMeta, StoreError> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| sdk_error("HeadObject", self.location(key), e))?;
+        Ok(ObjectMeta {
+            key: key.clone(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            etag: out.e_tag().map(|t| t.trim_matches('"').to_string()),
+            last_modified: out
+                .last_modified()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+        })
+    }
+
+    pub(super) async fn get(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StoreError> {
+        let bad_range = |size: u64, range: &Range<u64>| StoreError::BadRange {
+            location: self.location(key),
+            start: range.start,
+            end: range.end,
+            size,
+        };
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str());
+        if let Some(range) = &range {
+            if range.start >= range.end {
+                // S3 cannot express an empty range; check existence and bounds instead.
+                let size = self.head(key).await?.size;
+                if range.start > range.end || range.end > size {
+                    return Err(bad_range(size, range));
+                }
+                return Ok(Box::pin(stream::empty()));
+            }
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                let size = self.head(key).await?.size;
+                return Err(bad_range(size, range.as_ref().unwrap_or(&(0..0))));
+            }
+            Err(e) => return Err(sdk_error("GetObject", self.location(key), e)),
+        };
+        if let Some(range) = &range {
+            // S3 shortens a range that runs past the end instead of refusing it.
+            let got = out.content_length().unwrap_or(0).max(0) as u64;
+            if got != range.end - range.start {
+                let size = self.head(key).await?.size;
+                return Err(bad_range(size, range));
+            }
+        }
+        let location = self.location(key);
+        Ok(Box::pin(stream::try_unfold(
+            (out.body, location),
+            |(mut body, location): (SdkBody, String)| async move {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => Ok(Some((chunk, (body, location)))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(StoreError::S3 {
+                        operation: "GetObject",
+                        location,
+                        reason: format!("reading the body: {}", DisplayErrorContext(&e)),
+                        retryable: true,
+                    }),
+                }
+            },
+        )))
+    }
+
+    pub(super) fn upload(&self, key: &Key) -> S3Upload {
+        S3Upload {
+            store: self.clone(),
+            key: key.clone(),
+            buffer: BytesMut::new(),
+            upload_id: None,
+            next_part: 1,
+            in_flight: JoinSet::new(),
+            parts: Vec::new(),
+            written: 0,
+            done: false,
+        }
+    }
+
+    pub(super) async fn list(&self, prefix: &Key) -> Result<Vec<ObjectMeta>, StoreError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix.as_str())
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ListObjectsV2", self.location(prefix), e))?;
+            for object in out.contents() {
+                let Some(name) = object.key() else { continue };
+                let Ok(key) = Key::new(name) else {
+                    tracing::warn!(
+                        key = name,
+                        "skipping an object whose key ferry cannot address"
+                    );
+                    continue;
+                };
+                found.push(ObjectMeta {
+                    key,
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().map(|t| t.trim_matches('"').to_string()),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                });
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.key.as_str().as_bytes().cmp(b.key.as_str().as_bytes()));
+        Ok(found)
+    }
+
+    pub(super) async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_error("DeleteObject", self.location(key), e) {
+                StoreError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub(super) async fn copy(&self, from: &Key, to: &Key) -> Result<ObjectMeta, StoreError> {
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            utf8_percent_encode(from.as_str(), COPY_SOURCE)
+        );
+        let size = self.head(from).await?.size;
+        if size <= MAX_SINGLE_COPY {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(to.as_str())
+                .copy_source(&source)
+                .send()
+                .await
+                .map_err(|e| sdk_error("CopyObject", self.location(from), e))?;
+            return self.head(to).await;
+        }
+        let upload_id = self.create_multipart(to).await?;
+        let result = async {
+            let mut parts = Vec::new();
+            let mut start = 0;
+            let mut number = 1;
+            while start < size {
+                let end = (start + COPY_PART_SIZE).min(size);
+                let out = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(to.as_str())
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .copy_source(&source)
+                    .copy_source_range(format!("bytes={}-{}", start, end - 1))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("UploadPartCopy", self.location(to), e))?;
+                let result = out.copy_part_result();
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(result.and_then(|r| r.e_tag()).map(str::to_string))
+                        .set_checksum_crc32(
+                            result.and_then(|r| r.checksum_crc32()).map(str::to_string),
+                        )
+                        .build(),
+                );
+                start = end;
+                number += 1;
+            }
+            self.complete_multipart(to, &upload_id, parts).await
+        }
+        .await;
+        if result.is_err() {
+            self.abort_multipart(to, &upload_id).await;
+        }
+        result?;
+        self.head(to).await
+    }
+
+    async fn create_multipart(&self, key: &Key) -> Result<String, StoreError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .send()
+            .await
+            .map_err(|e| sdk_error("CreateMultipartUpload", self.location(key), e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::S3 {
+                operation: "CreateMultipartUpload",
+                location: self.location(key),
+                reason: "the response carries no upload id".into(),
+                retryable: false,
+            })
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &Key,
+        upload_id: &str,
+        mut parts: Vec<CompletedPart>,
+    ) -> Result<(), StoreError> {
+        parts.sort_by_key(|p| p.part_number());
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error("CompleteMultipartUpload", self.location(key), e))?;
+        Ok(())
+    }
+
+    /// Best effort: an upload that cannot be aborted is left to the bucket's lifecycle rule
+    /// (AbortIncompleteMultipartUpload); it never becomes a visible object either way.
+    async fn abort_multipart(&self, key: &Key, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(location = %self.location(key), error = %DisplayErrorContext(&e), "could not abort a multipart upload");
+        }
+    }
+}
+
+/// A streamed S3 upload. See [`super::Upload`].
+pub(crate) struct S3Upload {
+    store: S3Store,
+    key: Key,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    next_part: i32,
+    in_flight: JoinSet<Result<CompletedPart, StoreError>>,
+    parts: Vec<CompletedPart>,
+    written: u64,
+    done: bool,
+}
+
+impl S3Upload {
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub(super) async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
+        self.written += data.len() as u64;
+        self.buffer.extend_from_slice(&data);
+        while self.buffer.len() >= self.store.part_size {
+            let part = self.buffer.split_to(self.store.part_size).freeze();
+            if let Err(e) = self.send_part(part).await {
+                self.abort_now().await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self, part: Bytes) -> Result<(), StoreError> {
+        if self.upload_id.is_none() {
+            self.upload_id = Some(self.store.create_multipart(&self.key).await?);
+        }
+        if self.next_part > MAX_PARTS {
+            return Err(StoreError::Limit {
+                location: self.store.location(&self.key),
+                reason: format!(
+                    "the object outgrew S3's {MAX_PARTS} parts of {} bytes; raise FERRY_S3_PART_SIZE",
+                    self.store.part_size
+                ),
+            });
+        }
+        while self.in_flight.len() >= self.store.max_parts_in_flight {
+            self.reap_one().await?;
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let upload_id = self.upload_id.clone().unwrap_or_default();
+        self.in_flight.spawn(async move {
+            let out = store
+                .client
+                .upload_part()
+                .bucket(&store.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id)
+                .part_number(number)
+                .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                .body(SdkBody::from(part))
+                .send()
+                .await
+                .map_err(|e| sdk_error("UploadPart", store.location(&key), e))?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> Result<(), StoreError> {
+        match self.in_flight.join_next().await {
+            Some(Ok(Ok(part))) => {
+                self.parts.push(part);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(join)) => Err(StoreError::S3 {
+                operation: "UploadPart",
+                location: self.store.location(&self.key),
+                reason: format!("the part upload task failed: {join}"),
+                retryable: false,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) async fn finish(mut self) -> Result<ObjectMeta, StoreError> {
+        let result = self.complete().await;
+        if result.is_err() {
+            self.abort_now().await;
+        }
+        self.done = true;
+        result
+    }
+
+    async fn complete(&mut self) -> Result<ObjectMeta, StoreError> {
+        let Some(upload_id) = self.upload_id.clone() else {
+            let body = std::mem::take(&mut self.buffer).freeze();
+            let out = self
+                .store
+                .client
+                .put_object()
+                .bucket(&self.store.bucket)
+                .key(self.key.as_str())
+                .body(SdkBody::from(body))
+                .send()
+                .await
+                .map_err(|e| sdk_error("PutObject", self.store.location(&self.key), e))?;
+            return Ok(ObjectMeta {
+                key: self.key.clone(),
+                size: self.written,
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_string()),
+                last_modified: Some(std::time::SystemTime::now()),
+            });
+        };
+        if !self.buffer.is_empty() {
+            let last = std::mem::take(&mut self.buffer).freeze();
+            self.send_part(last).await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.reap_one().await?;
+        }
+        let parts = std::mem::take(&mut self.parts);
+        self.store
+            .complete_multipart(&self.key, &upload_id, parts)
+            .await?;
+        let mut meta = self.store.head(&self.key).await?;
+        if meta.size != self.written {
+            return Err(StoreError::Aborted {
+                location: self.store.location(&self.key),
+                reason: format!(
+                    "{} bytes were sent but the object has {}",
+                    self.written, meta.size
+                ),
+            });
+        }
+        meta.key = self.key.clone();
+        Ok(meta)
+    }
+
+    pub(super) async fn abort(mut self) -> Result<(), StoreError> {
+        self.abort_now().await;
+        Ok(())
+    }
+
+    async fn abort_now(&mut self) {
+        self.done = true;
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        if let Some(upload_id) = self.upload_id.take() {
+            self.store.abort_multipart(&self.key, &upload_id).await;
+        }
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.in_flight.abort_all();
+        let (Some(upload_id), Ok(runtime)) =
+            (self.upload_id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let store = self.store.clone();
+        let key = self.key.clone();
+        runtime.spawn(async move { store.abort_multipart(&key, &upload_id).await });
+    }
+}
