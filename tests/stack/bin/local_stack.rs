@@ -1,0 +1,67 @@
+//! `local-stack -- COMMAND...`: runs COMMAND against the embedded default and stops it after.
+//!
+//! Starts a private PostgreSQL server (TLS on, verify-full against the run's CA) with a `demo`
+//! database holding sample data, and a local directory to serve as the bucket. COMMAND gets:
+//! - `FERRY_SOURCE`: the demo database URL (no password; the password is in `PGPASSWORD`);
+//! - `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`;
+//! - `FERRY_BUCKET`: a `file://` URL of the bucket directory.
+//!
+//! Everything lives in a scratch directory that is removed when COMMAND ends.
+
+use std::process::{Command, ExitCode};
+
+use ferry_tests::{PgServer, PgServerOptions, pg::SUPERUSER, pg::test_ca, process::scratch};
+
+const SAMPLE: &str = "
+CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, email text UNIQUE);
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  customer_id bigint NOT NULL REFERENCES customers, total numeric(12,2), placed_at timestamptz DEFAULT now());
+INSERT INTO customers (name, email) SELECT 'customer ' || i, 'c' || i || '@example.com' FROM generate_series(1, 1000) i;
+INSERT INTO orders (customer_id, total) SELECT 1 + i % 1000, (i % 997) * 1.25 FROM generate_series(1, 10000) i;
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip_while(|a| a != "--").skip(1).collect();
+    let Some((program, rest)) = args.split_first() else {
+        eprintln!("usage: local-stack -- COMMAND [ARGS...]");
+        return ExitCode::from(2);
+    };
+    eprintln!("local-stack: starting PostgreSQL (TLS on) ...");
+    let pg = PgServer::start_new(PgServerOptions { tls: true });
+    pg.psql("postgres", "CREATE DATABASE demo");
+    pg.psql("demo", SAMPLE);
+    let bucket = scratch().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    eprintln!(
+        "local-stack: PostgreSQL on 127.0.0.1:{} (database demo), bucket file://{}/",
+        pg.port,
+        bucket.display()
+    );
+    let status = Command::new(program)
+        .args(rest)
+        .env(
+            "FERRY_SOURCE",
+            format!(
+                "postgres://{SUPERUSER}@localhost:{}/demo?sslmode=verify-full&sslrootcert={}",
+                pg.port,
+                test_ca().ca_cert.display()
+            ),
+        )
+        .env("PGHOST", "localhost")
+        .env("PGPORT", pg.port.to_string())
+        .env("PGUSER", SUPERUSER)
+        .env("PGPASSWORD", pg.password())
+        .env("PGDATABASE", "demo")
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", &test_ca().ca_cert)
+        .env("FERRY_BUCKET", format!("file://{}/", bucket.display()))
+        .status();
+    drop(pg);
+    match status {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
+        Err(e) => {
+            eprintln!("local-stack: cannot run {program}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
