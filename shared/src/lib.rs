@@ -15,6 +15,7 @@
 pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod neon;
 pub mod pg;
 pub mod progress;
 pub mod retry;

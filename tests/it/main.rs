@@ -2,5 +2,6 @@
 
 mod cli;
 mod lambda;
+mod neon;
 mod pg_connect;
 mod store;

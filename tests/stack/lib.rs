@@ -10,10 +10,12 @@
 //! process started here is killed when the test binary exits (see [`process`]).
 
 pub mod lambda;
+pub mod neon;
 pub mod pg;
 pub mod process;
 pub mod s3;
 
+pub use neon::{EmulatorOptions, NeonEmulator, shared_emulator};
 pub use pg::{PgServer, PgServerOptions, shared_pg, shared_pg_without_tls};
 pub use s3::{S3Server, shared_s3};
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 use crate::{
-    pg::{PgConfig, connect},
+    pg::connect,
     progress::{ProgressEvent, Unit},
     store::{ObjectUrl, Store},
 };
@@ -73,7 +73,7 @@ pub async fn check(input: CheckInput, ctx: Context) -> Result<CheckOutput, JobEr
         None => None,
         Some(source) => {
             step("connecting to PostgreSQL", 0);
-            let given = PgConfig::resolve(source).await?;
+            let given = super::database(source).await?;
             let config = given.direct();
             let session = connect(&config).await?;
             let row = session

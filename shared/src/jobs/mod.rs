@@ -13,7 +13,7 @@ mod validate;
 
 use std::{sync::Arc, time::SystemTime};
 
-pub use branch::{BranchAction, BranchInput, BranchOutput, branch};
+pub use branch::{BranchAction, BranchInput, BranchOutput, BranchSummary, branch};
 pub use check::{CheckInput, CheckOutput, PgCheck, StoreCheck, check};
 pub use import_csv::{ImportCsvInput, ImportCsvOutput, import_csv};
 pub use restore::{RestoreInput, RestoreOutput, restore};
@@ -21,7 +21,8 @@ pub use snapshot::{SnapshotInput, SnapshotOutput, snapshot};
 pub use validate::{ValidateInput, ValidateOutput, validate};
 
 use crate::{
-    pg::PgError,
+    neon::{NeonClient, NeonError},
+    pg::{PgConfig, PgError},
     progress::{SharedProgress, Silent},
     secrets_manager::SecretError,
     store::{StoreConfig, StoreError},
@@ -42,6 +43,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Neon(#[from] NeonError),
 }
 
 impl JobError {
@@ -64,6 +67,15 @@ impl JobError {
                 "Ferry.BadInput"
             }
             JobError::Secret(_) => "Ferry.SecretUnavailable",
+            JobError::Neon(NeonError::Locked { .. }) => "Ferry.NeonLocked",
+            JobError::Neon(NeonError::BadInput(_) | NeonError::MissingKey) => "Ferry.BadInput",
+            JobError::Neon(NeonError::NotFound { .. }) => "Ferry.NotFound",
+            JobError::Neon(NeonError::AlreadyExists { .. }) => "Ferry.AlreadyExists",
+            JobError::Neon(NeonError::OperationFailed { .. }) => "Ferry.NeonOperationFailed",
+            JobError::Neon(NeonError::TimedOut { .. }) => "Ferry.TimedOut",
+            JobError::Neon(NeonError::Secret(_)) => "Ferry.SecretUnavailable",
+            JobError::Neon(e) if e.is_retryable() => "Ferry.NeonUnavailable",
+            JobError::Neon(_) => "Ferry.NeonError",
         }
     }
 
@@ -73,6 +85,7 @@ impl JobError {
             JobError::Postgres(e) => e.is_retryable(),
             JobError::Store(e) => e.is_retryable(),
             JobError::Secret(e) => e.is_retryable(),
+            JobError::Neon(e) => e.is_retryable(),
             JobError::BadInput(_) | JobError::NotImplemented { .. } => false,
         }
     }
@@ -96,4 +109,62 @@ impl Context {
             deadline: None,
         })
     }
+}
+
+/// The `neon://` reference of a database on a branch: it names where the password can be read
+/// (the Neon API) without carrying it.
+pub fn neon_reference(project: &str, branch_id: &str, database: &str, role: &str) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    format!(
+        "neon://{}/{}/{}?role={}",
+        enc(project),
+        enc(branch_id),
+        enc(database),
+        enc(role)
+    )
+}
+
+/// Resolves where a job connects: a PostgreSQL URL, a `key=value` string, a Secrets Manager
+/// reference, or a `neon://PROJECT/BRANCH/DATABASE?role=ROLE` reference, whose connection URI
+/// (direct, not pooled) is read from the Neon API with `NEON_API_KEY`.
+pub async fn database(spec: &str) -> Result<PgConfig, JobError> {
+    let Some(rest) = spec.strip_prefix("neon://") else {
+        return Ok(PgConfig::resolve(spec).await?);
+    };
+    let bad = || {
+        JobError::BadInput(format!(
+            "{spec:?} is not a neon://PROJECT/BRANCH/DATABASE?role=ROLE reference"
+        ))
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| bad())
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let [project, branch, db] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let role = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("role="))
+        .ok_or_else(bad)?;
+    let (project, branch, db, role) = (dec(project)?, dec(branch)?, dec(db)?, dec(role)?);
+    let client = NeonClient::from_env().await?;
+    let branch = client.resolve_branch(&project, &branch).await?;
+    let uri = client
+        .connection_uri(&project, &branch.id, &db, &role, false)
+        .await?;
+    // Do not echo the URI in an error: it holds the password.
+    PgConfig::parse(uri.expose())
+        .map(|c| c.direct())
+        .map_err(|_| {
+            JobError::BadInput(format!(
+                "the Neon API returned an unusable connection URI for {spec}"
+            ))
+        })
 }

@@ -1,0 +1,163 @@
+//! The Neon API v2 client: branches, operations, connection URIs, databases, roles, projects.
+//!
+//! Shaped by what has hurt Neon's own clients (see the project's notes on the API):
+//! - every write is asynchronous: [`NeonClient`] waits for every operation a write returns
+//!   before handing the result back, so nobody connects to a branch that is not ready;
+//! - 423, 429, 503 (and other 5xx and timeouts, for requests that are safe to repeat) are retried
+//!   with the one [`Backoff`] policy, honouring `Retry-After`;
+//! - after a network error on a write that is not safe to repeat, the client reads the state
+//!   back instead of replaying the write blindly;
+//! - branches are got-or-created by exact name ([`NeonClient::get_or_create_branch`]);
+//! - the API key lives in a [`Secret`] and never reaches a log line or an error.
+
+mod client;
+pub mod models;
+
+use std::time::Duration;
+
+pub use client::{
+    BranchInfo, CreateBranch, InitSource, NeonClient, PointInTime, UpdateBranch, parse_expiry,
+};
+
+use crate::{retry::Backoff, secret::Secret, secrets_manager::SecretError};
+
+/// Neon's public API.
+pub const DEFAULT_API_HOST: &str = "https://console.neon.tech/api/v2";
+
+/// Neon refuses `expires_at` more than 30 days ahead (API reference, "Create a branch").
+pub const MAX_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How to reach the Neon API.
+#[derive(Debug, Clone)]
+pub struct NeonConfig {
+    pub api_key: Secret,
+    /// Base URL, `https://console.neon.tech/api/v2` unless `NEON_API_HOST` says otherwise.
+    pub host: String,
+    /// Retry policy for 423/429/5xx and network errors.
+    pub retry: Backoff,
+    /// Time limit of one HTTP request.
+    pub request_timeout: Duration,
+    /// How long to wait for the operations of one write to finish.
+    pub operation_timeout: Duration,
+    /// First delay between operation polls (grows to 2 s).
+    pub poll_interval: Duration,
+    /// Branches per page when listing.
+    pub page_size: u32,
+}
+
+impl NeonConfig {
+    pub fn new(api_key: Secret, host: impl Into<String>) -> NeonConfig {
+        NeonConfig {
+            api_key,
+            host: host.into().trim_end_matches('/').to_string(),
+            retry: Backoff {
+                initial: Duration::from_millis(500),
+                max_delay: Duration::from_secs(10),
+                max_elapsed: Duration::from_secs(120),
+            },
+            request_timeout: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(600),
+            poll_interval: Duration::from_millis(250),
+            page_size: 100,
+        }
+    }
+
+    /// `NEON_API_KEY` (the key itself, or a Secrets Manager reference to it) and `NEON_API_HOST`.
+    pub async fn from_env() -> Result<NeonConfig, NeonError> {
+        let key = std::env::var("NEON_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or(NeonError::MissingKey)?;
+        let key = if crate::secrets_manager::is_reference(&key) {
+            crate::secrets_manager::fetch(&key).await?
+        } else {
+            Secret::new(key)
+        };
+        let host = std::env::var("NEON_API_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_API_HOST.to_string());
+        Ok(NeonConfig::new(key, host))
+    }
+}
+
+/// Why a Neon API call failed. Never carries the API key or a password.
+#[derive(Debug, thiserror::Error)]
+pub enum NeonError {
+    #[error("no Neon API key: set NEON_API_KEY (the key, or a Secrets Manager reference to it)")]
+    MissingKey,
+    #[error("bad input: {0}")]
+    BadInput(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// 423: the project kept running a conflicting operation for the whole retry budget.
+    #[error(
+        "Neon project is busy with another operation (423 Locked) on {method} {path}; gave up after {attempts} attempts"
+    )]
+    Locked {
+        method: String,
+        path: String,
+        attempts: u32,
+    },
+    /// 429 or 5xx for the whole retry budget.
+    #[error(
+        "Neon API unavailable on {method} {path}: HTTP {status} after {attempts} attempts: {message}"
+    )]
+    Unavailable {
+        method: String,
+        path: String,
+        status: u16,
+        attempts: u32,
+        message: String,
+    },
+    #[error("network error on {method} {path}: {reason}")]
+    Network {
+        method: String,
+        path: String,
+        reason: String,
+    },
+    #[error("Neon API refused {method} {path}: HTTP {status}: {message}")]
+    Api {
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("unexpected response to {method} {path}: {reason}")]
+    Decode {
+        method: String,
+        path: String,
+        reason: String,
+    },
+    #[error("Neon operation {id} ({action}) ended {status}{}", error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    OperationFailed {
+        id: String,
+        action: String,
+        status: String,
+        error: Option<String>,
+    },
+    #[error("timed out after {}s waiting for {what}", after.as_secs())]
+    TimedOut { what: String, after: Duration },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl NeonError {
+    /// Whether running the same step again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            NeonError::Locked { .. }
+            | NeonError::Unavailable { .. }
+            | NeonError::Network { .. }
+            | NeonError::TimedOut { .. } => true,
+            NeonError::Secret(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, NeonError::NotFound { .. })
+    }
+}

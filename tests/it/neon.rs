@@ -1,0 +1,583 @@
+//! The Neon client against the emulator over HTTP, the emulator's own behaviour, and the
+//! `branch` job through the CLI and the Lambda.
+
+use std::time::{Duration, SystemTime};
+
+use ferry::{
+    neon::{CreateBranch, NeonClient, NeonError, parse_expiry},
+    pg::{PgConfig, connect},
+};
+use ferry_tests::{EmulatorOptions, NeonEmulator, shared_emulator, shared_pg};
+use reqwest::Method;
+use serde_json::json;
+
+/// A project of the test's own in the shared emulator, with some data in `main`'s `neondb`.
+async fn project_with_data(client: &NeonClient) -> (String, String) {
+    let created = client
+        .create_project(&ferry_tests::unique_name("p"))
+        .await
+        .unwrap();
+    let project = created.project.id.clone();
+    let main = created.branch.expect("a project has a default branch");
+    let session = connect_to(client, &project, &main.id).await;
+    session
+        .batch_execute(
+            "CREATE TABLE items (id int PRIMARY KEY, label text); \
+             INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 100) i;",
+        )
+        .await
+        .unwrap();
+    (project, main.id)
+}
+
+async fn connect_to(client: &NeonClient, project: &str, branch_id: &str) -> ferry::pg::Session {
+    let uri = client
+        .connection_uri(project, branch_id, "neondb", "neondb_owner", false)
+        .await
+        .unwrap();
+    let mut config = PgConfig::parse(uri.expose()).unwrap();
+    config.retry.max_elapsed = Duration::from_secs(10);
+    connect(&config).await.unwrap()
+}
+
+async fn count(session: &ferry::pg::Session) -> i64 {
+    session
+        .query_one("SELECT count(*) FROM items", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn preview(name: &str) -> CreateBranch {
+    CreateBranch {
+        name: name.to_string(),
+        with_endpoint: true,
+        ..CreateBranch::default()
+    }
+}
+
+#[tokio::test]
+async fn create_wait_connect_and_the_parents_data_is_there() {
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let (project, main) = project_with_data(&client).await;
+    let info = client
+        .get_or_create_branch(&project, &preview("preview-1"))
+        .await
+        .unwrap();
+    assert!(info.created);
+    assert_eq!(info.branch.name, "preview-1");
+    assert_eq!(info.branch.parent_id.as_deref(), Some(main.as_str()));
+    assert_eq!(
+        info.branch.current_state.as_deref(),
+        Some("ready"),
+        "waited for the operations"
+    );
+    assert_eq!(info.endpoints.len(), 1);
+    assert_eq!(info.endpoints[0].branch_id, info.branch.id);
+
+    let branch = connect_to(&client, &project, &info.branch.id).await;
+    assert_eq!(count(&branch).await, 100, "the parent's rows were copied");
+    branch
+        .batch_execute("DELETE FROM items WHERE id > 10")
+        .await
+        .unwrap();
+    assert_eq!(count(&branch).await, 10);
+    let parent = connect_to(&client, &project, &main).await;
+    assert_eq!(count(&parent).await, 100, "the parent is untouched");
+
+    // The same name again: the same branch, created = false, never the parent.
+    let again = client
+        .get_or_create_branch(&project, &preview("preview-1"))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.branch.id, info.branch.id);
+    let uri_branch = client
+        .connection_uri(&project, &info.branch.id, "neondb", "neondb_owner", false)
+        .await
+        .unwrap();
+    let uri_parent = client
+        .connection_uri(&project, &main, "neondb", "neondb_owner", false)
+        .await
+        .unwrap();
+    assert_ne!(uri_branch.expose(), uri_parent.expose());
+
+    // Reset to the parent brings the rows back.
+    drop(branch);
+    client
+        .reset_branch(&project, &info.branch.id)
+        .await
+        .unwrap();
+    let branch = connect_to(&client, &project, &info.branch.id).await;
+    assert_eq!(count(&branch).await, 100);
+    drop(branch);
+
+    // Deleting twice is fine.
+    assert!(
+        client
+            .delete_branch(&project, &info.branch.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !client
+            .delete_branch(&project, &info.branch.id)
+            .await
+            .unwrap()
+    );
+    assert!(
+        client
+            .find_branch_by_name(&project, "preview-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_branch_is_not_reachable_before_its_operations_finish() {
+    let emulator = NeonEmulator::start(
+        shared_pg(),
+        EmulatorOptions {
+            operation_delay_ms: 3000,
+        },
+    );
+    let client = emulator.client();
+    let (status, created) = emulator
+        .raw(
+            Method::POST,
+            &format!("/projects/{}/branches", emulator.project_id),
+            Some(json!({"branch": {"name": "early"}, "endpoints": [{"type": "read_write"}]})),
+            Some(&emulator.api_key),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(created["branch"]["current_state"], "init");
+    assert_eq!(created["operations"][0]["status"], "scheduling");
+    let branch_id = created["branch"]["id"].as_str().unwrap();
+    let uri = client
+        .connection_uri(
+            &emulator.project_id,
+            branch_id,
+            "neondb",
+            "neondb_owner",
+            false,
+        )
+        .await
+        .unwrap();
+    let mut config = PgConfig::parse(uri.expose()).unwrap();
+    config.retry.max_elapsed = Duration::from_millis(200);
+    assert!(
+        connect(&config).await.is_err(),
+        "connecting before the operations finish fails"
+    );
+    // Another write in the project meanwhile: 423 from the emulator, retried by the client.
+    let (status, _) = emulator
+        .raw(
+            Method::POST,
+            &format!("/projects/{}/branches", emulator.project_id),
+            Some(json!({"branch": {"name": "second"}})),
+            Some(&emulator.api_key),
+        )
+        .await;
+    assert_eq!(status, 423);
+    let second = client
+        .get_or_create_branch(&emulator.project_id, &preview("second"))
+        .await
+        .unwrap();
+    assert!(second.created, "the client waited out the lock");
+    config.retry.max_elapsed = Duration::from_secs(10);
+    connect(&config)
+        .await
+        .expect("reachable once the operations finished");
+}
+
+#[tokio::test]
+async fn lock_storms_and_throttling_end_in_success() {
+    let emulator = NeonEmulator::start(shared_pg(), EmulatorOptions::default());
+    let client = emulator.client();
+    let project = emulator.project_id.clone();
+    emulator
+        .faults(json!({"http": {"status": 423, "times": 6}}))
+        .await;
+    let a = client
+        .get_or_create_branch(&project, &preview("after-423"))
+        .await
+        .unwrap();
+    assert!(a.created);
+    emulator
+        .faults(json!({"http": {"status": 429, "times": 3, "retry_after": 1}}))
+        .await;
+    let started = std::time::Instant::now();
+    let b = client
+        .get_or_create_branch(&project, &preview("after-429"))
+        .await
+        .unwrap();
+    assert!(b.created);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    emulator
+        .faults(json!({"http": {"status": 503, "times": 4}}))
+        .await;
+    assert_eq!(client.list_branches(&project).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_lock_that_never_clears_is_a_neon_locked_error() {
+    let emulator = NeonEmulator::start(shared_pg(), EmulatorOptions::default());
+    let mut config = emulator.config();
+    config.retry.max_elapsed = Duration::from_secs(2);
+    let client = NeonClient::new(config).unwrap();
+    emulator
+        .faults(json!({"http": {"status": 423, "times": 1000}}))
+        .await;
+    let error = client
+        .get_or_create_branch(&emulator.project_id, &preview("never"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NeonError::Locked { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    let job_error = ferry::jobs::JobError::from(error);
+    assert_eq!(job_error.error_type(), "Ferry.NeonLocked");
+}
+
+#[tokio::test]
+async fn a_failed_operation_is_a_clear_error() {
+    let emulator = NeonEmulator::start(shared_pg(), EmulatorOptions::default());
+    let client = emulator.client();
+    emulator.faults(json!({"fail_operations": 1})).await;
+    let error = client
+        .get_or_create_branch(&emulator.project_id, &preview("doomed"))
+        .await
+        .unwrap_err();
+    match &error {
+        NeonError::OperationFailed { action, status, .. } => {
+            assert_eq!(status, "failed");
+            assert_eq!(action, "create_branch");
+        }
+        other => panic!("expected OperationFailed, got {other:?}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.contains("create_branch") && text.contains("failed"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_the_write_reads_back_instead_of_replaying() {
+    let emulator = NeonEmulator::start(shared_pg(), EmulatorOptions::default());
+    let client = emulator.client();
+    emulator.faults(json!({"drop_after_write": 1})).await;
+    let info = client
+        .get_or_create_branch(&emulator.project_id, &preview("dropped"))
+        .await
+        .unwrap();
+    assert!(info.created, "the create happened; the client found it");
+    let named: Vec<_> = client
+        .list_branches(&emulator.project_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.name == "dropped")
+        .collect();
+    assert_eq!(named.len(), 1, "no second branch from a blind replay");
+}
+
+#[tokio::test]
+async fn listing_reads_every_page() {
+    let emulator = shared_emulator();
+    let mut config = emulator.config();
+    config.page_size = 2;
+    let client = NeonClient::new(config).unwrap();
+    let project = client.create_project("paging").await.unwrap().project.id;
+    for i in 0..5 {
+        client
+            .create_branch(
+                &project,
+                &CreateBranch {
+                    name: format!("b{i}"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let mut names: Vec<String> = client
+        .list_branches(&project)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["b0", "b1", "b2", "b3", "b4", "main"]);
+    // A duplicate name through plain create is AlreadyExists (409).
+    let dup = client
+        .create_branch(
+            &project,
+            &CreateBranch {
+                name: "b1".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(dup, Err(NeonError::AlreadyExists { .. })),
+        "{dup:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_expiry_is_refused_before_any_request() {
+    for bad in ["31d", "0s", "-2h", "tomorrow"] {
+        assert!(
+            matches!(parse_expiry(bad), Err(NeonError::BadInput(_))),
+            "{bad}"
+        );
+    }
+    // A client aimed at nothing: any request would be a network error, not BadInput.
+    let config =
+        ferry::neon::NeonConfig::new(ferry::secret::Secret::new("k"), "http://127.0.0.1:9");
+    let client = NeonClient::new(config).unwrap();
+    let past = CreateBranch {
+        name: "x".into(),
+        expires_at: Some(SystemTime::now() - Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let error = client
+        .get_or_create_branch("some-project-12345678", &past)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NeonError::BadInput(_)), "{error:?}");
+    let far = CreateBranch {
+        expires_at: Some(SystemTime::now() + Duration::from_secs(40 * 86400)),
+        ..past
+    };
+    assert!(matches!(
+        client.create_branch("p", &far).await,
+        Err(NeonError::BadInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_emulator_answers_like_the_service() {
+    let emulator = shared_emulator();
+    let key = Some(emulator.api_key.as_str());
+    let project = emulator
+        .client()
+        .create_project("answers")
+        .await
+        .unwrap()
+        .project
+        .id;
+    let branches = format!("/projects/{project}/branches");
+    let (status, _) = emulator.raw(Method::GET, &branches, None, None).await;
+    assert_eq!(status, 401, "no key");
+    let (status, _) = emulator
+        .raw(Method::GET, &branches, None, Some("wrong"))
+        .await;
+    assert_eq!(status, 401, "wrong key");
+    let (status, body) = emulator
+        .raw(
+            Method::GET,
+            "/projects/no-such-project-00000000/branches",
+            None,
+            key,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(body["message"].is_string() && body["code"].is_string());
+    let (status, _) = emulator
+        .raw(
+            Method::GET,
+            &format!("{branches}/br-none-none-00000000"),
+            None,
+            key,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = emulator
+        .raw(
+            Method::POST,
+            &branches,
+            Some(json!({"branch": {"name": 5}})),
+            key,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let past =
+        humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60)).to_string();
+    let (status, body) = emulator
+        .raw(
+            Method::POST,
+            &branches,
+            Some(json!({"branch": {"name": "e", "expires_at": past}})),
+            key,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let far =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(31 * 86400))
+            .to_string();
+    let (status, _) = emulator
+        .raw(
+            Method::POST,
+            &branches,
+            Some(json!({"branch": {"name": "e", "expires_at": far}})),
+            key,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = emulator
+        .raw(
+            Method::POST,
+            &branches,
+            Some(json!({"branch": {"name": "pit", "parent_timestamp": "2020-01-01T00:00:00Z"}})),
+            key,
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("point in time"),
+        "{body}"
+    );
+    // The default branch and a branch with children cannot be deleted.
+    let client = emulator.client();
+    let main = client
+        .find_branch_by_name(&project, "main")
+        .await
+        .unwrap()
+        .unwrap();
+    let (status, _) = emulator
+        .raw(
+            Method::DELETE,
+            &format!("{branches}/{}", main.id),
+            None,
+            key,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let parent = client
+        .create_branch(
+            &project,
+            &CreateBranch {
+                name: "parent".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .create_branch(
+            &project,
+            &CreateBranch {
+                name: "child".into(),
+                parent: Some("parent".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _) = emulator
+        .raw(
+            Method::DELETE,
+            &format!("{branches}/{}", parent.branch.id),
+            None,
+            key,
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Deleting a missing branch: 204.
+    let (status, _) = emulator
+        .raw(
+            Method::DELETE,
+            &format!("{branches}/br-gone-gone-00000000"),
+            None,
+            key,
+        )
+        .await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn an_expired_branch_is_deleted() {
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let project = client.create_project("expiry").await.unwrap().project.id;
+    let info = client
+        .get_or_create_branch(&project, &preview("short-lived"))
+        .await
+        .unwrap();
+    // The emulator accepts expiry only in the future; move it to the near future directly.
+    let soon =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(2)).to_string();
+    let (status, _) = emulator
+        .raw(
+            Method::PATCH,
+            &format!("/projects/{project}/branches/{}", info.branch.id),
+            Some(json!({"branch": {"expires_at": soon}})),
+            Some(&emulator.api_key),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while client
+        .find_branch_by_name(&project, "short-lived")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired branch was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn databases_and_roles() {
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let created = client.create_project("dbs").await.unwrap();
+    let project = created.project.id;
+    let main = created.branch.unwrap().id;
+    let db = client
+        .create_database(&project, &main, "analytics", "neondb_owner")
+        .await
+        .unwrap();
+    assert_eq!(db.name, "analytics");
+    let again = client
+        .create_database(&project, &main, "analytics", "neondb_owner")
+        .await
+        .unwrap();
+    assert_eq!(again.id, db.id, "create is get-or-create");
+    let names: Vec<String> = client
+        .list_databases(&project, &main)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["neondb", "analytics"]);
+    let roles = client.list_roles(&project, &main).await.unwrap();
+    assert_eq!(roles[0].name, "neondb_owner");
+    let password = client
+        .reveal_password(&project, &main, "neondb_owner")
+        .await
+        .unwrap();
+    let uri = client
+        .connection_uri(&project, &main, "analytics", "neondb_owner", false)
+        .await
+        .unwrap();
+    assert!(uri.expose().contains(password.expose()));
+    let mut config = PgConfig::parse(uri.expose()).unwrap();
+    config.retry.max_elapsed = Duration::from_secs(10);
+    connect(&config)
+        .await
+        .expect("the new database accepts the role's password");
+}
