@@ -297,7 +297,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
                 },
             };
             let out = jobs::branch(input, ctx).await?;
-            emit(json, &out, pretty);
+            emit(json, &out, describe_branches);
         }
         Command::Check(a) => {
             let out = jobs::check(
@@ -335,6 +335,55 @@ async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
         }
     }
     Ok(())
+}
+
+fn describe_branches(o: &jobs::BranchOutput) -> String {
+    let line = |b: &jobs::BranchSummary| {
+        format!(
+            "{} ({}){}{}",
+            b.name,
+            b.branch_id,
+            b.state
+                .as_deref()
+                .map(|s| format!(", {s}"))
+                .unwrap_or_default(),
+            b.expires_at
+                .as_deref()
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default()
+        )
+    };
+    let mut lines = Vec::new();
+    match o.action {
+        BranchAction::List => lines.extend(o.branches.iter().map(line)),
+        BranchAction::Delete => lines.push(match &o.branch {
+            Some(b) if o.deleted => format!("deleted {}", line(b)),
+            _ => "already gone: nothing to delete".to_string(),
+        }),
+        _ => {
+            if let Some(b) = &o.branch {
+                let verb = match (o.action, o.created) {
+                    (BranchAction::Create, true) => "created ",
+                    (BranchAction::Create, false) => "already existed: ",
+                    (BranchAction::Reset, _) => "reset to its parent: ",
+                    _ => "",
+                };
+                lines.push(format!("{verb}{}", line(b)));
+                if let Some(host) = &b.endpoint_host {
+                    lines.push(format!("  endpoint:   {host}"));
+                }
+                if let (Some(db), Some(role)) = (&b.database, &b.role) {
+                    lines.push(format!("  database:   {db} (role {role})"));
+                }
+                if let Some(connection) = &b.connection {
+                    lines.push(format!(
+                        "  connection: {connection}  (password read through the Neon API)"
+                    ));
+                }
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 fn branch_input(action: BranchAction, r: BranchRef) -> jobs::BranchInput {

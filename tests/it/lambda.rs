@@ -23,10 +23,6 @@ async fn unbuilt_jobs_fail_with_a_typed_not_implemented_error() {
             "validate",
             json!({"source": "postgres://u@h/a", "target": "postgres://u@h/b"}),
         ),
-        (
-            "branch",
-            json!({"action": "create", "project": "p", "branch": "preview-1"}),
-        ),
     ];
     for (function, event) in cases {
         let run = invoke(&workspace_binary(function), event, &[]).await;

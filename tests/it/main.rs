@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the servers of the local stack start once per run.
 
 mod cli;
+mod contract;
 mod lambda;
 mod neon;
 mod pg_connect;

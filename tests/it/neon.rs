@@ -581,3 +581,187 @@ async fn databases_and_roles() {
         .await
         .expect("the new database accepts the role's password");
 }
+
+fn ferry_cli(emulator: &NeonEmulator, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(ferry_tests::lambda::workspace_binary("ferry"))
+        .args(args)
+        .envs(emulator.env())
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_branch_command_end_to_end_without_printing_secrets() {
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let (project, main) = project_with_data(&client).await;
+    let password = client
+        .reveal_password(&project, &main, "neondb_owner")
+        .await
+        .unwrap();
+    let secrets = [emulator.api_key.clone(), password.expose().to_string()];
+    let mut outputs = Vec::new();
+    let mut run = |args: &[&str]| {
+        let (code, stdout, stderr) = ferry_cli(emulator, args);
+        outputs.push(format!("{stdout}{stderr}"));
+        (code, stdout, stderr)
+    };
+
+    let create = [
+        "--json",
+        "branch",
+        "create",
+        "--project",
+        &project,
+        "--name",
+        "cli-preview",
+        "--expires-in",
+        "7d",
+    ];
+    let (code, stdout, stderr) = run(&create);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(first["created"], true);
+    let branch = &first["branch"];
+    assert_eq!(branch["name"], "cli-preview");
+    assert_eq!(branch["database"], "neondb");
+    assert_eq!(branch["role"], "neondb_owner");
+    assert_eq!(branch["endpointHost"], "localhost");
+    assert!(branch["expiresAt"].is_string());
+    let connection = branch["connection"].as_str().unwrap().to_string();
+    assert!(
+        connection.starts_with(&format!("neon://{project}/")),
+        "{connection}"
+    );
+
+    let (code, stdout, _) = run(&create);
+    assert_eq!(code, 0);
+    let second: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(second["created"], false);
+    assert_eq!(second["branch"]["branchId"], branch["branchId"]);
+
+    // Other jobs connect through the reference; the password comes from the API.
+    let (code, stdout, stderr) = run(&["--json", "check", "--source", &connection]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let check: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(check["postgres"]["tls"], true);
+
+    let (code, stdout, _) = run(&["branch", "list", "--project", &project]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("cli-preview") && stdout.contains("main"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[
+        "branch",
+        "get",
+        "--project",
+        &project,
+        "--branch",
+        "cli-preview",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("neon://"), "{stdout}");
+    let (code, stdout, stderr) = run(&[
+        "branch",
+        "reset",
+        "--project",
+        &project,
+        "--branch",
+        "cli-preview",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let delete = [
+        "--json",
+        "branch",
+        "delete",
+        "--project",
+        &project,
+        "--branch",
+        "cli-preview",
+    ];
+    let (code, stdout, _) = run(&delete);
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["deleted"],
+        true
+    );
+    let (code, stdout, _) = run(&delete);
+    assert_eq!(code, 0, "deleting twice is fine");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["deleted"],
+        false
+    );
+
+    let (code, stdout, stderr) = run(&[
+        "--json",
+        "branch",
+        "create",
+        "--project",
+        &project,
+        "--name",
+        "x",
+        "--expires-in",
+        "31d",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("30 days"), "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["error"]["type"],
+        "Ferry.BadInput"
+    );
+
+    for output in outputs {
+        for secret in &secrets {
+            assert!(
+                !output.contains(secret.as_str()),
+                "a secret reached the output:\n{output}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_branch_lambda_creates_and_reports_typed_errors() {
+    use ferry_tests::lambda::{invoke, workspace_binary};
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let (project, main) = project_with_data(&client).await;
+    let password = client
+        .reveal_password(&project, &main, "neondb_owner")
+        .await
+        .unwrap();
+    let mut env = emulator.env();
+    env.push(("RUST_LOG", "debug".into()));
+    let event = json!({"action": "create", "project": project, "branch": "lambda-preview", "expiresIn": "1d"});
+    let run = invoke(&workspace_binary("branch"), event.clone(), &env).await;
+    let output = run.result.clone().expect("the branch Lambda succeeds");
+    assert_eq!(output["created"], true);
+    assert_eq!(output["branch"]["name"], "lambda-preview");
+    let again = invoke(&workspace_binary("branch"), event, &env).await;
+    assert_eq!(again.result.unwrap()["created"], false);
+    let missing = invoke(
+        &workspace_binary("branch"),
+        json!({"action": "create", "project": project}),
+        &env,
+    )
+    .await;
+    assert_eq!(missing.result.unwrap_err().0, "Ferry.BadInput");
+    let gone = invoke(
+        &workspace_binary("branch"),
+        json!({"action": "get", "project": project, "branch": "no-such-branch"}),
+        &env,
+    )
+    .await;
+    assert_eq!(gone.result.unwrap_err().0, "Ferry.NotFound");
+    for text in [run.logs, format!("{output}")] {
+        assert!(!text.contains(&emulator.api_key), "API key leaked: {text}");
+        assert!(!text.contains(password.expose()), "password leaked: {text}");
+    }
+}

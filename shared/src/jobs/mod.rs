@@ -114,9 +114,7 @@ impl Context {
 /// The `neon://` reference of a database on a branch: it names where the password can be read
 /// (the Neon API) without carrying it.
 pub fn neon_reference(project: &str, branch_id: &str, database: &str, role: &str) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
+    let enc = crate::neon::segment;
     format!(
         "neon://{}/{}/{}?role={}",
         enc(project),

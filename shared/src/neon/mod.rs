@@ -15,6 +15,7 @@ pub mod models;
 
 use std::time::Duration;
 
+pub(crate) use client::segment;
 pub use client::{
     BranchInfo, CreateBranch, InitSource, NeonClient, PointInTime, UpdateBranch, parse_expiry,
 };

@@ -183,7 +183,7 @@ impl Emulator {
             "store_passwords": true, "creation_source": "neon-emulator",
             "history_retention_seconds": 0, "created_at": p.created_at, "updated_at": p.created_at,
             "consumption_period_start": "0001-01-01T00:00:00Z", "consumption_period_end": "0001-01-01T00:00:00Z",
-            "owner_id": "00000000-0000-0000-0000-000000000000",
+            "owner_id": "00000000-0000-0000-0000-000000000000", "active_time": 0,
             "data_storage_bytes_hour": 0, "data_transfer_bytes": 0, "written_data_bytes": 0,
             "compute_time_seconds": 0, "active_time_seconds": 0, "cpu_used_sec": 0,
             "settings": {"allowed_ips": {"ips": [], "protected_branches_only": false}},
@@ -643,6 +643,7 @@ impl Emulator {
                 200,
                 json!({
                     "branches": page.iter().map(|b| Self::branch_json(project, b)).collect::<Vec<_>>(),
+                    "annotations": {},
                     "pagination": {"next": next, "sort_by": "created_at", "sort_order": "ASC"},
                 }),
             ))
@@ -652,7 +653,11 @@ impl Emulator {
     pub fn get_branch(&self, project: &str, branch_id: &str) -> Answer {
         self.with_project(project, |p| {
             let b = Self::find_branch(p, branch_id)?;
-            Ok((200, json!({"branch": Self::branch_json(project, &b)})))
+            Ok((
+                200,
+                json!({"branch": Self::branch_json(project, &b),
+                       "annotation": {"object": {"type": "console/branch", "id": b.id}, "value": {}}}),
+            ))
         })
     }
 
@@ -1179,19 +1184,12 @@ impl Emulator {
                     .unwrap_or(ops.len()),
                 None => 0,
             };
-            let page: Vec<Value> = ops
+            let shown: Vec<&&OperationRec> = ops.iter().skip(start).take(limit).collect();
+            let page: Vec<Value> = shown
                 .iter()
-                .skip(start)
-                .take(limit)
                 .map(|o| Self::operation_json(project, o))
                 .collect();
-            let cursor = ops
-                .iter()
-                .skip(start)
-                .take(limit)
-                .last()
-                .map(|o| o.id.clone())
-                .unwrap_or_default();
+            let cursor = shown.last().map(|o| o.id.clone()).unwrap_or_default();
             Ok((
                 200,
                 json!({"operations": page, "pagination": {"cursor": cursor}}),
