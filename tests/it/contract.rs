@@ -29,6 +29,7 @@ async fn every_exchange_validates_against_the_openapi_document() {
         shared_pg(),
         EmulatorOptions {
             operation_delay_ms: 100,
+            ..Default::default()
         },
     );
     let client = emulator.client();

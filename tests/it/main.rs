@@ -5,4 +5,5 @@ mod contract;
 mod lambda;
 mod neon;
 mod pg_connect;
+mod schemas;
 mod store;

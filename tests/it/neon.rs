@@ -141,6 +141,7 @@ async fn a_branch_is_not_reachable_before_its_operations_finish() {
         shared_pg(),
         EmulatorOptions {
             operation_delay_ms: 3000,
+            ..Default::default()
         },
     );
     let client = emulator.client();

@@ -29,8 +29,11 @@ pub struct Invocation {
 /// The path of a binary built from this workspace (`cargo build --workspace --bins` first).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/it-<hash> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).unwrap();
+    // target/<profile>/deps/it-<hash> (a test) or target/<profile>/local-stack -> target/<profile>
+    let mut dir = exe.parent().unwrap();
+    if dir.ends_with("deps") {
+        dir = dir.parent().unwrap();
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

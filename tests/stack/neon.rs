@@ -27,15 +27,18 @@ pub struct NeonEmulator {
     _child: Child,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EmulatorOptions {
     pub operation_delay_ms: u64,
+    /// Fill the starting project's `neondb` with a copy of this database of the server.
+    pub seed_from: Option<String>,
 }
 
 impl Default for EmulatorOptions {
     fn default() -> Self {
         EmulatorOptions {
             operation_delay_ms: 200,
+            seed_from: None,
         }
     }
 }
@@ -48,7 +51,11 @@ impl NeonEmulator {
         let record = dir.join("exchanges.jsonl");
         let api_key = format!("neon-test-key-{}", uuid::Uuid::new_v4().simple());
         let log = std::fs::File::create(dir.join("emulator.log")).unwrap();
-        let mut child = std::process::Command::new(workspace_binary("neon-emulator"))
+        let mut command = std::process::Command::new(workspace_binary("neon-emulator"));
+        if let Some(seed) = &options.seed_from {
+            command.args(["--seed-from", seed]);
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(["--postgres", &pg.url("postgres")])
             .args([

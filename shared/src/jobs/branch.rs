@@ -6,12 +6,13 @@
 
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 use crate::neon::{CreateBranch, NeonClient, models::Branch, parse_expiry};
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum BranchAction {
     Create,
@@ -21,7 +22,7 @@ pub enum BranchAction {
     Reset,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BranchInput {
     pub action: BranchAction,
@@ -39,7 +40,7 @@ pub struct BranchInput {
 }
 
 /// One branch, as workflows need it. Carries no secret.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchSummary {
     pub branch_id: String,
@@ -58,7 +59,7 @@ pub struct BranchSummary {
     pub connection: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BranchOutput {
     pub action: BranchAction,

@@ -5,6 +5,7 @@
 //! object store (write, head, read back, list, delete) with a small probe object.
 
 use bytes::Bytes;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
@@ -14,7 +15,7 @@ use crate::{
     store::{ObjectUrl, Store},
 };
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CheckInput {
     /// A PostgreSQL URL or Secrets Manager reference to connect to.
@@ -25,7 +26,7 @@ pub struct CheckInput {
     pub store: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PgCheck {
     /// Where ferry connected (user, host, port, database; never the password).
@@ -37,7 +38,7 @@ pub struct PgCheck {
     pub tls: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreCheck {
     /// The probe object written, read back and deleted.
@@ -45,7 +46,7 @@ pub struct StoreCheck {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckOutput {
     pub postgres: Option<PgCheck>,

@@ -1,11 +1,12 @@
 //! CSV import: load CSV objects into tables, exactly once.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 use crate::store::ObjectUrl;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImportCsvInput {
     /// The CSV object (`s3://...` or `file:///...`).
@@ -23,7 +24,7 @@ pub struct ImportCsvInput {
     pub rejects_to: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportCsvOutput {
     pub rows_read: u64,

@@ -166,3 +166,25 @@ pub async fn database(spec: &str) -> Result<PgConfig, JobError> {
             ))
         })
 }
+
+/// The JSON Schemas of every job's input and output, by file name (`snapshot.input.json`, …),
+/// as committed under `infra/schemas/`: the contract between the Lambdas and the state machines.
+pub fn schemas() -> Vec<(String, serde_json::Value)> {
+    fn schema<T: schemars::JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialize")
+    }
+    vec![
+        ("snapshot.input.json".into(), schema::<SnapshotInput>()),
+        ("snapshot.output.json".into(), schema::<SnapshotOutput>()),
+        ("restore.input.json".into(), schema::<RestoreInput>()),
+        ("restore.output.json".into(), schema::<RestoreOutput>()),
+        ("import-csv.input.json".into(), schema::<ImportCsvInput>()),
+        ("import-csv.output.json".into(), schema::<ImportCsvOutput>()),
+        ("validate.input.json".into(), schema::<ValidateInput>()),
+        ("validate.output.json".into(), schema::<ValidateOutput>()),
+        ("branch.input.json".into(), schema::<BranchInput>()),
+        ("branch.output.json".into(), schema::<BranchOutput>()),
+        ("check.input.json".into(), schema::<CheckInput>()),
+        ("check.output.json".into(), schema::<CheckOutput>()),
+    ]
+}

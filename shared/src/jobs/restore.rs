@@ -1,11 +1,12 @@
 //! Restore: load a pg_dump archive (ferry's or pg_dump's) into a database or a new Neon branch.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 use crate::store::ObjectUrl;
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RestoreInput {
     /// The archive (`s3://...` or `file:///...`).
@@ -23,7 +24,7 @@ pub struct RestoreInput {
     pub jobs: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreOutput {
     pub tables: u64,

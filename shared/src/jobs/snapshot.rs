@@ -1,12 +1,13 @@
 //! Snapshot: dump a database or Neon branch to the object store as a pg_dump archive.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 use crate::store::ObjectUrl;
 
 /// What to dump and where to.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SnapshotInput {
     /// PostgreSQL URL or Secrets Manager reference of the database to dump.
@@ -25,7 +26,7 @@ pub struct SnapshotInput {
 }
 
 /// Where the snapshot landed.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotOutput {
     pub archive: String,

@@ -1,10 +1,11 @@
 //! Validate: prove that what arrived is what left.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidateInput {
     /// A PostgreSQL URL, a Secrets Manager reference, or a snapshot manifest URL.
@@ -16,7 +17,7 @@ pub struct ValidateInput {
     pub checksums: bool,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateOutput {
     pub matches: bool,

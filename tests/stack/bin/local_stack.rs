@@ -4,13 +4,18 @@
 //! database holding sample data, and a local directory to serve as the bucket. COMMAND gets:
 //! - `FERRY_SOURCE`: the demo database URL (no password; the password is in `PGPASSWORD`);
 //! - `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`;
-//! - `FERRY_BUCKET`: a `file://` URL of the bucket directory.
+//! - `FERRY_BUCKET`: a `file://` URL of the bucket directory;
+//! - `NEON_API_HOST`, `NEON_API_KEY`, `FERRY_NEON_PROJECT`: a Neon API emulator whose project's
+//!   `main` branch holds a copy of the demo database.
 //!
 //! Everything lives in a scratch directory that is removed when COMMAND ends.
 
 use std::process::{Command, ExitCode};
 
-use ferry_tests::{PgServer, PgServerOptions, pg::SUPERUSER, pg::test_ca, process::scratch};
+use ferry_tests::{
+    EmulatorOptions, NeonEmulator, PgServer, PgServerOptions, pg::SUPERUSER, pg::test_ca,
+    process::scratch,
+};
 
 const SAMPLE: &str = "
 CREATE TABLE customers (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, email text UNIQUE);
@@ -30,11 +35,21 @@ fn main() -> ExitCode {
     let pg = PgServer::start_new(PgServerOptions { tls: true });
     pg.psql("postgres", "CREATE DATABASE demo");
     pg.psql("demo", SAMPLE);
+    eprintln!("local-stack: starting the Neon API emulator ...");
+    let neon = NeonEmulator::start(
+        &pg,
+        EmulatorOptions {
+            seed_from: Some("demo".into()),
+            ..EmulatorOptions::default()
+        },
+    );
     let bucket = scratch().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     eprintln!(
-        "local-stack: PostgreSQL on 127.0.0.1:{} (database demo), bucket file://{}/",
+        "local-stack: PostgreSQL on 127.0.0.1:{} (database demo), Neon API emulator at {} (project {}), bucket file://{}/",
         pg.port,
+        neon.url,
+        neon.project_id,
         bucket.display()
     );
     let status = Command::new(program)
@@ -55,7 +70,10 @@ fn main() -> ExitCode {
         .env("PGSSLMODE", "verify-full")
         .env("PGSSLROOTCERT", &test_ca().ca_cert)
         .env("FERRY_BUCKET", format!("file://{}/", bucket.display()))
+        .envs(neon.env())
+        .env("FERRY_NEON_PROJECT", &neon.project_id)
         .status();
+    drop(neon);
     drop(pg);
     match status {
         Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),

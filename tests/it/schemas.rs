@@ -1,0 +1,33 @@
+//! The JSON Schemas under infra/schemas are the contract the state machines rely on: they must
+//! be exactly what the code accepts and returns. `FERRY_UPDATE_SCHEMAS=1` rewrites them.
+
+use std::path::PathBuf;
+
+#[test]
+fn committed_schemas_match_the_code() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/schemas");
+    let update = std::env::var_os("FERRY_UPDATE_SCHEMAS").is_some();
+    let mut stale = Vec::new();
+    for (name, schema) in ferry::jobs::schemas() {
+        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let path = dir.join(&name);
+        if update {
+            std::fs::write(&path, &text).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "infra/schemas is out of date for {stale:?}: run FERRY_UPDATE_SCHEMAS=1 cargo test -p ferry-tests --test it schemas"
+    );
+}
+
+#[test]
+fn inputs_refuse_unknown_fields() {
+    for (name, schema) in ferry::jobs::schemas() {
+        if name.ends_with(".input.json") {
+            assert_eq!(schema["additionalProperties"], false, "{name}");
+        }
+    }
+}
