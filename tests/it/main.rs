@@ -6,4 +6,5 @@ mod lambda;
 mod neon;
 mod pg_connect;
 mod schemas;
+mod secrets;
 mod store;

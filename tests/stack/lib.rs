@@ -9,6 +9,7 @@
 //! Servers shared by many tests ([`shared_pg`], [`shared_s3`]) start once per test binary; every
 //! process started here is killed when the test binary exits (see [`process`]).
 
+pub mod aws;
 pub mod lambda;
 pub mod neon;
 pub mod pg;

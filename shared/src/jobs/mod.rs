@@ -55,6 +55,10 @@ impl JobError {
             JobError::NotImplemented { .. } => "Ferry.NotImplemented",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
+            JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
+                SecretError::NotFound { .. } | SecretError::Malformed { .. } => "Ferry.BadInput",
+                SecretError::Access { .. } => "Ferry.SecretUnavailable",
+            },
             JobError::Postgres(e) if e.is_retryable() => "Ferry.PostgresUnavailable",
             JobError::Postgres(_) => "Ferry.PostgresError",
             JobError::Store(StoreError::BadUrl { .. } | StoreError::BadKey { .. }) => {
@@ -63,10 +67,6 @@ impl JobError {
             JobError::Store(StoreError::NotFound { .. }) => "Ferry.NotFound",
             JobError::Store(e) if e.is_retryable() => "Ferry.StoreUnavailable",
             JobError::Store(_) => "Ferry.StoreError",
-            JobError::Secret(SecretError::NotFound { .. } | SecretError::Malformed { .. }) => {
-                "Ferry.BadInput"
-            }
-            JobError::Secret(_) => "Ferry.SecretUnavailable",
             JobError::Neon(NeonError::Locked { .. }) => "Ferry.NeonLocked",
             JobError::Neon(NeonError::BadInput(_) | NeonError::MissingKey) => "Ferry.BadInput",
             JobError::Neon(NeonError::NotFound { .. }) => "Ferry.NotFound",

@@ -1,0 +1,74 @@
+//! A local AWS Secrets Manager (moto's server) for the credential-reference tests.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use crate::process::{free_port, register, scratch, wait_for_port};
+
+pub struct SecretsServer {
+    pub endpoint: String,
+    _child: Child,
+}
+
+impl SecretsServer {
+    fn start() -> SecretsServer {
+        let port = free_port();
+        let log_path = scratch()
+            .join(crate::unique_name("moto"))
+            .with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start moto_server (./dev/setup installs moto[server])");
+        register(&child, libc::SIGTERM);
+        wait_for_port(port, Duration::from_secs(60), "moto_server", &log_path);
+        SecretsServer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _child: child,
+        }
+    }
+
+    /// The environment that points AWS SDKs at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Stores a secret and returns its ARN (through boto3, which moto ships with).
+    pub fn create_secret(&self, name: &str, value: &str) -> String {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import boto3, sys; c = boto3.client('secretsmanager', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='testing', aws_secret_access_key='testing'); \
+                 print(c.create_secret(Name=sys.argv[2], SecretString=sys.argv[3])['ARN'])",
+                &self.endpoint,
+                name,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create_secret: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+pub fn shared_secrets() -> &'static SecretsServer {
+    static SERVER: OnceLock<SecretsServer> = OnceLock::new();
+    SERVER.get_or_init(SecretsServer::start)
+}
