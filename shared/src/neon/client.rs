@@ -362,50 +362,24 @@ impl NeonClient {
 
     pub async fn list_operations(&self, project: &str) -> Result<Vec<Operation>, NeonError> {
         let path = format!("/projects/{}/operations", segment(project));
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut query = vec![("limit", self.config.page_size.to_string())];
-            if let Some(c) = &cursor {
-                query.push(("cursor", c.clone()));
-            }
-            let page: OperationsResponse = self.get(&path, &query).await?;
-            let n = page.operations.len();
-            all.extend(page.operations);
-            match page.pagination.and_then(|p| p.cursor) {
-                Some(next)
-                    if n as u32 >= self.config.page_size && cursor.as_ref() != Some(&next) =>
-                {
-                    cursor = Some(next)
-                }
-                _ => return Ok(all),
-            }
-        }
+        self.collect_pages(
+            &path,
+            Vec::new(),
+            self.config.page_size,
+            |page: OperationsResponse| (page.operations, page.pagination.and_then(|p| p.cursor)),
+        )
+        .await
     }
 
     // ---- projects ----
 
     pub async fn list_projects(&self) -> Result<Vec<Project>, NeonError> {
-        let mut all = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut query = vec![("limit", self.config.page_size.min(400).to_string())];
-            if let Some(c) = &cursor {
-                query.push(("cursor", c.clone()));
-            }
-            let page: ProjectsResponse = self.get("/projects", &query).await?;
-            let n = page.projects.len();
-            all.extend(page.projects);
-            match page.pagination.and_then(|p| p.cursor) {
-                Some(next)
-                    if n as u32 >= self.config.page_size.min(400)
-                        && cursor.as_ref() != Some(&next) =>
-                {
-                    cursor = Some(next)
-                }
-                _ => return Ok(all),
-            }
-        }
+        // The projects endpoint takes at most 400 per page.
+        let limit = self.config.page_size.min(400);
+        self.collect_pages("/projects", Vec::new(), limit, |page: ProjectsResponse| {
+            (page.projects, page.pagination.and_then(|p| p.cursor))
+        })
+        .await
     }
 
     pub async fn get_project(&self, project: &str) -> Result<Project, NeonError> {
@@ -448,26 +422,42 @@ impl NeonClient {
         search: Option<&str>,
     ) -> Result<Vec<Branch>, NeonError> {
         let path = format!("/projects/{}/branches", segment(project));
+        let query = search
+            .map(|s| ("search", s.to_string()))
+            .into_iter()
+            .collect();
+        self.collect_pages(
+            &path,
+            query,
+            self.config.page_size,
+            |page: BranchesResponse| (page.branches, page.pagination.and_then(|p| p.next)),
+        )
+        .await
+    }
+
+    /// Reads every page of a list. Both pagination shapes (`next` for branches, `cursor` for
+    /// operations and projects) come back as "the cursor of the next page"; real responses
+    /// carry one even on the last page, so an empty or short page is the end.
+    async fn collect_pages<P: DeserializeOwned, T>(
+        &self,
+        path: &str,
+        mut query: Vec<(&'static str, String)>,
+        limit: u32,
+        split: impl Fn(P) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, NeonError> {
+        query.push(("limit", limit.to_string()));
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut query = vec![("limit", self.config.page_size.to_string())];
-            if let Some(s) = search {
-                query.push(("search", s.to_string()));
-            }
+            let mut page_query = query.clone();
             if let Some(c) = &cursor {
-                query.push(("cursor", c.clone()));
+                page_query.push(("cursor", c.clone()));
             }
-            let page: BranchesResponse = self.get(&path, &query).await?;
-            let n = page.branches.len();
-            all.extend(page.branches);
-            // Real responses carry `next` even on the last page: a short page is the end.
-            match page.pagination.and_then(|p| p.next) {
-                Some(next)
-                    if n > 0
-                        && n as u32 >= self.config.page_size
-                        && cursor.as_ref() != Some(&next) =>
-                {
+            let (items, next) = split(self.get(path, &page_query).await?);
+            let n = items.len();
+            all.extend(items);
+            match next {
+                Some(next) if n > 0 && n as u32 >= limit && cursor.as_ref() != Some(&next) => {
                     cursor = Some(next)
                 }
                 _ => return Ok(all),

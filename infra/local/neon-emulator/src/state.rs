@@ -868,45 +868,29 @@ impl Emulator {
             p.operations.extend(ops.iter().cloned());
             Ok((branch, endpoint, parent_dbs, ops))
         })?;
-        let mut copies = Vec::new();
-        let copied: Result<(), String> = async {
-            for d in &parent_dbs {
-                let copy = DatabaseRec {
-                    id: self.database_id(),
-                    branch_id: branch.id.clone(),
-                    name: d.name.clone(),
-                    owner: d.owner.clone(),
-                    real: names::real_database(&d.name),
-                    created_at: now.clone(),
-                };
-                self.admin
-                    .create_database(&copy.real, &copy.owner, Some(&d.real))
-                    .await?;
-                copies.push(copy.clone());
-                if init_source.as_deref() == Some("schema-only") {
-                    self.admin.truncate_all(&copy.real).await?;
-                }
-                self.admin.allow_connections(&copy.real, false).await?;
+        let copied = self
+            .copy_databases(
+                &parent_dbs,
+                &branch.id,
+                init_source.as_deref() == Some("schema-only"),
+            )
+            .await;
+        let copies = match copied {
+            Ok(copies) => copies,
+            Err(e) => {
+                let op_ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();
+                let _ = self.with_project(project, |p| {
+                    p.branches.retain(|b| b.id != branch.id);
+                    p.endpoints.retain(|e| e.branch_id != branch.id);
+                    p.operations.retain(|o| !op_ids.contains(&o.id));
+                    Ok(())
+                });
+                return Err(err(
+                    500,
+                    format!("copying the parent's databases failed: {e}"),
+                ));
             }
-            Ok(())
-        }
-        .await;
-        if let Err(e) = copied {
-            for c in &copies {
-                let _ = self.admin.drop_database(&c.real).await;
-            }
-            let op_ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();
-            let _ = self.with_project(project, |p| {
-                p.branches.retain(|b| b.id != branch.id);
-                p.endpoints.retain(|e| e.branch_id != branch.id);
-                p.operations.retain(|o| !op_ids.contains(&o.id));
-                Ok(())
-            });
-            return Err(err(
-                500,
-                format!("copying the parent's databases failed: {e}"),
-            ));
-        }
+        };
         self.with_project(project, |p| {
             p.databases.extend(copies.iter().cloned());
             Ok(())
@@ -1113,39 +1097,27 @@ impl Emulator {
             Ok((branch, source_dbs, old, ops))
         })?;
         let now = names::now();
-        let mut copies = Vec::new();
-        let result: Result<(), String> = async {
+        let result: Result<Vec<DatabaseRec>, String> = async {
             for d in &old {
                 self.admin.drop_database(&d.real).await?;
             }
-            for d in &source_dbs {
-                let copy = DatabaseRec {
-                    id: self.database_id(),
-                    branch_id: branch_id.to_string(),
-                    name: d.name.clone(),
-                    owner: d.owner.clone(),
-                    real: names::real_database(&d.name),
-                    created_at: now.clone(),
-                };
-                self.admin
-                    .create_database(&copy.real, &copy.owner, Some(&d.real))
-                    .await?;
-                self.admin.allow_connections(&copy.real, false).await?;
-                copies.push(copy);
-            }
-            Ok(())
+            self.copy_databases(&source_dbs, branch_id, false).await
         }
         .await;
         let op_ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();
+        let (copies, failure) = match result {
+            Ok(copies) => (copies, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         self.with_project(project, |p| {
             p.databases.retain(|d| d.branch_id != branch_id);
-            p.databases.extend(copies.iter().cloned());
+            p.databases.extend(copies);
             if let Some(b) = p.branches.iter_mut().find(|b| b.id == branch_id) {
                 b.updated_at = now.clone();
             }
             Ok(())
         })?;
-        if let Err(e) = result {
+        if let Some(e) = failure {
             self.set_status(project, &op_ids, "error", Some(e.clone()));
             return Err(err(500, format!("restoring the branch failed: {e}")));
         }
@@ -1163,6 +1135,47 @@ impl Emulator {
             json!({"branch": Self::branch_json(project, &shown),
                    "operations": ops.iter().map(|o| Self::operation_json(project, o)).collect::<Vec<_>>()}),
         ))
+    }
+
+    /// Copies `sources` (with `CREATE DATABASE ... TEMPLATE`) as the databases of `branch_id`,
+    /// closed to connections until the branch's operations finish. On failure, drops what it
+    /// made.
+    async fn copy_databases(
+        &self,
+        sources: &[DatabaseRec],
+        branch_id: &str,
+        schema_only: bool,
+    ) -> Result<Vec<DatabaseRec>, String> {
+        let now = names::now();
+        let mut copies: Vec<DatabaseRec> = Vec::new();
+        for d in sources {
+            let copy = DatabaseRec {
+                id: self.database_id(),
+                branch_id: branch_id.to_string(),
+                name: d.name.clone(),
+                owner: d.owner.clone(),
+                real: names::real_database(&d.name),
+                created_at: now.clone(),
+            };
+            let made = async {
+                self.admin
+                    .create_database(&copy.real, &copy.owner, Some(&d.real))
+                    .await?;
+                if schema_only {
+                    self.admin.truncate_all(&copy.real).await?;
+                }
+                self.admin.allow_connections(&copy.real, false).await
+            }
+            .await;
+            if let Err(e) = made {
+                for c in copies.iter().chain([&copy]) {
+                    let _ = self.admin.drop_database(&c.real).await;
+                }
+                return Err(e);
+            }
+            copies.push(copy);
+        }
+        Ok(copies)
     }
 
     // ---- operations ----
