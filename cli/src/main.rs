@@ -38,7 +38,8 @@ enum Command {
     /// Load a CSV object into a table, exactly once.
     #[command(name = "import-csv")]
     ImportCsv(ImportCsvArgs),
-    /// Compare a source (database or snapshot manifest) with a target database.
+    /// Compare a source (database or snapshot manifest) with a target database: row counts,
+    /// checksums, schema and integrity. Exit code 0 when they match, 1 when something differs.
     Validate(ValidateArgs),
     /// Create, inspect, list, delete or reset Neon branches.
     Branch {
@@ -120,9 +121,12 @@ struct ValidateArgs {
     /// The target database.
     #[arg(long, env = "FERRY_TARGET")]
     target: String,
-    /// Also compare per-table content checksums.
+    /// Also compare per-table content checksums (computed inside each server).
     #[arg(long)]
     checksums: bool,
+    /// Connections per database used at once.
+    #[arg(long)]
+    jobs: Option<u32>,
 }
 
 #[derive(Args)]
@@ -199,11 +203,14 @@ fn emit<T: Serialize>(json: bool, result: &T, human: impl FnOnce(&T) -> String) 
     }
 }
 
-fn pretty<T: Serialize>(value: &T) -> String {
-    serde_json::to_string_pretty(value).expect("outputs serialize")
+/// How a job that ran to the end came out.
+enum Outcome {
+    Done,
+    /// A comparison found differences (exit code 1).
+    Different,
 }
 
-async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
+async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
     let json = cli.json;
     match cli.command {
         Command::Snapshot(a) => {
@@ -265,11 +272,15 @@ async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
                     source: a.source,
                     target: a.target,
                     checksums: a.checksums,
+                    jobs: a.jobs,
                 },
                 ctx,
             )
             .await?;
-            emit(json, &out, pretty);
+            emit(json, &out, |o| o.summary());
+            if !out.matches {
+                return Ok(Outcome::Different);
+            }
         }
         Command::Branch { action } => {
             let input = match action {
@@ -334,7 +345,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<(), JobError> {
             });
         }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 fn describe_branches(o: &jobs::BranchOutput) -> String {
@@ -407,7 +418,8 @@ async fn main() -> ExitCode {
     };
     ctx.progress = Arc::new(progress::CliProgress::new());
     match run(cli, ctx).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Different) => ExitCode::from(1),
         Err(e) => fail(json, &e),
     }
 }

@@ -15,6 +15,7 @@
 pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod manifest;
 pub mod neon;
 pub mod pg;
 pub mod progress;
@@ -22,6 +23,7 @@ pub mod retry;
 pub mod secret;
 pub mod secrets_manager;
 pub mod store;
+pub mod validate;
 
 /// The version of ferry, recorded in manifests and reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -19,10 +19,6 @@ async fn unbuilt_jobs_fail_with_a_typed_not_implemented_error() {
             "import-csv",
             json!({"from": "s3://bucket/x.csv", "target": "postgres://u@h/db", "table": "public.t"}),
         ),
-        (
-            "validate",
-            json!({"source": "postgres://u@h/a", "target": "postgres://u@h/b"}),
-        ),
     ];
     for (function, event) in cases {
         let run = invoke(&workspace_binary(function), event, &[]).await;

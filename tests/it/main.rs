@@ -8,3 +8,4 @@ mod pg_connect;
 mod schemas;
 mod secrets;
 mod store;
+mod validate;

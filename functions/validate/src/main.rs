@@ -1,6 +1,6 @@
-//! The `validate` Lambda: parses its event and runs [`ferry::jobs::validate`].
+//! The `validate` Lambda: parses its event and runs [`ferry::jobs::validate_or_fail`].
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    ferry::lambda::serve(ferry::jobs::validate).await
+    ferry::lambda::serve(ferry::jobs::validate_or_fail).await
 }

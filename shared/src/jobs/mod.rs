@@ -18,7 +18,7 @@ pub use check::{CheckInput, CheckOutput, PgCheck, StoreCheck, check};
 pub use import_csv::{ImportCsvInput, ImportCsvOutput, import_csv};
 pub use restore::{RestoreInput, RestoreOutput, restore};
 pub use snapshot::{SnapshotInput, SnapshotOutput, snapshot};
-pub use validate::{ValidateInput, ValidateOutput, validate};
+pub use validate::{ValidateInput, ValidateOutput, validate, validate_or_fail};
 
 use crate::{
     neon::{NeonClient, NeonError},
@@ -45,6 +45,9 @@ pub enum JobError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Neon(#[from] NeonError),
+    /// The comparison found differences (the message lists them).
+    #[error("validation failed: {0}")]
+    ValidationFailed(String),
 }
 
 impl JobError {
@@ -76,6 +79,7 @@ impl JobError {
             JobError::Neon(NeonError::Secret(_)) => "Ferry.SecretUnavailable",
             JobError::Neon(e) if e.is_retryable() => "Ferry.NeonUnavailable",
             JobError::Neon(_) => "Ferry.NeonError",
+            JobError::ValidationFailed(_) => "Ferry.ValidationFailed",
         }
     }
 
@@ -86,7 +90,9 @@ impl JobError {
             JobError::Store(e) => e.is_retryable(),
             JobError::Secret(e) => e.is_retryable(),
             JobError::Neon(e) => e.is_retryable(),
-            JobError::BadInput(_) | JobError::NotImplemented { .. } => false,
+            JobError::BadInput(_)
+            | JobError::NotImplemented { .. }
+            | JobError::ValidationFailed(_) => false,
         }
     }
 }

@@ -88,7 +88,8 @@ pub struct PgConfig {
     pub options: Option<String>,
     /// Time limit for one connection attempt.
     pub connect_timeout: Duration,
-    /// How long to keep retrying while the server is not up yet.
+    /// How long to keep retrying while the server is not up yet (60 s, or
+    /// `FERRY_PG_RETRY_SECONDS`).
     pub retry: Backoff,
 }
 
@@ -467,6 +468,17 @@ impl Fields {
                     ))
                 })?,
         };
+        let mut retry = Backoff::default();
+        if let Some(seconds) = env("FERRY_PG_RETRY_SECONDS") {
+            retry.max_elapsed = seconds
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| {
+                    PgError::BadConfig(format!(
+                        "FERRY_PG_RETRY_SECONDS {seconds:?} is not a number of seconds"
+                    ))
+                })?;
+        }
         Ok(PgConfig {
             host,
             port,
@@ -479,7 +491,7 @@ impl Fields {
             application_name: self.application_name.or_else(|| env("PGAPPNAME")),
             options: self.options.or_else(|| env("PGOPTIONS")),
             connect_timeout,
-            retry: Backoff::default(),
+            retry,
         })
     }
 }

@@ -1,0 +1,78 @@
+//! `manifest.json`: what a snapshot contains, written last beside the archive.
+//!
+//! A snapshot is complete only when its manifest exists. Besides locating the archive, the
+//! manifest is what `validate` compares a restored database with: every table's row count and
+//! content checksum (computed by the same server-side query `validate` runs), and the schema
+//! fingerprint with the facts it was computed from.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    /// The ferry version that wrote it.
+    pub tool_version: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub source: ManifestSource,
+    /// The archive (object or prefix) this manifest describes, when there is one.
+    #[serde(default)]
+    pub archive: Option<String>,
+    pub tables: Vec<ManifestTable>,
+    /// Every object of the snapshot with its size and sha256.
+    #[serde(default)]
+    pub objects: Vec<ManifestObject>,
+    #[serde(default)]
+    pub schema: Option<SchemaDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestSource {
+    pub server_version: String,
+    pub database: String,
+    #[serde(default)]
+    pub neon_project: Option<String>,
+    #[serde(default)]
+    pub neon_branch: Option<String>,
+    /// WAL position the data was read at, when known.
+    #[serde(default)]
+    pub lsn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestTable {
+    pub schema: String,
+    pub name: String,
+    pub rows: u64,
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Order-independent content checksum (see `validate`), when computed.
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestObject {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A schema's fingerprint and the normalised facts (object → definition) behind it, so that a
+/// later comparison can say what differs, not only that something does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaDigest {
+    pub fingerprint: String,
+    pub facts: BTreeMap<String, String>,
+}

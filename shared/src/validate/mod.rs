@@ -1,0 +1,417 @@
+//! Validate: prove that what arrived is what left.
+//!
+//! A [`Profile`] of a database is everything a comparison needs, computed inside the server so
+//! that no table data crosses the network: per-table row counts and order-independent content
+//! checksums, a schema fingerprint with the facts behind it, and integrity problems (orphaned
+//! foreign keys, sequences behind their column, invalid indexes, unvalidated constraints).
+//! [`compare`] turns two profiles (or a snapshot manifest and a profile) into a report that
+//! names every difference with the expected and the actual value.
+//!
+//! Checksums: each row is rendered as text (`t::text`, with the output settings pinned so both
+//! sides render alike), hashed twice, and folded with a sum and an xor, which do not depend on
+//! row order and combine across pieces. Large tables are split into ranges of blocks
+//! (`ctid` ranges), so each piece fits a Lambda invocation and pieces run in parallel.
+
+mod catalog;
+mod checksum;
+mod integrity;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    manifest::{Manifest, ManifestTable, SchemaDigest},
+    pg::{PgConfig, PgError, Session, connect},
+};
+
+pub use checksum::{PIECE_BLOCKS, Piece};
+
+/// Settings every validating session uses, so that both sides render values identically.
+pub(crate) const SESSION_SETUP: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+     SET extra_float_digits = 3; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; \
+     SET statement_timeout = 0; SET lock_timeout = '30s'; \
+     SET default_transaction_read_only = on";
+
+/// One table's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStats {
+    pub schema: String,
+    pub name: String,
+    pub rows: u64,
+    /// Hex of the folded row hashes; `None` when checksums were not asked for.
+    pub checksum: Option<String>,
+}
+
+impl TableStats {
+    /// `schema.table`, quoted where needed.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote(&self.schema), quote(&self.name))
+    }
+}
+
+/// An integrity problem found in one database.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// `orphaned-rows`, `sequence-behind`, `invalid-index` or `unvalidated-constraint`.
+    pub check: String,
+    pub object: String,
+    pub detail: String,
+}
+
+/// What differs between source and target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// `rows`, `checksum`, `table` (missing or extra) or `schema`.
+    pub check: String,
+    pub object: String,
+    pub expected: Option<String>,
+    pub actual: Option<String>,
+}
+
+/// Everything a comparison needs to know about one database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub server_version: String,
+    pub database: String,
+    pub tables: Vec<TableStats>,
+    pub schema: SchemaDigest,
+    pub integrity: Vec<Problem>,
+}
+
+/// What to compute.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub checksums: bool,
+    /// Connections used at once.
+    pub jobs: usize,
+}
+
+/// Opens a session pinned for validation: stable output settings, read-only.
+pub(crate) async fn session(config: &PgConfig) -> Result<Session, PgError> {
+    let session = connect(config).await?;
+    session.batch_execute(SESSION_SETUP).await?;
+    Ok(session)
+}
+
+/// Profiles a database: counts (and checksums), schema facts, integrity problems.
+pub async fn profile(config: &PgConfig, options: Options) -> Result<Profile, PgError> {
+    let main = session(config).await?;
+    let row = main
+        .query_one(
+            "SELECT current_setting('server_version'), current_database()",
+            &[],
+        )
+        .await?;
+    let tables = catalog::tables(&main).await?;
+    let facts = catalog::facts(&main).await?;
+    let integrity = integrity::check(&main).await?;
+    drop(main);
+    let stats = checksum::run(config, &tables, options).await?;
+    Ok(Profile {
+        server_version: row.get(0),
+        database: row.get(1),
+        tables: stats,
+        schema: digest(facts),
+        integrity,
+    })
+}
+
+/// The fingerprint of a set of schema facts: sha256 of the sorted `key<TAB>value` lines.
+pub fn digest(facts: BTreeMap<String, String>) -> SchemaDigest {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (key, value) in &facts {
+        hasher.update(key.as_bytes());
+        hasher.update(b"\t");
+        hasher.update(value.as_bytes());
+        hasher.update(b"\n");
+    }
+    SchemaDigest {
+        fingerprint: hex::encode(hasher.finalize()),
+        facts,
+    }
+}
+
+/// What was expected: a profile of the source database, or a snapshot's manifest.
+pub struct Expected {
+    pub tables: Vec<TableStats>,
+    pub schema: Option<SchemaDigest>,
+    /// Problems the source already had; the same problems in the target are not failures.
+    pub integrity: Vec<Problem>,
+}
+
+impl From<Profile> for Expected {
+    fn from(p: Profile) -> Expected {
+        Expected {
+            tables: p.tables,
+            schema: Some(p.schema),
+            integrity: p.integrity,
+        }
+    }
+}
+
+impl From<Manifest> for Expected {
+    fn from(m: Manifest) -> Expected {
+        Expected {
+            tables: m
+                .tables
+                .into_iter()
+                .map(|t| TableStats {
+                    schema: t.schema,
+                    name: t.name,
+                    rows: t.rows,
+                    checksum: t.checksum,
+                })
+                .collect(),
+            schema: m.schema,
+            integrity: Vec::new(),
+        }
+    }
+}
+
+/// The tables of a profile as manifest entries (what a snapshot records).
+pub fn manifest_tables(profile: &Profile) -> Vec<ManifestTable> {
+    profile
+        .tables
+        .iter()
+        .map(|t| ManifestTable {
+            schema: t.schema.clone(),
+            name: t.name.clone(),
+            rows: t.rows,
+            bytes: None,
+            checksum: t.checksum.clone(),
+        })
+        .collect()
+}
+
+/// The outcome of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Comparison {
+    pub differences: Vec<Difference>,
+    /// Integrity problems of the target the source did not have: failures.
+    pub integrity: Vec<Problem>,
+    /// Integrity problems the source had too: reported, not failures.
+    pub inherited: Vec<Problem>,
+    pub tables_compared: usize,
+    pub rows_compared: u64,
+}
+
+impl Comparison {
+    pub fn matches(&self) -> bool {
+        self.differences.is_empty() && self.integrity.is_empty()
+    }
+}
+
+/// Compares what was expected with the target's profile. Checksums are compared when both
+/// sides have them.
+pub fn compare(expected: &Expected, actual: &Profile) -> Comparison {
+    let mut out = Comparison::default();
+    let key = |t: &TableStats| t.qualified();
+    let actual_tables: BTreeMap<String, &TableStats> =
+        actual.tables.iter().map(|t| (key(t), t)).collect();
+    let expected_tables: BTreeMap<String, &TableStats> =
+        expected.tables.iter().map(|t| (key(t), t)).collect();
+    for (name, want) in &expected_tables {
+        let Some(got) = actual_tables.get(name) else {
+            out.differences.push(Difference {
+                check: "table".into(),
+                object: name.clone(),
+                expected: Some(format!("{} rows", want.rows)),
+                actual: Some("missing".into()),
+            });
+            continue;
+        };
+        out.tables_compared += 1;
+        out.rows_compared += got.rows;
+        if want.rows != got.rows {
+            out.differences.push(Difference {
+                check: "rows".into(),
+                object: name.clone(),
+                expected: Some(want.rows.to_string()),
+                actual: Some(got.rows.to_string()),
+            });
+        } else if let (Some(a), Some(b)) = (&want.checksum, &got.checksum)
+            && a != b
+        {
+            out.differences.push(Difference {
+                check: "checksum".into(),
+                object: name.clone(),
+                expected: Some(a.clone()),
+                actual: Some(b.clone()),
+            });
+        }
+    }
+    for (name, got) in &actual_tables {
+        if !expected_tables.contains_key(name) {
+            out.differences.push(Difference {
+                check: "table".into(),
+                object: name.clone(),
+                expected: Some("absent".into()),
+                actual: Some(format!("{} rows", got.rows)),
+            });
+        }
+    }
+    if let Some(want) = &expected.schema
+        && want.fingerprint != actual.schema.fingerprint
+    {
+        for (fact, definition) in &want.facts {
+            match actual.schema.facts.get(fact) {
+                None => out.differences.push(Difference {
+                    check: "schema".into(),
+                    object: fact.clone(),
+                    expected: Some(definition.clone()),
+                    actual: None,
+                }),
+                Some(got) if got != definition => out.differences.push(Difference {
+                    check: "schema".into(),
+                    object: fact.clone(),
+                    expected: Some(definition.clone()),
+                    actual: Some(got.clone()),
+                }),
+                Some(_) => {}
+            }
+        }
+        for (fact, definition) in &actual.schema.facts {
+            if !want.facts.contains_key(fact) {
+                out.differences.push(Difference {
+                    check: "schema".into(),
+                    object: fact.clone(),
+                    expected: None,
+                    actual: Some(definition.clone()),
+                });
+            }
+        }
+    }
+    for problem in &actual.integrity {
+        if expected.integrity.contains(problem) {
+            out.inherited.push(problem.clone());
+        } else {
+            out.integrity.push(problem.clone());
+        }
+    }
+    out
+}
+
+/// An identifier quoted when it is not a plain lowercase name, for names in reports. (Unlike
+/// `quote_ident`, keywords stay bare: the names only need to read well and match on both sides.)
+pub fn quote(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(name: &str, rows: u64, checksum: &str) -> TableStats {
+        TableStats {
+            schema: "public".into(),
+            name: name.into(),
+            rows,
+            checksum: Some(checksum.into()),
+        }
+    }
+
+    fn profile(tables: Vec<TableStats>, facts: &[(&str, &str)]) -> Profile {
+        Profile {
+            server_version: "15".into(),
+            database: "d".into(),
+            tables,
+            schema: digest(
+                facts
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            integrity: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn differences_are_named() {
+        let source = profile(
+            vec![
+                stats("a", 10, "x"),
+                stats("b", 5, "y"),
+                stats("gone", 1, "z"),
+            ],
+            &[
+                ("index public.i", "CREATE INDEX i ON a (x)"),
+                ("column public.a.x", "integer"),
+            ],
+        );
+        let mut target = profile(
+            vec![
+                stats("a", 9, "x"),
+                stats("b", 5, "changed"),
+                stats("new", 2, "w"),
+            ],
+            &[("column public.a.x", "bigint")],
+        );
+        target.integrity.push(Problem {
+            check: "invalid-index".into(),
+            object: "public.j".into(),
+            detail: "not valid".into(),
+        });
+        let c = compare(&source.into(), &target);
+        assert!(!c.matches());
+        let found: Vec<(String, String)> = c
+            .differences
+            .iter()
+            .map(|d| (d.check.clone(), d.object.clone()))
+            .collect();
+        for want in [
+            ("rows", "public.a"),
+            ("checksum", "public.b"),
+            ("table", "public.gone"),
+            ("table", "public.new"),
+            ("schema", "index public.i"),
+            ("schema", "column public.a.x"),
+        ] {
+            assert!(
+                found.contains(&(want.0.into(), want.1.into())),
+                "{want:?} not in {found:?}"
+            );
+        }
+        assert_eq!(c.integrity.len(), 1);
+    }
+
+    #[test]
+    fn identical_profiles_match_and_inherited_problems_do_not_fail() {
+        let problem = Problem {
+            check: "unvalidated-constraint".into(),
+            object: "public.a.fk".into(),
+            detail: "NOT VALID".into(),
+        };
+        let mut a = profile(vec![stats("a", 3, "c")], &[("table public.a", "r")]);
+        a.integrity.push(problem.clone());
+        let b = a.clone();
+        let c = compare(&a.into(), &b);
+        assert!(c.matches(), "{c:?}");
+        assert_eq!(c.inherited, vec![problem]);
+        assert_eq!((c.tables_compared, c.rows_compared), (1, 3));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("orders"), "orders");
+        assert_eq!(quote("Orders"), "\"Orders\"");
+        assert_eq!(quote("my table"), "\"my table\"");
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+    }
+}
