@@ -127,6 +127,10 @@ struct ValidateArgs {
     /// Connections per database used at once.
     #[arg(long)]
     jobs: Option<u32>,
+    /// Also write the source database's profile as a manifest.json here (s3:// or file://),
+    /// to validate against later.
+    #[arg(long)]
+    save_source_manifest: Option<String>,
 }
 
 #[derive(Args)]
@@ -273,6 +277,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     target: a.target,
                     checksums: a.checksums,
                     jobs: a.jobs,
+                    save_source_manifest: a.save_source_manifest,
                 },
                 ctx,
             )

@@ -100,6 +100,7 @@ async fn run(source: String, case: &str) -> ValidateOutput {
             target: copy(case),
             checksums: true,
             jobs: Some(2),
+            save_source_manifest: None,
         },
         Context::from_env().unwrap(),
     )
@@ -127,22 +128,7 @@ async fn write_source_manifest() -> String {
     )
     .await
     .unwrap();
-    let manifest = ferry::manifest::Manifest {
-        format_version: ferry::manifest::FORMAT_VERSION,
-        tool_version: ferry::VERSION.into(),
-        created_at: "2026-11-25T00:00:00Z".into(),
-        source: ferry::manifest::ManifestSource {
-            server_version: profile.server_version.clone(),
-            database: profile.database.clone(),
-            neon_project: None,
-            neon_branch: None,
-            lsn: None,
-        },
-        archive: None,
-        tables: ferry::validate::manifest_tables(&profile),
-        objects: Vec::new(),
-        schema: Some(profile.schema.clone()),
-    };
+    let manifest = ferry::validate::manifest_of(&profile);
     let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("manifest"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("manifest.json");
@@ -279,6 +265,38 @@ async fn the_cli_exits_0_1_or_2() {
         String::from_utf8_lossy(&same.stdout)
     );
     assert!(String::from_utf8_lossy(&same.stdout).starts_with("MATCH"));
+    // The source's profile saved as a manifest validates the same way.
+    let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("saved"));
+    let saved = format!("file://{}/manifest.json", dir.display());
+    let save = std::process::Command::new(workspace_binary("ferry"))
+        .args([
+            "validate",
+            "--checksums",
+            "--source",
+            &source,
+            "--target",
+            &copy("identical_b"),
+        ])
+        .args(["--save-source-manifest", &saved])
+        .output()
+        .unwrap();
+    assert_eq!(save.status.code(), Some(0));
+    let from_manifest = std::process::Command::new(workspace_binary("ferry"))
+        .args([
+            "validate",
+            "--checksums",
+            "--source",
+            &saved,
+            "--target",
+            &copy("extra_row"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(from_manifest.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&from_manifest.stdout)
+            .contains("public.customers: expected 1000, actual 1001")
+    );
     let differs = ferry(&copy("missing_row"));
     assert_eq!(differs.status.code(), Some(1));
     let text = String::from_utf8_lossy(&differs.stdout);

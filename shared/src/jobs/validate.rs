@@ -24,6 +24,10 @@ pub struct ValidateInput {
     /// Connections per database used at once (default 2).
     #[serde(default)]
     pub jobs: Option<u32>,
+    /// Also write the source database's profile as a `manifest.json` at this location, to
+    /// validate against later (after the source has moved on, or from another network).
+    #[serde(default)]
+    pub save_source_manifest: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -99,6 +103,11 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
     };
     let (expected, target) = match manifest_url {
         Some(url) => {
+            if input.save_source_manifest.is_some() {
+                return Err(JobError::BadInput(
+                    "saveSourceManifest needs a source database, not a manifest".into(),
+                ));
+            }
             let manifest = read_manifest(&url, &ctx).await?;
             if options.checksums && manifest.tables.iter().any(|t| t.checksum.is_none()) {
                 return Err(JobError::BadInput(format!(
@@ -110,10 +119,21 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
         }
         None => {
             let source_config = super::database(&input.source).await?.direct();
+            let save_to = input
+                .save_source_manifest
+                .as_deref()
+                .map(ObjectUrl::parse)
+                .transpose()?;
             let (source, target) = tokio::try_join!(
                 validate::profile(&source_config, options),
                 validate::profile(&target_config, options)
             )?;
+            if let Some(url) = save_to {
+                let manifest = serde_json::to_vec_pretty(&validate::manifest_of(&source))
+                    .expect("manifests serialize");
+                let store = Store::for_url(&url, &ctx.store).await?;
+                store.put(&url.key, manifest.into()).await?;
+            }
             (Expected::from(source), target)
         }
     };

@@ -174,19 +174,35 @@ impl From<Manifest> for Expected {
     }
 }
 
-/// The tables of a profile as manifest entries (what a snapshot records).
-pub fn manifest_tables(profile: &Profile) -> Vec<ManifestTable> {
-    profile
-        .tables
-        .iter()
-        .map(|t| ManifestTable {
-            schema: t.schema.clone(),
-            name: t.name.clone(),
-            rows: t.rows,
-            bytes: None,
-            checksum: t.checksum.clone(),
-        })
-        .collect()
+/// A manifest recording a profile: tables with counts and checksums, and the schema digest.
+/// Snapshots add their archive and objects to it.
+pub fn manifest_of(profile: &Profile) -> Manifest {
+    Manifest {
+        format_version: crate::manifest::FORMAT_VERSION,
+        tool_version: crate::VERSION.to_string(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        source: crate::manifest::ManifestSource {
+            server_version: profile.server_version.clone(),
+            database: profile.database.clone(),
+            neon_project: None,
+            neon_branch: None,
+            lsn: None,
+        },
+        archive: None,
+        tables: profile
+            .tables
+            .iter()
+            .map(|t| ManifestTable {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                rows: t.rows,
+                bytes: None,
+                checksum: t.checksum.clone(),
+            })
+            .collect(),
+        objects: Vec::new(),
+        schema: Some(profile.schema.clone()),
+    }
 }
 
 /// The outcome of a comparison.
