@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs inside local-stack (PG* variables point at its server): builds the dataset, then
+# alternates ours and theirs. Usage: jobs.sh SCALE ORDERS RUNS DATASET_SCRIPT
+set -euo pipefail
+scale=$1 orders=$2 runs=$3 dataset=$4
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+echo "bench: building the reference database (scale $scale, $orders orders) ..." >&2
+bash "$dataset" bench "$scale" "$orders"
+size=$(psql -X -A -t -d bench -c "SELECT pg_database_size(current_database())")
+echo "bench: database size $size bytes" >&2
+db="postgres://$PGUSER@localhost:$PGPORT/bench?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+# The database's manifest (not timed), so that validate then profiles only one database.
+ferry validate --checksums --source "$db" --target "$db" --save-source-manifest "file://$work/manifest.json" >/dev/null
+
+measure() { # NAME COMMAND... : appends "NAME seconds max-rss-kB" to $work/times
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null
+  echo "$name $(cat "$work/t")" >> "$work/times"
+}
+for _ in $(seq "$runs"); do
+  measure pg_dump_plain pg_dump -Fp -f "$work/dump.sql" bench
+  measure ferry_validate ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
+done
+python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Turns the timing lines of bench/jobs.sh into the JSON result and a table on stderr."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+PAIRS = [
+    ("ferry_validate", "pg_dump_plain", "validate --checksums (one database)", "pg_dump -Fp"),
+]
+
+
+def main() -> None:
+    times, size, scale, orders, runs = sys.argv[1:6]
+    rows = [line.split() for line in open(times) if line.strip()]
+
+    def median(name: str) -> float:
+        return statistics.median(float(r[1]) for r in rows if r[0] == name)
+
+    def peak_mb(name: str) -> float:
+        return round(max(float(r[2]) for r in rows if r[0] == name) / 1024, 1)
+
+    server = subprocess.run(
+        ["psql", "-X", "-A", "-t", "-d", "bench", "-c", "SHOW server_version"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    comparisons = []
+    for ours, theirs, job, tool in PAIRS:
+        if not any(r[0] == ours for r in rows):
+            continue
+        comparisons.append({
+            "job": job, "theirs": tool,
+            "ours_seconds": median(ours), "theirs_seconds": median(theirs),
+            "ratio": round(median(ours) / median(theirs), 3),
+            "ours_peak_rss_mb": peak_mb(ours), "theirs_peak_rss_mb": peak_mb(theirs),
+        })
+    result = {
+        "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server},
+        "dataset": {"scale": int(scale), "orders": int(orders), "database_bytes": int(size)},
+        "runs": int(runs),
+        "comparisons": comparisons,
+    }
+    print(json.dumps(result, indent=2))
+    print(f"{'job':38} {'ours s':>7} {'theirs s':>9} {'ratio':>6} {'ours MB':>8} {'theirs MB':>10}", file=sys.stderr)
+    for c in comparisons:
+        print(
+            f"{c['job']:38} {c['ours_seconds']:7.2f} {c['theirs_seconds']:9.2f} {c['ratio']:6.2f} "
+            f"{c['ours_peak_rss_mb']:8.1f} {c['theirs_peak_rss_mb']:10.1f}  vs {c['theirs']}",
+            file=sys.stderr,
+        )
+
+
+if __name__ == "__main__":
+    main()
