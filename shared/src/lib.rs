@@ -12,6 +12,7 @@
 //! - [`secret`] and [`retry`]: the two policies every other module shares (secrets never print,
 //!   retries have one shape).
 
+pub mod archive;
 pub mod jobs;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -1,0 +1,569 @@
+//! The custom format (`pg_dump -Fc`): one file of header, table of contents, then data blocks.
+//!
+//! Encodings (all little-endian): an Int is a sign byte and `int_size` magnitude bytes; a Str is
+//! an Int length (-1 for NULL) and the bytes; an Offset is a flag byte and `off_size` position
+//! bytes. A data block is a type byte, the dump id, then chunks (`Int len` + bytes) ending with
+//! `Int 0`; the concatenated chunks are one zlib stream for gzip, or raw bytes.
+
+use std::io::{self, Read, Write};
+
+use flate2::{read::ZlibDecoder, write::ZlibEncoder};
+
+use super::{ArchiveError, Compression, CreatedAt, Header, Offset, Section, TocEntry, Version};
+
+const MAGIC: &[u8; 5] = b"PGDMP";
+/// `archCustom` in the format byte.
+const FORMAT_CUSTOM: u8 = 1;
+const BLK_DATA: u8 = 1;
+const BLK_BLOBS: u8 = 3;
+/// Compressed bytes gathered before a chunk is emitted.
+const CHUNK: usize = 64 * 1024;
+
+fn put_int(out: &mut Vec<u8>, value: i64) {
+    out.push(u8::from(value < 0));
+    out.extend_from_slice(&(value.unsigned_abs() as u32).to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => put_int(out, -1),
+        Some(s) => {
+            put_int(out, s.len() as i64);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+fn put_offset(out: &mut Vec<u8>, offset: Offset) {
+    let (flag, position) = match offset {
+        Offset::NotSet => (1u8, 0u64),
+        Offset::Set(p) => (2, p),
+        Offset::NoData => (3, 0),
+    };
+    out.push(flag);
+    out.extend_from_slice(&position.to_le_bytes());
+}
+
+/// The header, for archive 1.14 (none or gzip) or 1.15/1.16.
+pub fn header_bytes(header: &Header) -> Result<Vec<u8>, ArchiveError> {
+    let v = header.version;
+    if v < Version::V1_14 || v > Version::V1_16 {
+        return Err(ArchiveError::UnsupportedVersion(v));
+    }
+    if header.compression.minimum_version() > v {
+        return Err(ArchiveError::Corrupt(format!(
+            "{} compression needs archive {} or later",
+            header.compression.name(),
+            header.compression.minimum_version()
+        )));
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[v.major, v.minor, v.rev, 4, 8, FORMAT_CUSTOM]);
+    if v >= Version::V1_15 {
+        out.push(match header.compression {
+            Compression::None => 0,
+            Compression::Gzip { .. } => 1,
+            Compression::Lz4 => 2,
+            Compression::Zstd => 3,
+        });
+    } else {
+        put_int(
+            &mut out,
+            match header.compression {
+                Compression::None => 0,
+                Compression::Gzip { level } => level.map_or(-1, i64::from),
+                _ => unreachable!("checked above"),
+            },
+        );
+    }
+    let t = header.created;
+    for field in [t.sec, t.min, t.hour, t.mday, t.mon, t.year, t.isdst] {
+        put_int(&mut out, field.into());
+    }
+    put_str(&mut out, Some(&header.database));
+    put_str(&mut out, Some(&header.server_version));
+    put_str(&mut out, Some(&header.dumper_version));
+    Ok(out)
+}
+
+/// The table of contents: the entry count, then each entry in the given order.
+pub fn toc_bytes(version: Version, entries: &[TocEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_int(&mut out, entries.len() as i64);
+    for e in entries {
+        put_int(&mut out, e.dump_id.into());
+        put_int(&mut out, i64::from(e.had_dumper));
+        put_str(&mut out, Some(&e.table_oid));
+        put_str(&mut out, Some(&e.oid));
+        put_str(&mut out, Some(&e.tag));
+        put_str(&mut out, Some(&e.desc));
+        put_int(&mut out, e.section as i64);
+        put_str(&mut out, e.defn.as_deref());
+        put_str(&mut out, e.drop_stmt.as_deref());
+        put_str(&mut out, e.copy_stmt.as_deref());
+        put_str(&mut out, e.namespace.as_deref());
+        put_str(&mut out, e.tablespace.as_deref());
+        if version >= Version::V1_14 {
+            put_str(&mut out, e.tableam.as_deref());
+        }
+        if version >= Version::V1_16 {
+            put_int(&mut out, e.relkind.into());
+        }
+        put_str(&mut out, e.owner.as_deref());
+        put_str(&mut out, Some("false"));
+        for dep in &e.dependencies {
+            put_str(&mut out, Some(&dep.to_string()));
+        }
+        put_str(&mut out, None);
+        put_offset(
+            &mut out,
+            if e.had_dumper {
+                e.offset
+            } else {
+                Offset::NoData
+            },
+        );
+    }
+    out
+}
+
+/// One table's data block being written. Feed it COPY text with [`DataBlock::write`] and emit
+/// what each call returns, in order; [`DataBlock::finish`] returns the rest and the terminator.
+/// Memory held: at most one chunk of compressed bytes.
+pub struct DataBlock {
+    encoder: Encoder,
+}
+
+enum Encoder {
+    Raw,
+    Zlib(ZlibEncoder<Vec<u8>>),
+}
+
+fn chunk(out: &mut Vec<u8>, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_int(out, bytes.len() as i64);
+        out.extend_from_slice(bytes);
+    }
+}
+
+impl DataBlock {
+    /// Starts the block of entry `dump_id`; returns the block and its header bytes.
+    pub fn start(
+        dump_id: i32,
+        compression: Compression,
+    ) -> Result<(DataBlock, Vec<u8>), ArchiveError> {
+        let encoder = match compression {
+            Compression::None => Encoder::Raw,
+            Compression::Gzip { level } => Encoder::Zlib(ZlibEncoder::new(
+                Vec::with_capacity(CHUNK * 2),
+                level.map_or(flate2::Compression::default(), flate2::Compression::new),
+            )),
+            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 compression")),
+            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd compression")),
+        };
+        let mut head = vec![BLK_DATA];
+        put_int(&mut head, dump_id.into());
+        Ok((DataBlock { encoder }, head))
+    }
+
+    /// Adds data; returns the framed bytes ready to be written (possibly none yet).
+    pub fn write(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &mut self.encoder {
+            Encoder::Raw => chunk(&mut out, data),
+            Encoder::Zlib(z) => {
+                z.write_all(data).expect("writing to memory");
+                if z.get_ref().len() >= CHUNK {
+                    let ready = std::mem::take(z.get_mut());
+                    chunk(&mut out, &ready);
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the block: the remaining compressed bytes and the `Int 0` terminator.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Encoder::Zlib(z) = self.encoder {
+            let rest = z.finish().expect("writing to memory");
+            chunk(&mut out, &rest);
+        }
+        put_int(&mut out, 0);
+        out
+    }
+}
+
+/// Reads a custom-format archive from any byte source, front to back.
+pub struct Reader<R: Read> {
+    input: R,
+    pub header: Header,
+    int_size: usize,
+    off_size: usize,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the header and the table of contents.
+    pub fn open(mut input: R) -> Result<(Reader<R>, Vec<TocEntry>), ArchiveError> {
+        let mut magic = [0u8; 5];
+        read_exact(&mut input, &mut magic, "the header")?;
+        if &magic != MAGIC {
+            return Err(ArchiveError::NotAnArchive);
+        }
+        let mut fixed = [0u8; 6];
+        read_exact(&mut input, &mut fixed, "the header")?;
+        let version = Version {
+            major: fixed[0],
+            minor: fixed[1],
+            rev: fixed[2],
+        };
+        if version.major != 1 || version < Version::V1_12 || version > Version::new(1, 16) {
+            return Err(ArchiveError::UnsupportedVersion(version));
+        }
+        let (int_size, off_size) = (fixed[3] as usize, fixed[4] as usize);
+        if !(1..=8).contains(&int_size) || !(1..=8).contains(&off_size) {
+            return Err(ArchiveError::Corrupt(format!(
+                "integer size {int_size} / offset size {off_size}"
+            )));
+        }
+        if fixed[5] != FORMAT_CUSTOM {
+            return Err(ArchiveError::Corrupt(format!(
+                "format byte {} is not the custom format",
+                fixed[5]
+            )));
+        }
+        let mut reader = Reader {
+            input,
+            header: Header {
+                version,
+                int_size: int_size as u8,
+                off_size: off_size as u8,
+                compression: Compression::None,
+                created: CreatedAt::default(),
+                database: String::new(),
+                server_version: String::new(),
+                dumper_version: String::new(),
+            },
+            int_size,
+            off_size,
+        };
+        reader.header.compression = if version >= Version::V1_15 {
+            let mut byte = [0u8];
+            read_exact(&mut reader.input, &mut byte, "the header")?;
+            match byte[0] {
+                0 => Compression::None,
+                1 => Compression::Gzip { level: None },
+                2 => Compression::Lz4,
+                3 => Compression::Zstd,
+                other => {
+                    return Err(ArchiveError::Corrupt(format!(
+                        "compression algorithm {other}"
+                    )));
+                }
+            }
+        } else {
+            match reader.int("the header")? {
+                0 => Compression::None,
+                -1 => Compression::Gzip { level: None },
+                level @ 1..=9 => Compression::Gzip {
+                    level: Some(level as u32),
+                },
+                other => return Err(ArchiveError::Corrupt(format!("compression level {other}"))),
+            }
+        };
+        let mut tm = [0i32; 7];
+        for field in &mut tm {
+            *field = reader.int("the header")? as i32;
+        }
+        reader.header.created = CreatedAt {
+            sec: tm[0],
+            min: tm[1],
+            hour: tm[2],
+            mday: tm[3],
+            mon: tm[4],
+            year: tm[5],
+            isdst: tm[6],
+        };
+        reader.header.database = reader.string("the header")?.unwrap_or_default();
+        reader.header.server_version = reader.string("the header")?.unwrap_or_default();
+        reader.header.dumper_version = reader.string("the header")?.unwrap_or_default();
+        let entries = reader.toc()?;
+        Ok((reader, entries))
+    }
+
+    fn int(&mut self, what: &'static str) -> Result<i64, ArchiveError> {
+        let mut sign = [0u8];
+        read_exact(&mut self.input, &mut sign, what)?;
+        let mut bytes = [0u8; 8];
+        read_exact(&mut self.input, &mut bytes[..self.int_size], what)?;
+        let magnitude = u64::from_le_bytes(bytes) as i64;
+        Ok(if sign[0] != 0 { -magnitude } else { magnitude })
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<Option<String>, ArchiveError> {
+        let len = self.int(what)?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; len as usize];
+        read_exact(&mut self.input, &mut bytes, what)?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| ArchiveError::Corrupt(format!("text in {what} is not UTF-8")))
+    }
+
+    fn toc(&mut self) -> Result<Vec<TocEntry>, ArchiveError> {
+        const WHAT: &str = "the table of contents";
+        let count = self.int(WHAT)?;
+        if !(0..=10_000_000).contains(&count) {
+            return Err(ArchiveError::Corrupt(format!(
+                "{count} table-of-contents entries"
+            )));
+        }
+        let v = self.header.version;
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let dump_id = self.int(WHAT)? as i32;
+            if dump_id <= 0 {
+                return Err(ArchiveError::Corrupt(format!(
+                    "entry id {dump_id} out of range"
+                )));
+            }
+            let had_dumper = self.int(WHAT)? != 0;
+            let table_oid = self.string(WHAT)?.unwrap_or_default();
+            let oid = self.string(WHAT)?.unwrap_or_default();
+            let tag = self.string(WHAT)?.unwrap_or_default();
+            let desc = self.string(WHAT)?.unwrap_or_default();
+            let section = Section::from_int(self.int(WHAT)?)?;
+            let defn = self.string(WHAT)?;
+            let drop_stmt = self.string(WHAT)?;
+            let copy_stmt = self.string(WHAT)?;
+            let namespace = self.string(WHAT)?;
+            let tablespace = self.string(WHAT)?;
+            let tableam = if v >= Version::V1_14 {
+                self.string(WHAT)?
+            } else {
+                None
+            };
+            let relkind = if v >= Version::V1_16 {
+                self.int(WHAT)? as u8
+            } else {
+                0
+            };
+            let owner = self.string(WHAT)?;
+            let _with_oids = self.string(WHAT)?;
+            let mut dependencies = Vec::new();
+            while let Some(dep) = self.string(WHAT)? {
+                dependencies.push(
+                    dep.parse()
+                        .map_err(|_| ArchiveError::Corrupt(format!("dependency {dep:?}")))?,
+                );
+            }
+            let mut flag = [0u8];
+            read_exact(&mut self.input, &mut flag, WHAT)?;
+            let mut position = [0u8; 8];
+            read_exact(&mut self.input, &mut position[..self.off_size], WHAT)?;
+            let offset = match flag[0] {
+                1 => Offset::NotSet,
+                2 => Offset::Set(u64::from_le_bytes(position)),
+                3 => Offset::NoData,
+                other => return Err(ArchiveError::Corrupt(format!("offset flag {other}"))),
+            };
+            entries.push(TocEntry {
+                dump_id,
+                had_dumper,
+                table_oid,
+                oid,
+                tag,
+                desc,
+                section,
+                defn,
+                drop_stmt,
+                copy_stmt,
+                namespace,
+                tablespace,
+                tableam,
+                relkind,
+                owner,
+                dependencies,
+                offset,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The next data block's entry id, or `None` at the end of the archive.
+    pub fn next_block(&mut self) -> Result<Option<i32>, ArchiveError> {
+        let mut kind = [0u8];
+        match self.input.read(&mut kind) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(ArchiveError::Decompress(e)),
+        }
+        match kind[0] {
+            BLK_DATA => Ok(Some(self.int("a data block")? as i32)),
+            BLK_BLOBS => Err(ArchiveError::NotBuilt(
+                "reading large objects (BLOBS blocks)",
+            )),
+            other => Err(ArchiveError::Corrupt(format!("data block type {other}"))),
+        }
+    }
+
+    /// Decompresses the current block's data into `sink`; returns the bytes written.
+    pub fn read_block_data(&mut self, sink: &mut impl Write) -> Result<u64, ArchiveError> {
+        let mut chunks = Chunks {
+            reader: self,
+            left: 0,
+            done: false,
+        };
+        let written = match chunks.reader.header.compression {
+            Compression::None => io::copy(&mut chunks, sink).map_err(ArchiveError::Decompress)?,
+            Compression::Gzip { .. } => {
+                let mut decoder = ZlibDecoder::new(&mut chunks);
+                let n = io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)?;
+                drop(decoder);
+                n
+            }
+            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 decompression")),
+            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd decompression")),
+        };
+        // Consume whatever follows the compressed stream up to the block's terminator.
+        io::copy(&mut chunks, &mut io::sink()).map_err(ArchiveError::Decompress)?;
+        Ok(written)
+    }
+}
+
+/// The chunk sequence of one data block as a byte stream (EOF at the `Int 0` terminator).
+struct Chunks<'a, R: Read> {
+    reader: &'a mut Reader<R>,
+    left: usize,
+    done: bool,
+}
+
+impl<R: Read> Read for Chunks<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let len = self
+                .reader
+                .int("a data chunk")
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            if len <= 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = len as usize;
+        }
+        let want = buf.len().min(self.left);
+        let n = self.reader.input.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the archive ends inside a data chunk",
+            ));
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+fn read_exact(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<(), ArchiveError> {
+    input.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ArchiveError::Truncated(what),
+        _ => ArchiveError::Decompress(e),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<TocEntry> {
+        let mut table = TocEntry::new(4, "TABLE", "t", Section::PreData);
+        table.defn = Some("CREATE TABLE public.t (id integer);\n".into());
+        table.namespace = Some("public".into());
+        let mut data = TocEntry::new(5, "TABLE DATA", "t", Section::Data);
+        data.had_dumper = true;
+        data.offset = Offset::NotSet;
+        data.copy_stmt = Some("COPY public.t (id) FROM stdin;\n".into());
+        data.dependencies = vec![4];
+        vec![table, data]
+    }
+
+    fn archive(compression: Compression, rows: &str) -> Vec<u8> {
+        let header = Header {
+            version: Version::V1_14,
+            int_size: 4,
+            off_size: 8,
+            compression,
+            created: CreatedAt::from_system_time(std::time::SystemTime::UNIX_EPOCH),
+            database: "db".into(),
+            server_version: "15.0".into(),
+            dumper_version: "ferry".into(),
+        };
+        let mut out = header_bytes(&header).unwrap();
+        out.extend(toc_bytes(Version::V1_14, &entries()));
+        let (mut block, head) = DataBlock::start(5, compression).unwrap();
+        out.extend(head);
+        for line in rows.split_inclusive('\n') {
+            out.extend(block.write(line.as_bytes()));
+        }
+        out.extend(block.finish());
+        out
+    }
+
+    #[test]
+    fn round_trip() {
+        let rows: String = (0..50_000).map(|i| format!("{i}\n")).collect::<String>() + "\\.\n\n\n";
+        for compression in [
+            Compression::None,
+            Compression::Gzip { level: None },
+            Compression::Gzip { level: Some(9) },
+        ] {
+            let bytes = archive(compression, &rows);
+            let (mut reader, toc) = Reader::open(&bytes[..]).unwrap();
+            assert_eq!(toc, entries());
+            assert_eq!(reader.header.database, "db");
+            assert_eq!(reader.header.created.year, 70);
+            assert_eq!(reader.next_block().unwrap(), Some(5));
+            let mut data = Vec::new();
+            reader.read_block_data(&mut data).unwrap();
+            assert_eq!(String::from_utf8(data).unwrap(), rows);
+            assert_eq!(reader.next_block().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn damage_is_reported() {
+        let bytes = archive(Compression::Gzip { level: None }, "1\n");
+        assert!(matches!(
+            Reader::open(&b"PGDMQ"[..]),
+            Err(ArchiveError::NotAnArchive)
+        ));
+        assert!(matches!(
+            Reader::open(&bytes[..20]),
+            Err(ArchiveError::Truncated(_))
+        ));
+        let mut future = bytes.clone();
+        future[6] = 99;
+        assert!(matches!(
+            Reader::open(&future[..]),
+            Err(ArchiveError::UnsupportedVersion(_))
+        ));
+    }
+
+    #[test]
+    fn ints_match_the_format() {
+        let mut out = Vec::new();
+        put_int(&mut out, -1);
+        put_int(&mut out, 16);
+        assert_eq!(out, [1, 1, 0, 0, 0, 0, 16, 0, 0, 0]);
+    }
+}
