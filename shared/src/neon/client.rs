@@ -1,3 +1,6 @@
+//! The HTTP side of the Neon client: one request path with the retry policy, and the calls
+//! built on it (operations, projects, branches, databases, roles, connection URIs).
+
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},

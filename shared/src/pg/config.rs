@@ -1,3 +1,6 @@
+//! Connection settings: parsing libpq-style URLs, `key=value` strings, `PG*` variables and
+//! Secrets Manager values into one [`PgConfig`] that never prints its password.
+
 use std::{fmt, str::FromStr, time::Duration};
 
 use percent_encoding::percent_decode_str;

@@ -1,3 +1,6 @@
+//! Opening a session: TLS per `sslmode`, and retries with the one backoff policy while the
+//! server is starting or unreachable; permanent failures are classified into clear errors.
+
 use std::ops::Deref;
 
 use tokio_postgres::{Client, NoTls, error::SqlState};

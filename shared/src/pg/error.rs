@@ -1,3 +1,6 @@
+//! What can go wrong talking to PostgreSQL, and which failures a retry can fix (asked of the
+//! error, never read from message text, except where the driver offers nothing else).
+
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
