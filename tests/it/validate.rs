@@ -26,6 +26,9 @@ INSERT INTO customers (name, email) SELECT 'customer ' || i, 'c' || i || '@examp
 INSERT INTO orders (customer_id, total, placed_at) SELECT 1 + i % 1000, (i % 997) * 1.25, '2026-01-01'::timestamptz + i * interval '1 minute' FROM generate_series(1, 20000) i;
 INSERT INTO events SELECT i, (ARRAY['click','view','buy'])[1 + i % 3], md5(i::text) || E'\ttab\nline', '2026-01-01'::timestamptz + i * interval '1 second', i / 7.0 FROM generate_series(1, 1000000) i;
 INSERT INTO "Odd Name" VALUES (1, 'a b'), (NULL, E'\\.');
+-- point and json have no hash function: this table's checksum comes from the text form.
+CREATE TABLE shapes (id int, at point, doc json);
+INSERT INTO shapes SELECT i, point(i, -i), json_build_object('x', i) FROM generate_series(1, 100) i;
 ANALYZE;
 "#;
 
@@ -35,7 +38,8 @@ const CASES: &[(&str, &str)] = &[
     ("identical_b", ""),
     (
         "changed_value",
-        "UPDATE events SET payload = payload || 'x' WHERE id = 500000",
+        "UPDATE events SET payload = payload || 'x' WHERE id = 500000; \
+         UPDATE shapes SET doc = '{\"x\": 2}' WHERE id = 3",
     ),
     ("missing_row", "DELETE FROM events WHERE id = 7"),
     (
@@ -147,7 +151,12 @@ async fn one_changed_value_in_a_million_rows_is_caught() {
     let out = against_source("changed_value").await;
     assert!(!out.matches);
     assert!(has(&out, "checksum", "public.events"), "{}", out.summary());
-    assert_eq!(out.differences.len(), 1, "{}", out.summary());
+    assert!(
+        has(&out, "checksum", "public.shapes"),
+        "text-form checksums too: {}",
+        out.summary()
+    );
+    assert_eq!(out.differences.len(), 2, "{}", out.summary());
 }
 
 #[tokio::test]
@@ -229,8 +238,8 @@ async fn integrity_problems_are_caught() {
 async fn identical_copies_match() {
     let out = run(shared_pg().url(&fixture().source), "identical").await;
     assert!(out.matches, "{}", out.summary());
-    assert_eq!(out.tables_compared, 4);
-    assert_eq!(out.rows_compared, 1_000 + 20_000 + 1_000_000 + 2);
+    assert_eq!(out.tables_compared, 5);
+    assert_eq!(out.rows_compared, 1_000 + 20_000 + 1_000_000 + 2 + 100);
     assert!(out.checksums);
     assert_eq!(
         out.source_fingerprint.as_deref(),

@@ -41,8 +41,26 @@ pub(super) async fn tables(session: &Session) -> Result<Vec<TableRef>, PgError> 
             name: r.get(1),
             sql_name: r.get(2),
             blocks: r.get::<_, i64>(3).max(0) as u64,
+            hashable: false,
         })
         .collect())
+}
+
+/// Marks the tables whose every column type has an extended hash function, so that their
+/// checksums can hash values directly (`hash_record_extended`, PostgreSQL 14+) instead of their
+/// text form. Decided from the row type alone (a record of NULLs), so both sides decide alike.
+pub(super) async fn probe_hashable(
+    session: &Session,
+    tables: &mut [TableRef],
+) -> Result<(), PgError> {
+    for table in tables.iter_mut() {
+        let probe = format!(
+            "SELECT hash_record_extended(jsonb_populate_record(NULL::{}, '{{}}'), 42)",
+            table.sql_name
+        );
+        table.hashable = session.query_one(&probe, &[]).await.is_ok();
+    }
+    Ok(())
 }
 
 /// The schema as `object -> definition` facts: tables, columns, constraints, indexes,

@@ -22,6 +22,8 @@ pub(crate) struct TableRef {
     /// `schema.table` quoted by the server (`format('%I.%I')`): safe to put in SQL.
     pub sql_name: String,
     pub blocks: u64,
+    /// Every column type can be hashed directly (see `catalog::probe_hashable`).
+    pub hashable: bool,
 }
 
 /// One piece of work: a table, or a range of its blocks (`ctid` range, PostgreSQL 14+).
@@ -60,7 +62,9 @@ pub(crate) fn pieces(tables: &[TableRef]) -> Vec<Piece> {
     out
 }
 
-/// The partial result of one piece: count, sum of 32-bit hashes, xor of 64-bit hashes.
+/// The partial result of one piece: count, sum of the high 32 bits of each row's 64-bit hash
+/// (summed as int4 into an int8, which PostgreSQL does without numeric arithmetic), and xor of
+/// the whole hashes. The sum catches duplicated rows, which an xor alone would cancel out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Fold {
     rows: u64,
@@ -89,9 +93,16 @@ fn piece_sql(table: &TableRef, piece: &Piece, checksums: bool) -> String {
         }
     }
     if checksums {
+        // Values hashed by their type's own hash function where every column has one (about
+        // twice as fast as rendering text); otherwise the row's text form.
+        let hash = if table.hashable {
+            "hash_record_extended(t, 42)"
+        } else {
+            "hashtextextended(t::text, 42)"
+        };
         format!(
-            "SELECT count(*)::int8, coalesce(sum(hashtext(r)), 0)::int8, coalesce(bit_xor(hashtextextended(r, 42)), 0)::int8 \
-             FROM (SELECT t::text AS r FROM ONLY {} t{filter}) q",
+            "SELECT count(*)::int8, coalesce(sum((h >> 32)::int4), 0)::int8, coalesce(bit_xor(h), 0)::int8 \
+             FROM (SELECT {hash} AS h FROM ONLY {} t{filter}) q",
             table.sql_name
         )
     } else {
@@ -181,6 +192,7 @@ mod tests {
             name: "t".into(),
             sql_name: "s.t".into(),
             blocks,
+            hashable: false,
         };
         let tables = vec![t(10), t(PIECE_BLOCKS * 2 + 5)];
         let pieces = pieces(&tables);

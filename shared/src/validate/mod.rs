@@ -7,9 +7,11 @@
 //! [`compare`] turns two profiles (or a snapshot manifest and a profile) into a report that
 //! names every difference with the expected and the actual value.
 //!
-//! Checksums: each row is rendered as text (`t::text`, with the output settings pinned so both
-//! sides render alike), hashed twice, and folded with a sum and an xor, which do not depend on
-//! row order and combine across pieces. Large tables are split into ranges of blocks
+//! Checksums: each row is hashed to 64 bits, by its columns' own hash functions
+//! (`hash_record_extended`) where every column type has one, else from its text form (with the
+//! output settings pinned so both sides render alike), and folded with a sum and an xor, which
+//! do not depend on row order and combine across pieces. Values therefore compare by their
+//! type's equality (numeric `1.0` equals `1.00`). Large tables are split into ranges of blocks
 //! (`ctid` ranges), so each piece fits a Lambda invocation and pieces run in parallel.
 
 mod catalog;
@@ -107,7 +109,10 @@ pub async fn profile(config: &PgConfig, options: Options) -> Result<Profile, PgE
             &[],
         )
         .await?;
-    let tables = catalog::tables(&main).await?;
+    let mut tables = catalog::tables(&main).await?;
+    if options.checksums {
+        catalog::probe_hashable(&main, &mut tables).await?;
+    }
     let facts = catalog::facts(&main).await?;
     let integrity = integrity::check(&main).await?;
     drop(main);
