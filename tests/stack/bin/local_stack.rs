@@ -34,7 +34,12 @@ fn main() -> ExitCode {
     eprintln!("local-stack: starting PostgreSQL (TLS on) ...");
     let pg = PgServer::start_new(PgServerOptions { tls: true });
     pg.psql("postgres", "CREATE DATABASE demo");
-    pg.psql("demo", SAMPLE);
+    // As on Neon, the project's role owns the data, so branches of it can read it.
+    pg.psql("postgres", "CREATE ROLE neondb_owner LOGIN");
+    pg.psql(
+        "demo",
+        &format!("ALTER SCHEMA public OWNER TO neondb_owner; SET ROLE neondb_owner; {SAMPLE}"),
+    );
     eprintln!("local-stack: starting the Neon API emulator ...");
     let neon = NeonEmulator::start(
         &pg,
