@@ -44,6 +44,8 @@ async fn s3(config: StoreConfig) -> Fixture {
     let config = StoreConfig {
         part_size: config.part_size,
         max_parts_in_flight: config.max_parts_in_flight,
+        max_single_copy: config.max_single_copy,
+        copy_part_size: config.copy_part_size,
         ..server.store_config()
     };
     let url = ObjectUrl::parse(&format!("s3://{bucket}/prefix/")).unwrap();
@@ -317,6 +319,28 @@ async fn overwrite_is_atomic_and_copy_replaces(f: Fixture) {
     f.store.put(&empty, Bytes::new()).await.unwrap();
     assert_eq!(f.store.head(&empty).await.unwrap().size, 0);
     assert!(f.store.get_bytes(&empty).await.unwrap().is_empty());
+}
+
+/// Above the single-copy limit, S3 copies go part by part (UploadPartCopy); shown here with
+/// small limits, since the real one is 5 GiB.
+#[tokio::test]
+async fn s3_copies_large_objects_part_by_part() {
+    let f = s3(StoreConfig {
+        max_single_copy: 6 * 1024 * 1024,
+        copy_part_size: ferry::store::MIN_PART_SIZE as u64,
+        ..small_parts()
+    })
+    .await;
+    let data = pattern(2 * ferry::store::MIN_PART_SIZE + 3_333_333, 7);
+    let from = f.key("large/source.bin");
+    let to = f.key("large/copy of source.bin");
+    f.store.put(&from, Bytes::from(data.clone())).await.unwrap();
+    let meta = f.store.copy(&from, &to).await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    assert!(
+        f.store.get_bytes(&to).await.unwrap() == data,
+        "the copy reads back differently"
+    );
 }
 
 macro_rules! conformance {

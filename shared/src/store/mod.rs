@@ -301,6 +301,11 @@ pub struct StoreConfig {
     pub part_size: usize,
     /// Parts uploading at once; memory held is at most this many parts plus one being filled.
     pub max_parts_in_flight: usize,
+    /// Objects up to this size are copied with one CopyObject (S3 allows at most 5 GiB, Amazon
+    /// S3 API reference, CopyObject); larger ones part by part with UploadPartCopy.
+    pub max_single_copy: u64,
+    /// Bytes per UploadPartCopy part.
+    pub copy_part_size: u64,
 }
 
 /// S3's smallest part size for all but the last part (Amazon S3 multipart upload limits).
@@ -317,6 +322,8 @@ impl Default for StoreConfig {
             credentials: None,
             part_size: 8 * 1024 * 1024,
             max_parts_in_flight: 4,
+            max_single_copy: 5 * 1024 * 1024 * 1024,
+            copy_part_size: 512 * 1024 * 1024,
         }
     }
 }

@@ -21,11 +21,6 @@ use tokio::task::JoinSet;
 
 use super::{ByteStream, Key, MAX_PARTS, ObjectMeta, StoreConfig, StoreError};
 
-/// CopyObject copies at most 5 GiB in one request (Amazon S3 API reference, CopyObject);
-/// larger objects are copied part by part with UploadPartCopy.
-const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
-const COPY_PART_SIZE: u64 = 512 * 1024 * 1024;
-
 /// Characters escaped in `x-amz-copy-source` (everything but unreserved characters and `/`).
 const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'/')
@@ -40,6 +35,8 @@ pub struct S3Store {
     bucket: String,
     part_size: usize,
     max_parts_in_flight: usize,
+    max_single_copy: u64,
+    copy_part_size: u64,
 }
 
 /// Maps an SDK error to a [`StoreError`]: 404s become `NotFound`, and whether a retry can help
@@ -97,6 +94,8 @@ impl S3Store {
             bucket: bucket.to_string(),
             part_size: config.part_size,
             max_parts_in_flight: config.max_parts_in_flight.max(1),
+            max_single_copy: config.max_single_copy,
+            copy_part_size: config.copy_part_size.max(super::MIN_PART_SIZE as u64),
         })
     }
 
@@ -266,7 +265,7 @@ impl S3Store {
             utf8_percent_encode(from.as_str(), COPY_SOURCE)
         );
         let size = self.head(from).await?.size;
-        if size <= MAX_SINGLE_COPY {
+        if size <= self.max_single_copy {
             self.client
                 .copy_object()
                 .bucket(&self.bucket)
@@ -283,7 +282,7 @@ impl S3Store {
             let mut start = 0;
             let mut number = 1;
             while start < size {
-                let end = (start + COPY_PART_SIZE).min(size);
+                let end = (start + self.copy_part_size).min(size);
                 let out = self
                     .client
                     .upload_part_copy()
