@@ -7,13 +7,20 @@
 
 use std::io::{self, Read, Write};
 
-use flate2::{read::ZlibDecoder, write::ZlibEncoder};
+use flate2::{
+    read::ZlibDecoder,
+    write::{GzEncoder, ZlibEncoder},
+};
 
-use super::{ArchiveError, Compression, CreatedAt, Header, Offset, Section, TocEntry, Version};
+use super::{
+    ArchiveError, Compression, CreatedAt, Header, Layout, Offset, Section, TocEntry, Version,
+};
 
 const MAGIC: &[u8; 5] = b"PGDMP";
 /// `archCustom` in the format byte.
 const FORMAT_CUSTOM: u8 = 1;
+/// The directory format's `toc.dat` says `archTar`, deliberately (pg_backup_directory.c).
+const FORMAT_DIRECTORY: u8 = 3;
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 /// Compressed bytes gathered before a chunk is emitted.
@@ -44,8 +51,13 @@ fn put_offset(out: &mut Vec<u8>, offset: Offset) {
     out.extend_from_slice(&position.to_le_bytes());
 }
 
-/// The header, for archive 1.14 (none or gzip) or 1.15/1.16.
+/// The header of a custom-format archive, for archive 1.14 (none or gzip) or 1.15/1.16.
 pub fn header_bytes(header: &Header) -> Result<Vec<u8>, ArchiveError> {
+    header_bytes_for(header, Layout::Custom)
+}
+
+/// The header for either layout (the directory format's `toc.dat` starts with it too).
+pub fn header_bytes_for(header: &Header, layout: Layout) -> Result<Vec<u8>, ArchiveError> {
     let v = header.version;
     if v < Version::V1_14 || v > Version::V1_16 {
         return Err(ArchiveError::UnsupportedVersion(v));
@@ -59,7 +71,11 @@ pub fn header_bytes(header: &Header) -> Result<Vec<u8>, ArchiveError> {
     }
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[v.major, v.minor, v.rev, 4, 8, FORMAT_CUSTOM]);
+    let format = match layout {
+        Layout::Custom => FORMAT_CUSTOM,
+        Layout::Directory => FORMAT_DIRECTORY,
+    };
+    out.extend_from_slice(&[v.major, v.minor, v.rev, 4, 8, format]);
     if v >= Version::V1_15 {
         out.push(match header.compression {
             Compression::None => 0,
@@ -87,8 +103,30 @@ pub fn header_bytes(header: &Header) -> Result<Vec<u8>, ArchiveError> {
     Ok(out)
 }
 
-/// The table of contents: the entry count, then each entry in the given order.
+/// The table of contents of a custom-format archive.
 pub fn toc_bytes(version: Version, entries: &[TocEntry]) -> Vec<u8> {
+    toc_bytes_for(version, entries, Layout::Custom)
+}
+
+/// The name of an entry's data file in a directory archive, as the table of contents stores it
+/// (without the compression suffix the file itself carries; see [`directory_file_suffix`]).
+pub fn directory_data_name(dump_id: i32) -> String {
+    format!("{dump_id}.dat")
+}
+
+/// The suffix pg_dump appends to directory-format data files for this compression.
+pub fn directory_file_suffix(compression: Compression) -> &'static str {
+    match compression {
+        Compression::None => "",
+        Compression::Gzip { .. } => ".gz",
+        Compression::Lz4 => ".lz4",
+        Compression::Zstd => ".zst",
+    }
+}
+
+/// The table of contents: the entry count, then each entry in the given order. Custom archives
+/// end each entry with its data offset, directory archives with its data file name.
+pub fn toc_bytes_for(version: Version, entries: &[TocEntry], layout: Layout) -> Vec<u8> {
     let mut out = Vec::new();
     put_int(&mut out, entries.len() as i64);
     for e in entries {
@@ -116,16 +154,70 @@ pub fn toc_bytes(version: Version, entries: &[TocEntry]) -> Vec<u8> {
             put_str(&mut out, Some(&dep.to_string()));
         }
         put_str(&mut out, None);
-        put_offset(
-            &mut out,
-            if e.had_dumper {
-                e.offset
-            } else {
-                Offset::NoData
-            },
-        );
+        match layout {
+            Layout::Custom => put_offset(
+                &mut out,
+                if e.had_dumper {
+                    e.offset
+                } else {
+                    Offset::NoData
+                },
+            ),
+            Layout::Directory => {
+                let file = e.had_dumper.then(|| {
+                    e.file
+                        .clone()
+                        .unwrap_or_else(|| directory_data_name(e.dump_id))
+                });
+                put_str(&mut out, Some(file.as_deref().unwrap_or("")));
+            }
+        }
     }
     out
+}
+
+/// One directory-format data file being written: a real gzip file (not the custom format's
+/// zlib stream) or raw bytes. Emit what [`DataFile::write`] returns, then [`DataFile::finish`].
+pub struct DataFile {
+    encoder: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl DataFile {
+    pub fn new(compression: Compression) -> Result<DataFile, ArchiveError> {
+        let encoder = match compression {
+            Compression::None => None,
+            Compression::Gzip { level } => Some(GzEncoder::new(
+                Vec::with_capacity(CHUNK * 2),
+                level.map_or(flate2::Compression::default(), flate2::Compression::new),
+            )),
+            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 compression")),
+            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd compression")),
+        };
+        Ok(DataFile { encoder })
+    }
+
+    /// Adds data; returns the bytes ready to be written (possibly none yet).
+    pub fn write(&mut self, data: &[u8]) -> Vec<u8> {
+        match &mut self.encoder {
+            None => data.to_vec(),
+            Some(gz) => {
+                gz.write_all(data).expect("writing to memory");
+                if gz.get_ref().len() >= CHUNK {
+                    std::mem::take(gz.get_mut())
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// The rest of the file.
+    pub fn finish(self) -> Vec<u8> {
+        match self.encoder {
+            None => Vec::new(),
+            Some(gz) => gz.finish().expect("writing to memory"),
+        }
+    }
 }
 
 /// One table's data block being written. Feed it COPY text with [`DataBlock::write`] and emit
@@ -201,6 +293,8 @@ pub struct Reader<R: Read> {
     pub header: Header,
     int_size: usize,
     off_size: usize,
+    /// Custom (data blocks follow the TOC) or directory (`toc.dat`; data in separate files).
+    pub layout: Layout,
 }
 
 impl<R: Read> Reader<R> {
@@ -227,12 +321,15 @@ impl<R: Read> Reader<R> {
                 "integer size {int_size} / offset size {off_size}"
             )));
         }
-        if fixed[5] != FORMAT_CUSTOM {
-            return Err(ArchiveError::Corrupt(format!(
-                "format byte {} is not the custom format",
-                fixed[5]
-            )));
-        }
+        let layout = match fixed[5] {
+            FORMAT_CUSTOM => Layout::Custom,
+            FORMAT_DIRECTORY => Layout::Directory,
+            other => {
+                return Err(ArchiveError::Corrupt(format!(
+                    "format byte {other} is neither the custom nor the directory format"
+                )));
+            }
+        };
         let mut reader = Reader {
             input,
             header: Header {
@@ -247,6 +344,7 @@ impl<R: Read> Reader<R> {
             },
             int_size,
             off_size,
+            layout,
         };
         reader.header.compression = if version >= Version::V1_15 {
             let mut byte = [0u8];
@@ -360,15 +458,37 @@ impl<R: Read> Reader<R> {
                         .map_err(|_| ArchiveError::Corrupt(format!("dependency {dep:?}")))?,
                 );
             }
-            let mut flag = [0u8];
-            read_exact(&mut self.input, &mut flag, WHAT)?;
-            let mut position = [0u8; 8];
-            read_exact(&mut self.input, &mut position[..self.off_size], WHAT)?;
-            let offset = match flag[0] {
-                1 => Offset::NotSet,
-                2 => Offset::Set(u64::from_le_bytes(position)),
-                3 => Offset::NoData,
-                other => return Err(ArchiveError::Corrupt(format!("offset flag {other}"))),
+            let (offset, file) = match self.layout {
+                Layout::Custom => {
+                    let mut flag = [0u8];
+                    read_exact(&mut self.input, &mut flag, WHAT)?;
+                    let mut position = [0u8; 8];
+                    read_exact(&mut self.input, &mut position[..self.off_size], WHAT)?;
+                    let offset = match flag[0] {
+                        1 => Offset::NotSet,
+                        2 => Offset::Set(u64::from_le_bytes(position)),
+                        3 => Offset::NoData,
+                        other => return Err(ArchiveError::Corrupt(format!("offset flag {other}"))),
+                    };
+                    (offset, None)
+                }
+                Layout::Directory => {
+                    let file = self.string(WHAT)?.filter(|f| !f.is_empty());
+                    if file
+                        .as_deref()
+                        .is_some_and(|f| f.contains('/') || f.starts_with('.'))
+                    {
+                        return Err(ArchiveError::Corrupt(format!("data file name {file:?}")));
+                    }
+                    (
+                        if file.is_some() {
+                            Offset::NotSet
+                        } else {
+                            Offset::NoData
+                        },
+                        file,
+                    )
+                }
             };
             entries.push(TocEntry {
                 dump_id,
@@ -388,13 +508,18 @@ impl<R: Read> Reader<R> {
                 owner,
                 dependencies,
                 offset,
+                file,
             });
         }
         Ok(entries)
     }
 
-    /// The next data block's entry id, or `None` at the end of the archive.
+    /// The next data block's entry id, or `None` at the end of the archive (always `None` for
+    /// a directory archive's `toc.dat`: its data lives in the files the entries name).
     pub fn next_block(&mut self) -> Result<Option<i32>, ArchiveError> {
+        if self.layout == Layout::Directory {
+            return Ok(None);
+        }
         let mut kind = [0u8];
         match self.input.read(&mut kind) {
             Ok(0) => return Ok(None),
@@ -431,6 +556,26 @@ impl<R: Read> Reader<R> {
         // Consume whatever follows the compressed stream up to the block's terminator.
         io::copy(&mut chunks, &mut io::sink()).map_err(ArchiveError::Decompress)?;
         Ok(written)
+    }
+}
+
+/// Decompresses a directory-format data file into `sink`, choosing the decoder by the file
+/// name's suffix as pg_restore does (`.gz`, `.lz4`, `.zst`, or none).
+pub fn decode_data_file(
+    file_name: &str,
+    bytes: impl Read,
+    sink: &mut impl Write,
+) -> Result<u64, ArchiveError> {
+    if file_name.ends_with(".gz") {
+        io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), sink)
+            .map_err(ArchiveError::Decompress)
+    } else if file_name.ends_with(".lz4") {
+        Err(ArchiveError::NotBuilt("lz4 decompression"))
+    } else if file_name.ends_with(".zst") {
+        Err(ArchiveError::NotBuilt("zstd decompression"))
+    } else {
+        let mut bytes = bytes;
+        io::copy(&mut bytes, sink).map_err(ArchiveError::Decompress)
     }
 }
 
@@ -557,6 +702,33 @@ mod tests {
             Reader::open(&future[..]),
             Err(ArchiveError::UnsupportedVersion(_))
         ));
+    }
+
+    #[test]
+    fn directory_toc_round_trip() {
+        let header = Header {
+            version: Version::V1_14,
+            int_size: 4,
+            off_size: 8,
+            compression: Compression::Gzip { level: None },
+            created: CreatedAt::default(),
+            database: "db".into(),
+            server_version: "15".into(),
+            dumper_version: "ferry".into(),
+        };
+        let mut toc = header_bytes_for(&header, Layout::Directory).unwrap();
+        assert_eq!(toc[10], 3, "toc.dat says archTar");
+        toc.extend(toc_bytes_for(Version::V1_14, &entries(), Layout::Directory));
+        let (reader, read) = Reader::open(&toc[..]).unwrap();
+        assert_eq!(reader.layout, Layout::Directory);
+        assert_eq!(read[0].file, None);
+        assert_eq!(read[1].file.as_deref(), Some("5.dat"));
+        let mut file = DataFile::new(Compression::Gzip { level: None }).unwrap();
+        let mut bytes = file.write(b"1\n2\n");
+        bytes.extend(file.finish());
+        let mut out = Vec::new();
+        decode_data_file("5.dat.gz", &bytes[..], &mut out).unwrap();
+        assert_eq!(out, b"1\n2\n");
     }
 
     #[test]

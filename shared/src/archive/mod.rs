@@ -4,10 +4,11 @@
 //! entries and COPY bytes and ships what it returns; restore feeds it archive bytes. That keeps
 //! every byte of the format testable in memory, with the real `pg_restore` as the oracle.
 //!
-//! Built so far: the custom format (`pg_dump -Fc`): header, table of contents and data blocks,
-//! written as archive 1.14 (readable by pg_restore 12 and later) with no or gzip compression,
-//! and read for archive versions 1.12 to 1.16. Not built yet: lz4 and zstd data, large objects
-//! (BLOBS blocks), the directory and plain formats.
+//! Built so far: the custom format (`pg_dump -Fc`: header, table of contents and data blocks)
+//! and the directory format (`pg_dump -Fd`: the same header and table of contents in `toc.dat`,
+//! one gzip or plain file per table's data), written as archive 1.14 (readable by pg_restore 12
+//! and later) with no or gzip compression, and read for archive versions 1.12 to 1.16. Not built
+//! yet: lz4 and zstd data, large objects, the plain format.
 //!
 //! Data offsets are written as "not set", as pg_dump does when it writes to a pipe: an archive
 //! streamed to S3 cannot seek back to patch the table of contents. pg_restore then finds each
@@ -63,6 +64,13 @@ impl Section {
             other => return Err(ArchiveError::Corrupt(format!("unknown section {other}"))),
         })
     }
+}
+
+/// Which container: one custom-format file, or a directory of `toc.dat` plus data files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Custom,
+    Directory,
 }
 
 /// How table data is compressed.
@@ -172,6 +180,9 @@ pub struct TocEntry {
     pub owner: Option<String>,
     pub dependencies: Vec<i32>,
     pub offset: Offset,
+    /// Directory format: the entry's data file, relative to the archive directory (`5.dat`,
+    /// without compression suffix); `None` for entries without data and in custom archives.
+    pub file: Option<String>,
 }
 
 impl TocEntry {
@@ -195,6 +206,7 @@ impl TocEntry {
             owner: None,
             dependencies: Vec::new(),
             offset: Offset::NoData,
+            file: None,
         }
     }
 }
