@@ -84,8 +84,8 @@ fn entries() -> Vec<TocEntry> {
     vec![encoding, stdstrings, searchpath, table, data, pkey, index]
 }
 
-fn write_archive(copy_text: &[u8], compression: Compression) -> Vec<u8> {
-    let header = Header {
+fn header(compression: Compression) -> Header {
+    Header {
         version: Version::V1_14,
         int_size: 4,
         off_size: 8,
@@ -94,7 +94,48 @@ fn write_archive(copy_text: &[u8], compression: Compression) -> Vec<u8> {
         database: "source".into(),
         server_version: "15".into(),
         dumper_version: format!("ferry {}", ferry::VERSION),
+    }
+}
+
+/// Restores `archive` with `pg_restore -j JOBS` into a new database and returns its name.
+fn pg_restore_into_new_database(archive: &std::path::Path, jobs: &str) -> String {
+    let pg = shared_pg();
+    let target = pg.create_database("archive_dst");
+    run(Command::new(pg.bin("pg_restore"))
+        .args(["--exit-on-error", "--no-owner", "-j", jobs])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            &target,
+        ])
+        .arg(archive));
+    target
+}
+
+/// Compares two databases of the shared server with ferry's own validation.
+async fn compare_databases(source: &str, target: &str) -> ferry::validate::Comparison {
+    let pg = shared_pg();
+    let options = ferry::validate::Options {
+        checksums: true,
+        jobs: 1,
     };
+    let profile = |db: &str| ferry::pg::PgConfig::parse(&pg.url(db)).unwrap();
+    let want = ferry::validate::profile(&profile(source), options)
+        .await
+        .unwrap();
+    let got = ferry::validate::profile(&profile(target), options)
+        .await
+        .unwrap();
+    ferry::validate::compare(&want.into(), &got)
+}
+
+fn write_archive(copy_text: &[u8], compression: Compression) -> Vec<u8> {
+    let header = header(compression);
     let mut out = header_bytes(&header).unwrap();
     out.extend(toc_bytes(Version::V1_14, &entries()));
     let (mut block, head) = DataBlock::start(5, compression).unwrap();
@@ -147,37 +188,9 @@ async fn pg_restore_lists_and_restores_what_ferry_writes() {
             assert!(listing.contains(line), "{line:?} missing from:\n{listing}");
         }
         for jobs in ["1", "2"] {
-            let target = pg.create_database("archive_dst");
-            run(Command::new(pg.bin("pg_restore"))
-                .args(["--exit-on-error", "--no-owner", "-j", jobs])
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &pg.port.to_string(),
-                    "-U",
-                    SUPERUSER,
-                    "-d",
-                    &target,
-                ])
-                .arg(&path));
             // The restored copy is the source, by ferry's own validation.
-            let profile = |db: &str| {
-                let config = ferry::pg::PgConfig::parse(&pg.url(db)).unwrap();
-                async move {
-                    ferry::validate::profile(
-                        &config,
-                        ferry::validate::Options {
-                            checksums: true,
-                            jobs: 1,
-                        },
-                    )
-                    .await
-                    .unwrap()
-                }
-            };
-            let (want, got) = (profile(&source).await, profile(&target).await);
-            let comparison = ferry::validate::compare(&want.into(), &got);
+            let target = pg_restore_into_new_database(&path, jobs);
+            let comparison = compare_databases(&source, &target).await;
             assert!(comparison.matches(), "{name}, -j {jobs}: {comparison:?}");
             assert_eq!(comparison.rows_compared, 20_003);
         }
@@ -253,16 +266,7 @@ async fn ferry_reads_what_pg_dump_writes() {
 /// A directory archive: `toc.dat` and one data file per table.
 fn write_directory(dir: &std::path::Path, copy_text: &[u8], compression: Compression) {
     std::fs::create_dir_all(dir).unwrap();
-    let header = Header {
-        version: Version::V1_14,
-        int_size: 4,
-        off_size: 8,
-        compression,
-        created: CreatedAt::from_system_time(std::time::SystemTime::now()),
-        database: "source".into(),
-        server_version: "15".into(),
-        dumper_version: format!("ferry {}", ferry::VERSION),
-    };
+    let header = header(compression);
     let mut toc = header_bytes_for(&header, Layout::Directory).unwrap();
     toc.extend(toc_bytes_for(Version::V1_14, &entries(), Layout::Directory));
     std::fs::write(dir.join("toc.dat"), toc).unwrap();
@@ -298,36 +302,8 @@ async fn directory_archives_both_ways() {
             listing.contains("Format: DIRECTORY") && listing.contains("TABLE DATA public items"),
             "{listing}"
         );
-        let target = pg.create_database("archive_dir_dst");
-        run(Command::new(pg.bin("pg_restore"))
-            .args(["--exit-on-error", "--no-owner", "-j", "2"])
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &pg.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                &target,
-            ])
-            .arg(&dir));
-        let profile = |db: &str| {
-            let config = ferry::pg::PgConfig::parse(&pg.url(db)).unwrap();
-            async move {
-                ferry::validate::profile(
-                    &config,
-                    ferry::validate::Options {
-                        checksums: true,
-                        jobs: 1,
-                    },
-                )
-                .await
-                .unwrap()
-            }
-        };
-        let comparison =
-            ferry::validate::compare(&profile(&source).await.into(), &profile(&target).await);
+        let target = pg_restore_into_new_database(&dir, "2");
+        let comparison = compare_databases(&source, &target).await;
         assert!(comparison.matches(), "{name}: {comparison:?}");
     }
 

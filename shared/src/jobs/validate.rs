@@ -96,8 +96,8 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
     let target_config = super::database(&input.target).await?.direct();
     let manifest_url = match ObjectUrl::parse(&input.source) {
         Ok(url) => Some(url),
-        Err(_) if input.source.starts_with("s3://") || input.source.starts_with("file://") => {
-            return Err(ObjectUrl::parse(&input.source).unwrap_err().into());
+        Err(e) if input.source.starts_with("s3://") || input.source.starts_with("file://") => {
+            return Err(e.into());
         }
         Err(_) => None,
     };
