@@ -52,21 +52,42 @@ enum Command {
 
 #[derive(Args)]
 struct SnapshotArgs {
-    /// The database to dump (URL or Secrets Manager reference).
+    /// The database to dump (URL, Secrets Manager or neon://PROJECT/BRANCH/DB?role=R reference).
     #[arg(long, env = "FERRY_SOURCE")]
     source: String,
-    /// Where to write the archive and its manifest (s3://bucket/prefix/ or file:///dir/).
+    /// The prefix to write the archive and its manifest under (s3://bucket/prefix/ or file:///dir/).
     #[arg(long)]
     to: String,
-    /// Archive format: custom, directory or plain.
+    /// Archive format: custom (default), directory or plain.
     #[arg(long)]
     format: Option<String>,
-    /// Compression: gzip, zstd, lz4 or none.
+    /// Compression: gzip (default), gzip:LEVEL or none.
     #[arg(long)]
     compress: Option<String>,
-    /// Tables dumped at once, over connections sharing one snapshot.
+    /// Tables dumped at once (directory format), over connections sharing one snapshot.
     #[arg(long)]
     jobs: Option<u32>,
+    /// Only schemas matching this pattern (repeatable; `*` matches anything).
+    #[arg(long = "schema", short = 'n')]
+    schemas: Vec<String>,
+    /// Only tables matching this pattern, `schema.table` or `table` (repeatable).
+    #[arg(long = "table", short = 't')]
+    tables: Vec<String>,
+    /// Leave out tables matching this pattern (repeatable).
+    #[arg(long = "exclude-table", short = 'T')]
+    exclude_tables: Vec<String>,
+    /// Dump these tables' definitions but not their rows (repeatable).
+    #[arg(long = "exclude-table-data")]
+    exclude_table_data: Vec<String>,
+    /// Definitions only.
+    #[arg(long, conflicts_with = "data_only")]
+    schema_only: bool,
+    /// Rows and sequence positions only.
+    #[arg(long)]
+    data_only: bool,
+    /// Record per-table content checksums in the manifest.
+    #[arg(long)]
+    checksums: bool,
 }
 
 #[derive(Args)]
@@ -225,12 +246,29 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     format: a.format,
                     compress: a.compress,
                     jobs: a.jobs,
+                    schemas: a.schemas,
+                    tables: a.tables,
+                    exclude_tables: a.exclude_tables,
+                    exclude_table_data: a.exclude_table_data,
+                    schema_only: a.schema_only,
+                    data_only: a.data_only,
+                    checksums: a.checksums,
                 },
                 ctx,
             )
             .await?;
             emit(json, &out, |o| {
-                format!("archive:  {}\nmanifest: {}", o.archive, o.manifest)
+                format!(
+                    "archive:  {}\nmanifest: {}\n{} tables, {} rows, {} bytes written ({} format, {}, archive {})",
+                    o.archive,
+                    o.manifest,
+                    o.tables,
+                    o.rows,
+                    o.bytes_written,
+                    o.format,
+                    o.compression,
+                    o.archive_version
+                )
             });
         }
         Command::Restore(a) => {

@@ -23,6 +23,7 @@ pub mod progress;
 pub mod retry;
 pub mod secret;
 pub mod secrets_manager;
+pub mod snapshot;
 pub mod store;
 pub mod validate;
 

@@ -15,6 +15,7 @@
 //! data block by scanning, which it does for `-l`, `-d` and `-j` alike.
 
 pub mod custom;
+pub mod plain;
 
 /// An archive format version, `1.minor.rev`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -37,6 +37,18 @@ pub enum JobError {
     /// The job is not built yet. Never a fake success.
     #[error("ferry {job} is not implemented yet (tracked in issue #{issue})")]
     NotImplemented { job: &'static str, issue: u32 },
+    /// One option of a job that works otherwise is not built yet.
+    #[error("not built yet: {0}")]
+    NotBuilt(String),
+    /// The database holds objects this version cannot carry; nothing was written as complete.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An archive is malformed or cannot be written as asked.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    /// Two readings that must agree did not (for example rows copied against rows counted).
+    #[error("{0}")]
+    Inconsistent(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -55,7 +67,10 @@ impl JobError {
     pub fn error_type(&self) -> &'static str {
         match self {
             JobError::BadInput(_) => "Ferry.BadInput",
-            JobError::NotImplemented { .. } => "Ferry.NotImplemented",
+            JobError::NotImplemented { .. } | JobError::NotBuilt(_) => "Ferry.NotImplemented",
+            JobError::Unsupported(_) => "Ferry.Unsupported",
+            JobError::Archive(_) => "Ferry.BadArchive",
+            JobError::Inconsistent(_) => "Ferry.Inconsistent",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
             JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
@@ -92,7 +107,27 @@ impl JobError {
             JobError::Neon(e) => e.is_retryable(),
             JobError::BadInput(_)
             | JobError::NotImplemented { .. }
+            | JobError::NotBuilt(_)
+            | JobError::Unsupported(_)
+            | JobError::Archive(_)
+            | JobError::Inconsistent(_)
             | JobError::ValidationFailed(_) => false,
+        }
+    }
+}
+
+impl From<crate::snapshot::SnapshotError> for JobError {
+    fn from(e: crate::snapshot::SnapshotError) -> JobError {
+        use crate::snapshot::SnapshotError as S;
+        match e {
+            S::Postgres(e) => JobError::Postgres(e),
+            S::Store(e) => JobError::Store(e),
+            S::Archive(crate::archive::ArchiveError::NotBuilt(what)) => {
+                JobError::NotBuilt(what.to_string())
+            }
+            S::Archive(e) => JobError::Archive(e),
+            e @ S::Unsupported(_) => JobError::Unsupported(e.to_string()),
+            e @ S::Inconsistent(_) => JobError::Inconsistent(e.to_string()),
         }
     }
 }

@@ -14,3 +14,9 @@ pub mod tls;
 pub use config::{PgConfig, SslMode};
 pub use connect::{Session, connect};
 pub use error::PgError;
+
+/// A SQL string literal (for `standard_conforming_strings = on`, the default since 9.1):
+/// quotes doubled, nothing else escaped.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

@@ -49,16 +49,39 @@ pub(super) async fn tables(session: &Session) -> Result<Vec<TableRef>, PgError> 
 /// Marks the tables whose every column type has an extended hash function, so that their
 /// checksums can hash values directly (`hash_record_extended`, PostgreSQL 14+) instead of their
 /// text form. Decided from the row type alone (a record of NULLs), so both sides decide alike.
+///
+/// Types whose hash is the hash of an oid (enums, whose labels are oids local to a database,
+/// and the `reg*` types), anywhere inside a column's type (arrays, domains, composites,
+/// ranges), would hash differently in two databases holding the same values: such tables are
+/// hashed by their text form.
 pub(super) async fn probe_hashable(
     session: &Session,
     tables: &mut [TableRef],
 ) -> Result<(), PgError> {
+    const OID_HASHED: &str = "WITH RECURSIVE reach(t) AS ( \
+           SELECT a.atttypid FROM pg_attribute a \
+            WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+           UNION \
+           SELECT x FROM reach JOIN pg_type ty ON ty.oid = reach.t, \
+             LATERAL (SELECT ty.typelem UNION ALL SELECT ty.typbasetype \
+                      UNION ALL SELECT a.atttypid FROM pg_attribute a \
+                       WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped \
+                      UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = ty.oid \
+                      UNION ALL SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = ty.oid) n(x) \
+            WHERE x <> 0) \
+         SELECT EXISTS (SELECT 1 FROM reach JOIN pg_type ty ON ty.oid = reach.t \
+                         WHERE ty.typtype = 'e' OR (ty.typnamespace = 'pg_catalog'::regnamespace \
+                               AND ty.typname LIKE 'reg%'))";
     for table in tables.iter_mut() {
         let probe = format!(
             "SELECT hash_record_extended(jsonb_populate_record(NULL::{}, '{{}}'), 42)",
             table.sql_name
         );
-        table.hashable = session.query_one(&probe, &[]).await.is_ok();
+        let oid_hashed: bool = session
+            .query_one(OID_HASHED, &[&table.sql_name])
+            .await?
+            .get(0);
+        table.hashable = !oid_hashed && session.query_one(&probe, &[]).await.is_ok();
     }
     Ok(())
 }

@@ -118,6 +118,7 @@ pub(super) async fn run(
     config: &PgConfig,
     tables: &[TableRef],
     options: super::Options,
+    snapshot: Option<String>,
 ) -> Result<Vec<TableStats>, PgError> {
     let queue = Arc::new(Mutex::new(
         pieces(tables).into_iter().collect::<VecDeque<_>>(),
@@ -127,14 +128,15 @@ pub(super) async fn run(
     let workers = options.jobs.max(1).min(queue.lock().unwrap().len().max(1));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (queue, results, tables, config) = (
+        let (queue, results, tables, config, snapshot) = (
             queue.clone(),
             results.clone(),
             tables.clone(),
             config.clone(),
+            snapshot.clone(),
         );
         tasks.spawn(async move {
-            let session = super::session(&config).await?;
+            let session = super::session(&config, snapshot.as_deref()).await?;
             loop {
                 let Some(piece) = queue.lock().unwrap().pop_front() else {
                     return Ok::<_, PgError>(());

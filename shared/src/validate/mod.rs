@@ -93,16 +93,34 @@ pub struct Options {
     pub jobs: usize,
 }
 
-/// Opens a session pinned for validation: stable output settings, read-only.
-pub(crate) async fn session(config: &PgConfig) -> Result<Session, PgError> {
+/// Opens a session pinned for validation: stable output settings, read-only; inside the
+/// exported `snapshot` when one is given (so that it sees exactly what a dump saw).
+pub(crate) async fn session(config: &PgConfig, snapshot: Option<&str>) -> Result<Session, PgError> {
     let session = connect(config).await?;
     session.batch_execute(SESSION_SETUP).await?;
+    if let Some(id) = snapshot {
+        session
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                crate::pg::literal(id)
+            ))
+            .await?;
+    }
     Ok(session)
 }
 
 /// Profiles a database: counts (and checksums), schema facts, integrity problems.
 pub async fn profile(config: &PgConfig, options: Options) -> Result<Profile, PgError> {
-    let main = session(config).await?;
+    profile_at(config, options, None).await
+}
+
+/// Profiles a database as an exported snapshot (`pg_export_snapshot()`) sees it.
+pub async fn profile_at(
+    config: &PgConfig,
+    options: Options,
+    snapshot: Option<&str>,
+) -> Result<Profile, PgError> {
+    let main = session(config, snapshot).await?;
     let row = main
         .query_one(
             "SELECT current_setting('server_version'), current_database()",
@@ -116,7 +134,7 @@ pub async fn profile(config: &PgConfig, options: Options) -> Result<Profile, PgE
     let facts = catalog::facts(&main).await?;
     let integrity = integrity::check(&main).await?;
     drop(main);
-    let stats = checksum::run(config, &tables, options).await?;
+    let stats = checksum::run(config, &tables, options, snapshot.map(str::to_string)).await?;
     Ok(Profile {
         server_version: row.get(0),
         database: row.get(1),

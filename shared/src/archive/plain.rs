@@ -1,0 +1,117 @@
+//! The plain format (`pg_dump -Fp`): the archive's entries as one psql script.
+//!
+//! Entries print in table-of-contents order, each under pg_dump's `-- Name: ...; Type: ...`
+//! banner, followed by the `ALTER ... OWNER TO` that pg_restore would have issued; a table's
+//! data is its `COPY ... FROM stdin;` line, the rows, and the `\.` terminator.
+
+use super::{Header, TocEntry};
+
+/// An identifier, always quoted (valid for every name, keywords included).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The settings a plain script starts with (the archive's ENCODING, STDSTRINGS and
+/// SEARCHPATH entries, and what pg_restore sets before running any entry).
+pub fn preamble(header: &Header) -> String {
+    format!(
+        "--\n-- PostgreSQL database dump\n--\n\n\
+         -- Dumped from database version {}\n-- Dumped by {}\n\n\
+         SET statement_timeout = 0;\nSET lock_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\n\
+         SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\
+         SELECT pg_catalog.set_config('search_path', '', false);\nSET check_function_bodies = false;\n\
+         SET xmloption = content;\nSET client_min_messages = warning;\nSET row_security = off;\n\n",
+        header.server_version, header.dumper_version
+    )
+}
+
+pub fn epilogue() -> &'static str {
+    "--\n-- PostgreSQL database dump complete\n--\n\n"
+}
+
+/// The statement pg_restore issues after an entry to give its object the recorded owner, for
+/// the kinds of objects that have one.
+pub fn owner_statement(entry: &TocEntry) -> Option<String> {
+    let owner = entry.owner.as_deref().filter(|o| !o.is_empty())?;
+    let named = |kind: &str| match entry.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{kind} {}.{}", quoted(ns), quoted(&entry.tag)),
+        None => format!("{kind} {}", quoted(&entry.tag)),
+    };
+    let target = match entry.desc.as_str() {
+        "FUNCTION" | "PROCEDURE" | "AGGREGATE" => entry
+            .drop_stmt
+            .as_deref()?
+            .strip_prefix("DROP ")?
+            .trim_end()
+            .trim_end_matches(';')
+            .to_string(),
+        "SCHEMA" => format!("SCHEMA {}", quoted(&entry.tag)),
+        "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" => named("TABLE"),
+        "TYPE" | "DOMAIN" | "STATISTICS" => named(&entry.desc),
+        _ => return None,
+    };
+    Some(format!("ALTER {target} OWNER TO {};\n", quoted(owner)))
+}
+
+/// An entry's banner and statements (its data, if any, follows separately: [`copy_header`]).
+pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
+    if matches!(
+        entry.desc.as_str(),
+        "ENCODING" | "STDSTRINGS" | "SEARCHPATH"
+    ) {
+        return String::new();
+    }
+    let mut out = format!(
+        "--\n-- Name: {}; Type: {}; Schema: {}; Owner: {}\n--\n\n",
+        entry.tag,
+        entry.desc,
+        entry.namespace.as_deref().unwrap_or("-"),
+        entry.owner.as_deref().unwrap_or("-")
+    );
+    if let Some(defn) = entry.defn.as_deref().filter(|d| !d.is_empty()) {
+        out.push_str(defn);
+        out.push('\n');
+    }
+    if with_owner && let Some(owner) = owner_statement(entry) {
+        out.push_str(&owner);
+        out.push('\n');
+    }
+    out
+}
+
+/// The `COPY ... FROM stdin;` line that precedes a table's rows.
+pub fn copy_header(entry: &TocEntry) -> String {
+    format!(
+        "--\n-- Data for Name: {}; Type: TABLE DATA; Schema: {}; Owner: {}\n--\n\n{}",
+        entry.tag,
+        entry.namespace.as_deref().unwrap_or("-"),
+        entry.owner.as_deref().unwrap_or("-"),
+        entry.copy_stmt.as_deref().unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::Section;
+
+    #[test]
+    fn owners_follow_pg_restore() {
+        let mut table = TocEntry::new(4, "TABLE", "my table", Section::PreData);
+        table.namespace = Some("public".into());
+        table.owner = Some("app".into());
+        assert_eq!(
+            owner_statement(&table).unwrap(),
+            "ALTER TABLE \"public\".\"my table\" OWNER TO \"app\";\n"
+        );
+        let mut function = TocEntry::new(5, "FUNCTION", "f(integer)", Section::PreData);
+        function.owner = Some("app".into());
+        function.drop_stmt = Some("DROP FUNCTION public.f(integer);\n".into());
+        assert_eq!(
+            owner_statement(&function).unwrap(),
+            "ALTER FUNCTION public.f(integer) OWNER TO \"app\";\n"
+        );
+        let index = TocEntry::new(6, "INDEX", "i", Section::PostData);
+        assert_eq!(owner_statement(&index), None);
+    }
+}

@@ -1,0 +1,666 @@
+//! Snapshot: a consistent dump of a database, streamed as a pg_dump archive to the object store.
+//!
+//! One transaction (REPEATABLE READ, read-only) exports its snapshot; the catalog is read in it
+//! and turned into table-of-contents entries ([`ddl`], ordered by [`order`]); every table's rows
+//! leave the server by `COPY ... TO STDOUT` and go through compression straight into a
+//! multipart upload, never a local file. Directory archives let `--jobs` connections, all
+//! importing the same snapshot, write one object per table at once. The manifest is computed
+//! in the same snapshot (row counts, and checksums when asked), checked against the rows each
+//! COPY carried, and written last: without it the snapshot does not exist.
+//!
+//! Memory is bounded by the upload's parts in flight and two small channels per table being
+//! copied, whatever the size of the database.
+
+mod ddl;
+mod order;
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use futures::{TryStreamExt, pin_mut};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+pub use ddl::Filter;
+
+use crate::{
+    archive::{
+        ArchiveError, Compression, CreatedAt, Header, Layout, Offset, Section, TocEntry, Version,
+        custom::{self, DataBlock, DataFile},
+        plain,
+    },
+    manifest::{Manifest, ManifestObject},
+    pg::{PgConfig, PgError, Session, connect, literal},
+    progress::{ProgressEvent, SharedProgress, Unit},
+    store::{ObjectUrl, Store, StoreError, Upload},
+    validate,
+};
+
+/// The archive's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One object, `archive.dump` (`pg_restore`-able, like `pg_dump -Fc`).
+    Custom,
+    /// A prefix `archive/` with `toc.dat` and one object per table (like `pg_dump -Fd`).
+    Directory,
+    /// One SQL script, `archive.sql` (like `pg_dump -Fp`), for psql.
+    Plain,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Option<Format> {
+        match name {
+            "custom" | "c" => Some(Format::Custom),
+            "directory" | "d" => Some(Format::Directory),
+            "plain" | "p" => Some(Format::Plain),
+            _ => None,
+        }
+    }
+}
+
+/// What to dump and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub format: Format,
+    pub compression: Compression,
+    /// Connections copying tables at once (directory format; the custom and plain formats are
+    /// one stream and use one).
+    pub jobs: usize,
+    pub filter: Filter,
+    /// Record per-table content checksums in the manifest (one more read of every table).
+    pub checksums: bool,
+    /// Neon project and branch the source belongs to, recorded in the manifest.
+    pub neon: Option<(String, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// Objects this version cannot dump: refusing beats a dump that silently lacks them.
+    #[error(
+        "ferry cannot dump these objects yet, so the snapshot would be incomplete: {}",
+        .0.join("; ")
+    )]
+    Unsupported(Vec<String>),
+    /// What was copied disagrees with what the snapshot's own counts say.
+    #[error("the snapshot is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl From<tokio_postgres::Error> for SnapshotError {
+    fn from(e: tokio_postgres::Error) -> SnapshotError {
+        SnapshotError::Postgres(e.into())
+    }
+}
+
+/// What a finished snapshot is.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub archive: ObjectUrl,
+    pub manifest_url: ObjectUrl,
+    pub manifest: Manifest,
+}
+
+/// Settings of every dumping session: stable value rendering, names always qualified.
+const SESSION_SETUP: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+     SET extra_float_digits = 3; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+     SET row_security = off; SELECT pg_catalog.set_config('search_path', '', false)";
+
+async fn dump_session(config: &PgConfig, snapshot: Option<&str>) -> Result<Session, PgError> {
+    let session = connect(config).await?;
+    session.batch_execute(SESSION_SETUP).await?;
+    session
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    if let Some(id) = snapshot {
+        session
+            .batch_execute(&format!("SET TRANSACTION SNAPSHOT {}", literal(id)))
+            .await?;
+    }
+    Ok(session)
+}
+
+/// Dumps the database `config` names into the prefix `to`.
+pub async fn run(
+    config: &PgConfig,
+    store: &Store,
+    to: &ObjectUrl,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, SnapshotError> {
+    let main = dump_session(config, None).await?;
+    let row = main
+        .query_one(
+            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database(), \
+                    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text",
+            &[],
+        )
+        .await?;
+    let (snapshot, server_version, database, lsn): (String, String, String, Option<String>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let missing = ddl::unsupported(&main).await?;
+    if !missing.is_empty() {
+        return Err(SnapshotError::Unsupported(missing));
+    }
+    let quoter = ddl::Quoter::load(&main).await?;
+    let schema = ddl::read(&main, &quoter, &options.filter).await?;
+    let mut ordered = order::order(schema);
+    if options.filter.data_only {
+        keep_data_only(&mut ordered);
+    }
+    lock_tables(&main, &ordered.items).await?;
+
+    let layout = match options.format {
+        Format::Directory => Layout::Directory,
+        _ => Layout::Custom,
+    };
+    let version = options.compression.minimum_version().max(Version::V1_14);
+    let entries = toc_entries(&ordered, layout);
+    let header = Header {
+        version,
+        int_size: 4,
+        off_size: 8,
+        compression: options.compression,
+        created: CreatedAt::from_system_time(std::time::SystemTime::now()),
+        database: database.clone(),
+        server_version: server_version.clone(),
+        dumper_version: format!("ferry {}", crate::VERSION),
+    };
+    let fixed = entries.len() - ordered.items.len();
+    let jobs: Vec<Job> = entries[fixed..]
+        .iter()
+        .zip(&ordered.items)
+        .filter_map(|(entry, item)| {
+            item.data.as_ref().map(|d| Job {
+                dump_id: entry.dump_id,
+                copy_sql: format!("COPY {} TO STDOUT", d.copy_target),
+                name: format!("{}.{}", d.schema, d.name),
+                blocks: d.blocks,
+                schema: d.schema.clone(),
+                table: d.name.clone(),
+            })
+        })
+        .collect();
+    let total_blocks: u64 = jobs.iter().map(|j| j.blocks).sum();
+    let report = Reporter {
+        progress: progress.clone(),
+        total: total_blocks * 8192,
+        done: Mutex::new(0),
+    };
+
+    let (archive, objects, copied) = match options.format {
+        Format::Custom => write_custom(&main, store, to, &header, &entries, &jobs, &report).await?,
+        Format::Plain => write_plain(&main, store, to, &header, &entries, &jobs, &report).await?,
+        Format::Directory => {
+            write_directory(
+                config, &snapshot, store, to, &header, &entries, &jobs, options, &report,
+            )
+            .await?
+        }
+    };
+
+    // The manifest, from the same snapshot the data came from.
+    let profile = validate::profile_at(
+        config,
+        validate::Options {
+            checksums: options.checksums,
+            jobs: options.jobs.max(1),
+        },
+        Some(&snapshot),
+    )
+    .await?;
+    main.batch_execute("COMMIT").await?;
+    drop(main);
+    let mut manifest = validate::manifest_of(&profile);
+    for (job, rows, bytes) in &copied {
+        let Some(table) = manifest
+            .tables
+            .iter_mut()
+            .find(|t| t.schema == job.schema && t.name == job.table)
+        else {
+            continue;
+        };
+        if table.rows != *rows {
+            return Err(SnapshotError::Inconsistent(format!(
+                "COPY of {} carried {rows} rows but the snapshot counts {}",
+                job.name, table.rows
+            )));
+        }
+        table.bytes = Some(*bytes);
+    }
+    if options.filter.is_filtered() {
+        // A partial dump: only the tables whose rows it holds, and no whole-schema fingerprint.
+        manifest.tables.retain(|t| {
+            copied
+                .iter()
+                .any(|(j, _, _)| j.schema == t.schema && j.table == t.name)
+        });
+        manifest.schema = None;
+    }
+    manifest.source.lsn = lsn;
+    if let Some((project, branch)) = &options.neon {
+        manifest.source.neon_project = Some(project.clone());
+        manifest.source.neon_branch = Some(branch.clone());
+    }
+    manifest.archive = Some(archive.to_string());
+    manifest.objects = objects;
+    let manifest_url = to.join("manifest.json")?;
+    let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
+    store.put(&manifest_url.key, Bytes::from(body)).await?;
+    Ok(Outcome {
+        archive,
+        manifest_url,
+        manifest,
+    })
+}
+
+/// A data-only dump keeps the data entries (and sequence values) and nothing that creates.
+fn keep_data_only(ordered: &mut order::Ordered) {
+    let keep: Vec<bool> = ordered
+        .items
+        .iter()
+        .map(|i| i.section == Section::Data)
+        .collect();
+    let mut new_position = vec![usize::MAX; keep.len()];
+    let mut next = 0;
+    for (i, &k) in keep.iter().enumerate() {
+        if k {
+            new_position[i] = next;
+            next += 1;
+        }
+    }
+    let items = std::mem::take(&mut ordered.items);
+    let deps = std::mem::take(&mut ordered.deps);
+    for ((item, deps), k) in items.into_iter().zip(deps).zip(&keep) {
+        if *k {
+            ordered.items.push(item);
+            ordered.deps.push(
+                deps.into_iter()
+                    .filter(|&d| keep[d])
+                    .map(|d| new_position[d])
+                    .collect(),
+            );
+        }
+    }
+}
+
+/// Takes ACCESS SHARE locks on every dumped relation, as pg_dump does, so that none is dropped
+/// or rewritten while it is read.
+async fn lock_tables(session: &Session, items: &[ddl::Item]) -> Result<(), PgError> {
+    let names: Vec<String> = items
+        .iter()
+        .filter(|i| i.desc == "TABLE")
+        .filter_map(|i| {
+            let (_, oid) = i.key?;
+            Some(oid.to_string())
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    // Locked by oid through a server-quoted name list: nothing from the catalog is pasted.
+    let list: String = session
+        .query_one(
+            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ') FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::text[]::oid[])",
+            &[&names],
+        )
+        .await?
+        .get(0);
+    session
+        .batch_execute(&format!(
+            "SET lock_timeout = '60s'; LOCK TABLE {list} IN ACCESS SHARE MODE; SET lock_timeout = 0"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The table of contents: pg_restore's three fixed entries, then every item.
+fn toc_entries(ordered: &order::Ordered, layout: Layout) -> Vec<TocEntry> {
+    let mut encoding = TocEntry::new(1, "ENCODING", "ENCODING", Section::PreData);
+    encoding.defn = Some("SET client_encoding = 'UTF8';\n".into());
+    let mut strings = TocEntry::new(2, "STDSTRINGS", "STDSTRINGS", Section::PreData);
+    strings.defn = Some("SET standard_conforming_strings = 'on';\n".into());
+    let mut path = TocEntry::new(3, "SEARCHPATH", "SEARCHPATH", Section::PreData);
+    path.defn = Some("SELECT pg_catalog.set_config('search_path', '', false);\n".into());
+    let mut entries = vec![encoding, strings, path];
+    let first = entries.len() as i32 + 1;
+    for (i, (item, deps)) in ordered.items.iter().zip(&ordered.deps).enumerate() {
+        let mut e = TocEntry::new(first + i as i32, &item.desc, &item.tag, item.section);
+        e.table_oid = item.catalog.to_string();
+        e.oid = item.key.map_or(0, |k| k.1).to_string();
+        e.defn = Some(item.defn.clone());
+        e.drop_stmt = item.drop.clone();
+        e.namespace = item.namespace.clone();
+        e.owner = item.owner.clone();
+        e.relkind = item.relkind;
+        e.tableam = item.tableam.clone();
+        if matches!(
+            item.desc.as_str(),
+            "TABLE" | "MATERIALIZED VIEW" | "INDEX" | "CONSTRAINT"
+        ) {
+            e.tablespace = Some(String::new());
+        }
+        e.dependencies = deps.iter().map(|&d| first + d as i32).collect();
+        if let Some(data) = &item.data {
+            e.had_dumper = true;
+            e.offset = Offset::NotSet;
+            e.defn = Some(String::new());
+            e.copy_stmt = Some(format!("COPY {} FROM stdin;\n", data.copy_target));
+            if let Some(&table) = deps.first() {
+                e.oid = ordered.items[table].key.map_or(0, |k| k.1).to_string();
+            }
+            if layout == Layout::Directory {
+                e.file = Some(custom::directory_data_name(e.dump_id));
+            }
+        }
+        entries.push(e);
+    }
+    entries
+}
+
+/// One table to copy.
+#[derive(Debug, Clone)]
+struct Job {
+    dump_id: i32,
+    copy_sql: String,
+    name: String,
+    schema: String,
+    table: String,
+    blocks: u64,
+}
+
+/// Rows and bytes (uncompressed) each table's COPY carried.
+type Copied = Vec<(Job, u64, u64)>;
+
+struct Reporter {
+    progress: SharedProgress,
+    total: u64,
+    done: Mutex<u64>,
+}
+
+impl Reporter {
+    fn add(&self, bytes: u64) {
+        let done = {
+            let mut done = self.done.lock().unwrap();
+            *done += bytes;
+            *done
+        };
+        self.progress.report(ProgressEvent {
+            job: "snapshot",
+            step: "copying tables".into(),
+            done,
+            total: Some(self.total.max(done)),
+            unit: Unit::Bytes,
+        });
+    }
+}
+
+/// How a table's COPY text is framed in the archive.
+enum Framer {
+    Block(DataBlock),
+    File(DataFile),
+    Raw,
+}
+
+impl Framer {
+    fn write(&mut self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Framer::Block(b) => b.write(data),
+            Framer::File(f) => f.write(data),
+            Framer::Raw => data.to_vec(),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Framer::Block(b) => b.finish(),
+            Framer::File(f) => f.finish(),
+            Framer::Raw => Vec::new(),
+        }
+    }
+}
+
+/// An object being written, with its running size and sha256.
+struct Sink {
+    upload: Upload,
+    sha: Sha256,
+    size: u64,
+}
+
+impl Sink {
+    async fn open(store: &Store, url: &ObjectUrl) -> Result<Sink, StoreError> {
+        Ok(Sink {
+            upload: store.upload(&url.key).await?,
+            sha: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    async fn write(&mut self, data: Vec<u8>) -> Result<(), StoreError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.sha.update(&data);
+        self.size += data.len() as u64;
+        self.upload.write(Bytes::from(data)).await
+    }
+
+    async fn finish(self, name: &str) -> Result<ManifestObject, StoreError> {
+        self.upload.finish().await?;
+        Ok(ManifestObject {
+            key: name.to_string(),
+            size: self.size,
+            sha256: hex::encode(self.sha.finalize()),
+        })
+    }
+}
+
+/// pg_dump's end-of-data marker, which archives carry after each table's rows.
+const END_OF_COPY: &[u8] = b"\\.\n\n\n";
+
+/// Copies one table into `sink` through `framer`: rows arrive from the server, are framed and
+/// compressed on a blocking thread, and are uploaded, all three at once. Returns rows and
+/// uncompressed bytes.
+async fn copy_table(
+    session: &Session,
+    job: &Job,
+    mut framer: Framer,
+    sink: &mut Sink,
+    report: &Reporter,
+) -> Result<(u64, u64), SnapshotError> {
+    let (to_framer, mut framer_in) = mpsc::channel::<Bytes>(8);
+    let (framer_out, mut from_framer) = mpsc::channel::<Vec<u8>>(8);
+    let worker = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = framer_in.blocking_recv() {
+            let out = framer.write(&chunk);
+            if !out.is_empty() && framer_out.blocking_send(out).is_err() {
+                return;
+            }
+        }
+        let _ = framer_out.blocking_send(framer.finish());
+    });
+    let read = async move {
+        let stream = session.copy_out(job.copy_sql.as_str()).await?;
+        pin_mut!(stream);
+        let (mut rows, mut bytes, mut unreported) = (0u64, 0u64, 0u64);
+        while let Some(chunk) = stream.try_next().await? {
+            rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            bytes += chunk.len() as u64;
+            unreported += chunk.len() as u64;
+            if unreported >= 16 << 20 {
+                report.add(unreported);
+                unreported = 0;
+            }
+            if to_framer.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        report.add(unreported);
+        let _ = to_framer.send(Bytes::from_static(END_OF_COPY)).await;
+        Ok::<_, SnapshotError>((rows, bytes))
+    };
+    let write = async {
+        while let Some(out) = from_framer.recv().await {
+            sink.write(out).await?;
+        }
+        Ok::<_, SnapshotError>(())
+    };
+    let (counts, ()) = tokio::try_join!(read, write)?;
+    worker.await.map_err(|e| {
+        SnapshotError::Inconsistent(format!("compression of {} failed: {e}", job.name))
+    })?;
+    Ok(counts)
+}
+
+async fn write_custom(
+    session: &Session,
+    store: &Store,
+    to: &ObjectUrl,
+    header: &Header,
+    entries: &[TocEntry],
+    jobs: &[Job],
+    report: &Reporter,
+) -> Result<(ObjectUrl, Vec<ManifestObject>, Copied), SnapshotError> {
+    let name = "archive.dump";
+    let url = to.join(name)?;
+    let mut sink = Sink::open(store, &url).await?;
+    sink.write(custom::header_bytes(header)?).await?;
+    sink.write(custom::toc_bytes(header.version, entries))
+        .await?;
+    let mut copied = Vec::new();
+    for job in jobs {
+        let (block, head) = DataBlock::start(job.dump_id, header.compression)?;
+        sink.write(head).await?;
+        let (rows, bytes) =
+            copy_table(session, job, Framer::Block(block), &mut sink, report).await?;
+        copied.push((job.clone(), rows, bytes));
+    }
+    let object = sink.finish(name).await?;
+    Ok((url, vec![object], copied))
+}
+
+async fn write_plain(
+    session: &Session,
+    store: &Store,
+    to: &ObjectUrl,
+    header: &Header,
+    entries: &[TocEntry],
+    jobs: &[Job],
+    report: &Reporter,
+) -> Result<(ObjectUrl, Vec<ManifestObject>, Copied), SnapshotError> {
+    if header.compression != Compression::None {
+        return Err(SnapshotError::Archive(ArchiveError::NotBuilt(
+            "compressed plain dumps (use --compress none with --format plain)",
+        )));
+    }
+    let name = "archive.sql";
+    let url = to.join(name)?;
+    let mut sink = Sink::open(store, &url).await?;
+    sink.write(plain::preamble(header).into_bytes()).await?;
+    let mut copied = Vec::new();
+    for entry in entries {
+        if entry.had_dumper {
+            let job = jobs
+                .iter()
+                .find(|j| j.dump_id == entry.dump_id)
+                .expect("every data entry has a job");
+            sink.write(plain::copy_header(entry).into_bytes()).await?;
+            let (rows, bytes) = copy_table(session, job, Framer::Raw, &mut sink, report).await?;
+            copied.push((job.clone(), rows, bytes));
+        } else {
+            sink.write(plain::entry_text(entry, true).into_bytes())
+                .await?;
+        }
+    }
+    sink.write(plain::epilogue().as_bytes().to_vec()).await?;
+    let object = sink.finish(name).await?;
+    Ok((url, vec![object], copied))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_directory(
+    config: &PgConfig,
+    snapshot: &str,
+    store: &Store,
+    to: &ObjectUrl,
+    header: &Header,
+    entries: &[TocEntry],
+    jobs: &[Job],
+    options: &Options,
+    report: &Reporter,
+) -> Result<(ObjectUrl, Vec<ManifestObject>, Copied), SnapshotError> {
+    let dir = to.join("archive")?;
+    let suffix = custom::directory_file_suffix(header.compression);
+    let mut queue: Vec<Job> = jobs.to_vec();
+    queue.sort_by_key(|j| std::cmp::Reverse(j.blocks));
+    let queue = Arc::new(Mutex::new(VecDeque::from(queue)));
+    let results: Arc<Mutex<(Vec<ManifestObject>, Copied)>> = Arc::default();
+    let workers = options.jobs.max(1).min(jobs.len().max(1));
+    let report = Arc::new(Reporter {
+        progress: report.progress.clone(),
+        total: report.total,
+        done: Mutex::new(0),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (config, snapshot, store, dir, queue, results, report) = (
+            config.clone(),
+            snapshot.to_string(),
+            store.clone(),
+            dir.clone(),
+            queue.clone(),
+            results.clone(),
+            report.clone(),
+        );
+        let compression = header.compression;
+        tasks.spawn(async move {
+            let session = dump_session(&config, Some(&snapshot)).await?;
+            loop {
+                let Some(job) = queue.lock().unwrap().pop_front() else {
+                    return Ok::<_, SnapshotError>(());
+                };
+                let name = format!("{}{suffix}", custom::directory_data_name(job.dump_id));
+                let mut sink = Sink::open(&store, &dir.join(&name)?).await?;
+                let framer = Framer::File(DataFile::new(compression)?);
+                let (rows, bytes) = copy_table(&session, &job, framer, &mut sink, &report).await?;
+                let object = sink.finish(&format!("archive/{name}")).await?;
+                let mut results = results.lock().unwrap();
+                results.0.push(object);
+                results.1.push((job, rows, bytes));
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(result) => result?,
+            Err(e) => {
+                return Err(SnapshotError::Inconsistent(format!(
+                    "a copying worker failed: {e}"
+                )));
+            }
+        }
+    }
+    let mut toc = custom::header_bytes_for(header, Layout::Directory)?;
+    toc.extend(custom::toc_bytes_for(
+        header.version,
+        entries,
+        Layout::Directory,
+    ));
+    let toc_url = dir.join("toc.dat")?;
+    let mut sink = Sink::open(store, &toc_url).await?;
+    sink.write(toc).await?;
+    let toc_object = sink.finish("archive/toc.dat").await?;
+    let (mut objects, copied) = std::mem::take(&mut *results.lock().unwrap());
+    objects.push(toc_object);
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok((ObjectUrl::parse(&format!("{dir}/"))?, objects, copied))
+}

@@ -1,0 +1,176 @@
+-- A rich schema for the snapshot fidelity test: every object kind ferry dumps, awkward names,
+-- and values that stress COPY. Loaded into a fresh database as a superuser.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE SCHEMA app;
+CREATE SCHEMA "Odd Schema";
+COMMENT ON SCHEMA app IS 'application schema';
+CREATE ROLE corpus_reader NOLOGIN;
+
+CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy', 'it''s complicated');
+CREATE TYPE app.pair AS (left_part integer, "right part" text COLLATE "C");
+CREATE TYPE app.floatrange AS RANGE (subtype = float8, subtype_diff = float8mi);
+CREATE DOMAIN app.positive AS integer DEFAULT 1 NOT NULL CONSTRAINT positive_check CHECK (VALUE > 0);
+CREATE DOMAIN app.email AS text COLLATE "C" CHECK (VALUE ~ '@');
+COMMENT ON TYPE app.mood IS 'how it went';
+
+CREATE FUNCTION app.add_one(i integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT i + 1 $$;
+CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  NEW.updated_at := now();
+  RETURN NEW;
+END
+$fn$;
+CREATE PROCEDURE app.noop(IN x integer) LANGUAGE plpgsql AS $$ BEGIN PERFORM x; END $$;
+CREATE FUNCTION app.sum_state(s integer, v integer) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT s + v';
+CREATE AGGREGATE app.total(integer) (SFUNC = app.sum_state, STYPE = integer, INITCOND = '0');
+COMMENT ON FUNCTION app.add_one(integer) IS 'adds one';
+
+CREATE SEQUENCE app.counter AS integer START WITH 100 INCREMENT BY 5 MINVALUE 100 MAXVALUE 100000 CACHE 1 CYCLE;
+SELECT nextval('app.counter'), nextval('app.counter');
+CREATE SEQUENCE app.unused_seq;
+
+CREATE TABLE app.customers (
+    id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email app.email NOT NULL UNIQUE,
+    name text NOT NULL DEFAULT 'anonymous',
+    mood app.mood,
+    score numeric(10, 2) CHECK (score >= 0),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz,
+    doubled integer GENERATED ALWAYS AS (id * 2) STORED,
+    "select" text,
+    "Mixed Case" text COLLATE "C",
+    payload jsonb,
+    CONSTRAINT name_not_blank CHECK (name <> '')
+) WITH (fillfactor = 90);
+ALTER TABLE app.customers ALTER COLUMN payload SET STORAGE EXTERNAL;
+ALTER TABLE app.customers ALTER COLUMN name SET STATISTICS 500;
+COMMENT ON TABLE app.customers IS 'people who buy';
+COMMENT ON COLUMN app.customers."select" IS 'a reserved word';
+
+CREATE TABLE app.orders (
+    id bigserial PRIMARY KEY,
+    customer_id integer NOT NULL REFERENCES app.customers (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    placed_on date NOT NULL,
+    amount app.positive,
+    tags text[],
+    during tstzrange,
+    spread app.floatrange,
+    pair app.pair,
+    note text,
+    raw bytea,
+    ratio double precision,
+    EXCLUDE USING gist (during WITH &&) WHERE (during IS NOT NULL)
+);
+CREATE INDEX orders_placed_idx ON app.orders (placed_on DESC) WHERE amount > 1;
+CREATE INDEX orders_note_lower_idx ON app.orders (lower(note));
+CREATE INDEX orders_tags_gin ON app.orders USING gin (tags);
+CREATE UNIQUE INDEX orders_customer_placed_uq ON app.orders (customer_id, placed_on, id);
+ALTER TABLE app.orders CLUSTER ON orders_note_lower_idx;
+CREATE STATISTICS app.orders_stats (dependencies, ndistinct) ON customer_id, placed_on FROM app.orders;
+
+-- Foreign keys in a cycle.
+CREATE TABLE app.teams (id integer PRIMARY KEY, lead_id integer);
+CREATE TABLE app.members (id integer PRIMARY KEY, team_id integer REFERENCES app.teams (id));
+ALTER TABLE app.teams ADD CONSTRAINT teams_lead_fk FOREIGN KEY (lead_id) REFERENCES app.members (id) DEFERRABLE;
+
+-- Declarative partitioning with a partitioned index and primary key.
+CREATE TABLE app.events (
+    id bigint NOT NULL,
+    at date NOT NULL,
+    kind text NOT NULL DEFAULT 'click',
+    body text,
+    PRIMARY KEY (id, at)
+) PARTITION BY RANGE (at);
+CREATE TABLE app.events_2024 PARTITION OF app.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+    PARTITION BY RANGE (at);
+CREATE TABLE app.events_2025_h1 PARTITION OF app.events_2025 FOR VALUES FROM ('2025-01-01') TO ('2025-07-01');
+CREATE TABLE app.events_2025_h2 PARTITION OF app.events_2025 DEFAULT;
+CREATE INDEX events_kind_idx ON app.events (kind);
+
+-- Inheritance.
+CREATE TABLE app.animals (id integer, name text NOT NULL);
+CREATE TABLE app.dogs (breed text) INHERITS (app.animals);
+
+CREATE UNLOGGED TABLE app.scratch (k text PRIMARY KEY, v text);
+
+-- Identifiers with quotes, spaces, unicode.
+CREATE TABLE "Odd Schema"."Table ""quoted"" name" (
+    "column with space" integer PRIMARY KEY,
+    "ünïcødé" text,
+    "user" text
+);
+
+-- Values that stress COPY.
+CREATE TABLE app.stress (
+    id integer PRIMARY KEY,
+    t text,
+    f float8,
+    n numeric,
+    arr integer[],
+    comp app.pair,
+    r int4range,
+    b bytea,
+    j json,
+    ts timestamp,
+    iv interval
+);
+
+-- Views, a view over a view, a materialized view with an index.
+CREATE VIEW app.customer_totals AS
+    SELECT c.id, c.name, sum(o.amount) AS total FROM app.customers c LEFT JOIN app.orders o ON o.customer_id = c.id GROUP BY c.id, c.name;
+CREATE VIEW app.big_customers WITH (security_barrier = true) AS
+    SELECT * FROM app.customer_totals WHERE total > 10;
+CREATE MATERIALIZED VIEW app.order_stats AS
+    SELECT customer_id, count(*) AS n FROM app.orders GROUP BY customer_id;
+CREATE UNIQUE INDEX order_stats_customer ON app.order_stats (customer_id);
+CREATE MATERIALIZED VIEW app.empty_stats AS SELECT 1 AS one WITH NO DATA;
+
+-- Triggers, rules, row-level security, grants.
+CREATE TRIGGER customers_touch BEFORE UPDATE ON app.customers FOR EACH ROW EXECUTE FUNCTION app.touch();
+CREATE TRIGGER orders_touch_disabled BEFORE UPDATE ON app.orders FOR EACH ROW EXECUTE FUNCTION app.touch();
+ALTER TABLE app.orders DISABLE TRIGGER orders_touch_disabled;
+CREATE RULE scratch_no_delete AS ON DELETE TO app.scratch DO INSTEAD NOTHING;
+ALTER TABLE app.customers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY customers_reader ON app.customers FOR SELECT TO corpus_reader USING (mood IS DISTINCT FROM 'sad');
+CREATE POLICY customers_all ON app.customers AS RESTRICTIVE USING (true) WITH CHECK (score IS NULL OR score < 1000);
+GRANT USAGE ON SCHEMA app TO corpus_reader;
+GRANT SELECT ON app.customers TO corpus_reader;
+GRANT SELECT, UPDATE (note) ON app.orders TO corpus_reader;
+REVOKE EXECUTE ON FUNCTION app.add_one(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.add_one(integer) TO corpus_reader;
+GRANT USAGE ON SEQUENCE app.counter TO corpus_reader;
+
+-- Data.
+INSERT INTO app.customers (email, name, mood, score, created_at, "select", "Mixed Case", payload)
+SELECT 'user' || i || '@example.com', 'name ' || i, (ARRAY['sad', 'ok', 'happy', 'it''s complicated'])[1 + i % 4]::app.mood,
+       i * 1.25, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 hour', 'sel ' || i, 'MC' || i,
+       jsonb_build_object('i', i, 'nested', jsonb_build_array(i, 'x'))
+FROM generate_series(1, 500) i;
+INSERT INTO app.orders (customer_id, placed_on, amount, tags, during, spread, pair, note, raw, ratio)
+SELECT 1 + i % 500, date '2024-01-01' + i % 400, 1 + i % 7, ARRAY['t' || i % 5, NULL, 'with space'],
+       CASE WHEN i % 10 = 0 THEN tstzrange('2024-01-01'::timestamptz + i * interval '1 day', '2024-01-01'::timestamptz + (i + 1) * interval '1 day') END,
+       app.floatrange(i, i + 0.5), ROW(i, 'r' || i)::app.pair, CASE WHEN i % 3 = 0 THEN NULL ELSE 'note ' || i END,
+       decode(md5(i::text), 'hex'), i / 7.0
+FROM generate_series(1, 5000) i;
+INSERT INTO app.members VALUES (1, NULL), (2, NULL), (-3, NULL);
+INSERT INTO app.teams VALUES (10, 1), (20, 2);
+UPDATE app.members SET team_id = 10 WHERE id = 1;
+INSERT INTO app.events SELECT i, date '2024-06-01' + (i % 570), CASE WHEN i % 2 = 0 THEN 'click' ELSE 'view' END, 'b' || i FROM generate_series(1, 3000) i;
+INSERT INTO app.animals VALUES (1, 'cat');
+INSERT INTO app.dogs VALUES (2, 'rex', 'collie');
+INSERT INTO app.scratch VALUES ('a', 'b');
+INSERT INTO "Odd Schema"."Table ""quoted"" name" VALUES (1, 'ça va', 'u'), (2, NULL, '');
+INSERT INTO app.stress VALUES
+    (1, E'tab\there', 'NaN', 'NaN', '{1,2,NULL}', ROW(1, E'a\\b'), '[1,5)', '\x00ff', '{"a": [1, "\\n"]}', '2024-02-29 12:34:56.789', '1 year 2 mons 3 days 04:05:06'),
+    (2, E'new\nline', 'Infinity', '1e-20', '{}', ROW(NULL, NULL), 'empty', '', 'null', 'infinity', '-1 day'),
+    (3, E'back\\slash', '-Infinity', '-0.000', NULL, NULL, NULL, NULL, NULL, '-infinity', NULL),
+    (4, '\.', 0, 123456789012345678901234567890.123, '{{1,2},{3,4}}', ROW(4, ''), '(,)', '\x5c2e', '"\\."', NULL, '0'),
+    (5, '', -0.0, NULL, '{-1}', ROW(5, 'quote"d'), '[3,3]', '\x0a0d09', '[]', '2000-01-01', '00:00:00.000001'),
+    (6, NULL, 1.5e300, 'Infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (7, E'\r\n carriage', 2.2250738585072014e-308, '-Infinity', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (8, 'ünïcødé ✓ 😀', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+REFRESH MATERIALIZED VIEW app.order_stats;
+SELECT setval('app.unused_seq', 42, false);
+ALTER TABLE app.members ADD CONSTRAINT members_id_positive CHECK (id > 0) NOT VALID;
