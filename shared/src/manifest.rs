@@ -31,6 +31,9 @@ pub struct Manifest {
     pub objects: Vec<ManifestObject>,
     #[serde(default)]
     pub schema: Option<SchemaDigest>,
+    /// Integrity problems the source already had (a restore that has them too is not at fault).
+    #[serde(default)]
+    pub integrity: Vec<crate::validate::Problem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

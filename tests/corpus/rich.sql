@@ -4,7 +4,7 @@ CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE SCHEMA app;
 CREATE SCHEMA "Odd Schema";
 COMMENT ON SCHEMA app IS 'application schema';
-CREATE ROLE corpus_reader NOLOGIN;
+DO $$ BEGIN CREATE ROLE corpus_reader NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 
 CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'happy', 'it''s complicated');
 CREATE TYPE app.pair AS (left_part integer, "right part" text COLLATE "C");

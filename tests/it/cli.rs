@@ -32,11 +32,11 @@ fn unbuilt_jobs_say_so_and_exit_2() {
     let out = ferry()
         .args([
             "--json",
-            "snapshot",
-            "--source",
+            "restore",
+            "--from",
+            "file:///tmp/x/archive.dump",
+            "--target",
             "postgres://u@h/db",
-            "--to",
-            "file:///tmp/x/",
         ])
         .output()
         .unwrap();

@@ -8,10 +8,6 @@ use serde_json::json;
 async fn unbuilt_jobs_fail_with_a_typed_not_implemented_error() {
     let cases = [
         (
-            "snapshot",
-            json!({"source": "postgres://u@h/db", "to": "s3://bucket/backups/"}),
-        ),
-        (
             "restore",
             json!({"from": "s3://bucket/a.dump", "target": "postgres://u@h/db"}),
         ),

@@ -8,5 +8,6 @@ mod neon;
 mod pg_connect;
 mod schemas;
 mod secrets;
+mod snapshot;
 mod store;
 mod validate;

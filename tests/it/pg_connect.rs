@@ -161,7 +161,10 @@ async fn a_wrong_password_fails_at_once_without_the_secret() {
 
 #[tokio::test]
 async fn a_server_that_comes_up_late_is_waited_for() {
-    let server = std::sync::Arc::new(PgServer::init(PgServerOptions { tls: true }));
+    let server = std::sync::Arc::new(PgServer::init(PgServerOptions {
+        tls: true,
+        ..PgServerOptions::default()
+    }));
     let mut config = server.config("postgres", SslMode::Require);
     config.retry = Backoff {
         initial: Duration::from_millis(100),
@@ -221,7 +224,10 @@ async fn a_server_that_never_comes_up_fails_within_the_budget() {
 
 #[tokio::test]
 async fn a_restart_ends_sessions_and_the_next_connect_succeeds() {
-    let server = std::sync::Arc::new(PgServer::start_new(PgServerOptions { tls: true }));
+    let server = std::sync::Arc::new(PgServer::start_new(PgServerOptions {
+        tls: true,
+        ..PgServerOptions::default()
+    }));
     let config = server.config("postgres", SslMode::Require);
     let session = connect(&config).await.unwrap();
     let restart = {

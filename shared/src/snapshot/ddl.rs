@@ -405,7 +405,7 @@ fn parse_aclitem(item: &str) -> Option<(String, String)> {
         let (g, rest) = item.split_once('=')?;
         (g.to_string(), rest)
     };
-    let privileges = rest.rsplit_once('/').map_or(rest, |(p, _)| p);
+    let privileges = rest.split_once('/').map_or(rest, |(p, _)| p);
     Some((grantee, privileges.to_string()))
 }
 
@@ -833,7 +833,14 @@ async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError
     for r in session.query(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
-        if !b.filter.relation_wanted(&schema, &name) {
+        // A sequence owned by a table goes with the table (pg_dump's rule); others by name.
+        let owning: Option<(String, String)> =
+            r.get::<_, Option<u32>>(13).map(|_| (r.get(18), r.get(19)));
+        let wanted = match &owning {
+            Some((table_schema, table)) => b.filter.relation_wanted(table_schema, table),
+            None => b.filter.relation_wanted(&schema, &name),
+        };
+        if !wanted {
             continue;
         }
         let qualified = b.q.qualified(&schema, &name);
@@ -851,9 +858,6 @@ async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError
             Some(table) => {
                 let (table_schema, table_name, column): (String, String, String) =
                     (r.get(18), r.get(19), r.get(20));
-                if !b.filter.relation_wanted(&table_schema, &table_name) && identity {
-                    continue;
-                }
                 Some((
                     table,
                     b.q.qualified(&table_schema, &table_name),
@@ -1727,7 +1731,7 @@ mod tests {
         );
         assert_eq!(parse_aclitem("=U/alice"), Some((String::new(), "U".into())));
         assert_eq!(
-            parse_aclitem(r#""odd ""one""=r*w/alice"#),
+            parse_aclitem(r#""odd ""one"""=r*w/"al/ice""#),
             Some((r#"odd "one""#.into(), "r*w".into()))
         );
     }

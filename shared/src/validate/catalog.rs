@@ -57,6 +57,7 @@ pub(super) async fn tables(session: &Session) -> Result<Vec<TableRef>, PgError> 
 pub(super) async fn probe_hashable(
     session: &Session,
     tables: &mut [TableRef],
+    in_transaction: bool,
 ) -> Result<(), PgError> {
     const OID_HASHED: &str = "WITH RECURSIVE reach(t) AS ( \
            SELECT a.atttypid FROM pg_attribute a \
@@ -81,7 +82,16 @@ pub(super) async fn probe_hashable(
             .query_one(OID_HASHED, &[&table.sql_name])
             .await?
             .get(0);
+        // A failed probe must not abort an enclosing transaction (a dump's snapshot).
+        if in_transaction {
+            session.batch_execute("SAVEPOINT probe").await?;
+        }
         table.hashable = !oid_hashed && session.query_one(&probe, &[]).await.is_ok();
+        if in_transaction {
+            session
+                .batch_execute("ROLLBACK TO SAVEPOINT probe; RELEASE SAVEPOINT probe")
+                .await?;
+        }
     }
     Ok(())
 }

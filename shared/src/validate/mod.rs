@@ -129,7 +129,7 @@ pub async fn profile_at(
         .await?;
     let mut tables = catalog::tables(&main).await?;
     if options.checksums {
-        catalog::probe_hashable(&main, &mut tables).await?;
+        catalog::probe_hashable(&main, &mut tables, snapshot.is_some()).await?;
     }
     let facts = catalog::facts(&main).await?;
     let integrity = integrity::check(&main).await?;
@@ -192,7 +192,7 @@ impl From<Manifest> for Expected {
                 })
                 .collect(),
             schema: m.schema,
-            integrity: Vec::new(),
+            integrity: m.integrity,
         }
     }
 }
@@ -225,6 +225,7 @@ pub fn manifest_of(profile: &Profile) -> Manifest {
             .collect(),
         objects: Vec::new(),
         schema: Some(profile.schema.clone()),
+        integrity: profile.integrity.clone(),
     }
 }
 

@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     eprintln!("local-stack: starting PostgreSQL (TLS on) ...");
-    let pg = PgServer::start_new(PgServerOptions { tls: true });
+    let pg = PgServer::start_new(PgServerOptions {
+        tls: true,
+        ..PgServerOptions::default()
+    });
     pg.psql("postgres", "CREATE DATABASE demo");
     // As on Neon, the project's role owns the data, so branches of it can read it.
     pg.psql("postgres", "CREATE ROLE neondb_owner LOGIN");

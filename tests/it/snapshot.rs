@@ -1,0 +1,472 @@
+//! Snapshot against the real tools. The acceptance test: a database holding every object kind
+//! ferry dumps (tests/corpus/rich.sql) is snapshotted, restored by the real `pg_restore` (or
+//! `psql` for plain dumps) into an empty database, and then `pg_dump --schema-only` prints the
+//! same schema for both and ferry's checksums find the same rows, on PostgreSQL 15 (with its own
+//! tools) and 17 (with pg_dump and pg_restore 18).
+
+use std::{path::PathBuf, process::Command, sync::Arc};
+
+use ferry::{
+    jobs::{self, Context, SnapshotInput, SnapshotOutput, ValidateInput},
+    progress::Silent,
+    store::StoreConfig,
+};
+use ferry_tests::{PgServer, pg::SUPERUSER, shared_pg, shared_pg17, shared_s3};
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/rich.sql")
+}
+
+fn context(store: StoreConfig) -> Context {
+    Context {
+        store,
+        progress: Arc::new(Silent),
+        deadline: None,
+    }
+}
+
+fn local_dir(name: &str) -> String {
+    let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    format!("file://{}/", dir.display())
+}
+
+fn tool(pg: &PgServer, name: &str) -> Command {
+    let mut command = Command::new(pg.bin(name));
+    command
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            SUPERUSER,
+        ])
+        .env("PGPASSWORD", pg.password())
+        .env("PGSSLMODE", "disable");
+    command
+}
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{command:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pg_dump --schema-only`, without the per-run `\restrict` lines of pg_dump 18.
+fn schema_of(pg: &PgServer, db: &str) -> String {
+    run(tool(pg, "pg_dump").args(["--schema-only", "-d", db]))
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_same_schema(pg: &PgServer, source: &str, target: &str, what: &str) {
+    let (want, got) = (schema_of(pg, source), schema_of(pg, target));
+    if want != got {
+        let first = want
+            .lines()
+            .zip(got.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(got.lines().count()));
+        let context = |text: &str| {
+            text.lines()
+                .skip(first.saturating_sub(5))
+                .take(15)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        panic!(
+            "{what}: schemas differ from line {first}\n--- source ---\n{}\n--- restored ---\n{}",
+            context(&want),
+            context(&got)
+        );
+    }
+}
+
+async fn snapshot(
+    pg: &PgServer,
+    db: &str,
+    to: &str,
+    store: StoreConfig,
+    format: &str,
+) -> SnapshotOutput {
+    jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(db),
+            to: to.into(),
+            format: Some(format.into()),
+            jobs: Some(2),
+            checksums: true,
+            ..SnapshotInput::default()
+        },
+        context(store),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("snapshot {format}: {e}"))
+}
+
+/// ferry's validation of `target` against `source` (a database or a manifest URL).
+async fn validate(source: String, pg: &PgServer, target: &str, store: StoreConfig) {
+    let out = jobs::validate(
+        ValidateInput {
+            source: source.clone(),
+            target: pg.url(target),
+            checksums: true,
+            jobs: Some(2),
+            save_source_manifest: None,
+        },
+        context(store),
+    )
+    .await
+    .unwrap();
+    assert!(out.matches, "{source} vs {target}:\n{}", out.summary());
+    assert!(out.rows_compared > 9000, "{}", out.summary());
+}
+
+fn local_path(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").unwrap())
+}
+
+/// Restores `archive` (a local file or directory) with `pg_restore -j jobs` into a new database.
+fn pg_restore(pg: &PgServer, archive: &std::path::Path, jobs: &str) -> String {
+    let target = pg.create_database("restored");
+    run(tool(pg, "pg_restore")
+        .args(["--exit-on-error", "-j", jobs, "-d", &target])
+        .arg(archive));
+    target
+}
+
+/// The whole acceptance test on one server: custom (through the S3-compatible server),
+/// directory (with parallel restore) and plain formats.
+async fn fidelity(pg: &PgServer) {
+    let source = pg.create_database("corpus");
+    pg.psql_file(&source, &corpus());
+    let s3 = shared_s3();
+    let bucket = s3.create_bucket("snap");
+
+    // Custom format, written to S3, restored serially and in parallel.
+    let out = snapshot(
+        pg,
+        &source,
+        &format!("s3://{bucket}/nightly/"),
+        s3.store_config(),
+        "custom",
+    )
+    .await;
+    assert_eq!(out.archive, format!("s3://{bucket}/nightly/archive.dump"));
+    assert_eq!(out.manifest, format!("s3://{bucket}/nightly/manifest.json"));
+    let file = s3.object_path(&bucket, "nightly/archive.dump");
+    let listing = run(tool(pg, "pg_restore").arg("-l").arg(&file));
+    assert!(listing.contains("Format: CUSTOM"), "{listing}");
+    for jobs in ["1", "2"] {
+        let target = pg_restore(pg, &file, jobs);
+        assert_same_schema(pg, &source, &target, &format!("custom, -j {jobs}"));
+        validate(pg.url(&source), pg, &target, s3.store_config()).await;
+        validate(out.manifest.clone(), pg, &target, s3.store_config()).await;
+    }
+
+    // Directory format, tables written by two connections, restored in parallel.
+    let to = local_dir("snap-dir");
+    let out = snapshot(pg, &source, &to, StoreConfig::default(), "directory").await;
+    assert!(out.archive.ends_with("/archive/"), "{}", out.archive);
+    let target = pg_restore(pg, &local_path(&out.archive), "2");
+    assert_same_schema(pg, &source, &target, "directory");
+    validate(out.manifest.clone(), pg, &target, StoreConfig::default()).await;
+
+    // Plain format, run by psql.
+    let to = local_dir("snap-plain");
+    let out = snapshot(pg, &source, &to, StoreConfig::default(), "plain").await;
+    let target = pg.create_database("restored_plain");
+    pg.psql_file(&target, &local_path(&out.archive));
+    assert_same_schema(pg, &source, &target, "plain");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fidelity_on_postgresql_15_with_its_own_tools() {
+    fidelity(shared_pg()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fidelity_on_postgresql_17_with_pg_restore_18() {
+    fidelity(shared_pg17()).await;
+}
+
+const SMALL: &str = "
+CREATE TABLE public.accounts (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE public.schema_migrations (version text PRIMARY KEY);
+CREATE TABLE public.audit_log (id bigint, what text);
+CREATE SCHEMA reporting;
+CREATE TABLE reporting.daily (day date PRIMARY KEY, total bigint);
+INSERT INTO public.accounts (name) SELECT 'a' || i FROM generate_series(1, 100) i;
+INSERT INTO public.schema_migrations VALUES ('20240101'), ('20240202');
+INSERT INTO public.audit_log SELECT i, 'x' FROM generate_series(1, 50) i;
+INSERT INTO reporting.daily VALUES ('2024-01-01', 5);
+";
+
+fn listing(pg: &PgServer, archive: &std::path::Path) -> String {
+    run(tool(pg, "pg_restore").arg("-l").arg(archive))
+}
+
+#[tokio::test]
+async fn filters_choose_what_is_dumped() {
+    let pg = shared_pg();
+    let source = pg.create_database("filters");
+    pg.psql(&source, SMALL);
+    let source = &source;
+    let dump = |input: SnapshotInput| async move {
+        let to = local_dir("snap-filter");
+        let out = jobs::snapshot(
+            SnapshotInput {
+                source: pg.url(source),
+                to,
+                ..input
+            },
+            context(StoreConfig::default()),
+        )
+        .await
+        .unwrap();
+        let list = listing(pg, &local_path(&out.archive));
+        let manifest: ferry::manifest::Manifest =
+            serde_json::from_slice(&std::fs::read(local_path(&out.manifest)).unwrap()).unwrap();
+        (list, manifest)
+    };
+
+    // Definitions of every table, but not the migration bookkeeping rows; no audit table at all.
+    let (list, manifest) = dump(SnapshotInput {
+        exclude_table_data: vec!["schema_migrations".into()],
+        exclude_tables: vec!["public.audit*".into()],
+        ..SnapshotInput::default()
+    })
+    .await;
+    assert!(list.contains("TABLE public schema_migrations"), "{list}");
+    assert!(
+        !list.contains("TABLE DATA public schema_migrations"),
+        "{list}"
+    );
+    assert!(list.contains("TABLE DATA public accounts"), "{list}");
+    assert!(!list.contains("audit_log"), "{list}");
+    let names: Vec<&str> = manifest.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["accounts", "daily"],
+        "the manifest lists what was dumped"
+    );
+    assert!(
+        manifest.schema.is_none(),
+        "a partial dump has no whole-schema fingerprint"
+    );
+
+    // One schema only.
+    let (list, _) = dump(SnapshotInput {
+        schemas: vec!["reporting".into()],
+        ..SnapshotInput::default()
+    })
+    .await;
+    assert!(list.contains("TABLE DATA reporting daily"), "{list}");
+    assert!(list.contains("SCHEMA - reporting"), "{list}");
+    assert!(!list.contains("accounts"), "{list}");
+
+    // One table only, with its sequence and constraint.
+    let (list, _) = dump(SnapshotInput {
+        tables: vec!["accounts".into()],
+        ..SnapshotInput::default()
+    })
+    .await;
+    assert!(list.contains("TABLE DATA public accounts"), "{list}");
+    assert!(list.contains("SEQUENCE public accounts_id_seq"), "{list}");
+    assert!(
+        list.contains("CONSTRAINT public accounts accounts_pkey"),
+        "{list}"
+    );
+    assert!(!list.contains("daily"), "{list}");
+
+    // Schema only: no data entries; data only: nothing but data and sequence positions.
+    let (list, _) = dump(SnapshotInput {
+        schema_only: true,
+        ..SnapshotInput::default()
+    })
+    .await;
+    assert!(!list.contains("TABLE DATA"), "{list}");
+    assert!(!list.contains("SEQUENCE SET"), "{list}");
+    assert!(list.contains("TABLE public accounts"), "{list}");
+    let (list, _) = dump(SnapshotInput {
+        data_only: true,
+        ..SnapshotInput::default()
+    })
+    .await;
+    assert!(list.contains("TABLE DATA public accounts"), "{list}");
+    assert!(
+        list.contains("SEQUENCE SET public accounts_id_seq"),
+        "{list}"
+    );
+    assert!(!list.contains("CONSTRAINT"), "{list}");
+    assert!(!list.contains("; 1259 "), "no definitions: {list}");
+}
+
+#[tokio::test]
+async fn objects_it_cannot_dump_are_refused_by_name_and_nothing_is_left() {
+    let pg = shared_pg();
+    let source = pg.create_database("unsupported");
+    pg.psql(
+        &source,
+        "CREATE TABLE t (x int); \
+         CREATE FUNCTION same(int, int) RETURNS bool LANGUAGE sql AS 'SELECT $1 = $2'; \
+         CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = same);",
+    );
+    let to = local_dir("snap-refused");
+    let err = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: to.clone(),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "Ferry.Unsupported", "{err}");
+    assert!(err.to_string().contains("operator public.==="), "{err}");
+    let left: Vec<_> = std::fs::read_dir(local_path(&to)).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}
+
+/// Rows are inserted into a parent and a child table, in one transaction each time, all the
+/// while two connections dump them: the archive must hold a consistent cut (every child's
+/// parent present) and exactly the rows its manifest counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_under_concurrent_writes_is_one_consistent_cut() {
+    let pg = shared_pg();
+    let source = pg.create_database("busy");
+    pg.psql(
+        &source,
+        "CREATE TABLE parent (id bigint PRIMARY KEY, pad text); \
+         CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint NOT NULL, pad text); \
+         INSERT INTO parent SELECT i, repeat('p', 200) FROM generate_series(1, 100000) i; \
+         INSERT INTO child SELECT i, i, repeat('c', 200) FROM generate_series(1, 100000) i;",
+    );
+    let writer_config = ferry::pg::PgConfig::parse(&pg.url(&source)).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let session = ferry::pg::connect(&writer_config).await.unwrap();
+            let mut next = 1_000_000i64;
+            let mut batches = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                session
+                    .batch_execute(&format!(
+                        "BEGIN; INSERT INTO parent SELECT i, 'p' FROM generate_series({next}, {}) i; \
+                         INSERT INTO child SELECT i, i, 'c' FROM generate_series({next}, {}) i; COMMIT;",
+                        next + 99,
+                        next + 99
+                    ))
+                    .await
+                    .unwrap();
+                next += 100;
+                batches += 1;
+            }
+            batches
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let to = local_dir("snap-busy");
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to,
+            format: Some("directory".into()),
+            jobs: Some(2),
+            checksums: true,
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let batches = writer.await.unwrap();
+    assert!(batches > 2, "the writer kept writing ({batches} batches)");
+
+    let target = pg_restore(pg, &local_path(&out.archive), "2");
+    let counts = pg.psql(
+        &target,
+        "SELECT (SELECT count(*) FROM parent), (SELECT count(*) FROM child), \
+                (SELECT count(*) FROM child c WHERE NOT EXISTS (SELECT 1 FROM parent p WHERE p.id = c.parent_id))",
+    );
+    let counts: Vec<u64> = counts
+        .trim()
+        .split('|')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(
+        counts[0], counts[1],
+        "both tables from one instant: {counts:?}"
+    );
+    assert_eq!(counts[2], 0, "no child without its parent");
+    assert!(counts[0] >= 100_000);
+    assert_eq!(
+        out.rows,
+        counts[0] + counts[1],
+        "the manifest counts what was restored"
+    );
+    validate(out.manifest.clone(), pg, &target, StoreConfig::default()).await;
+}
+
+/// The `snapshot` Lambda and `ferry snapshot --json`, as they are run: typed JSON in, the
+/// archive and manifest URLs out, no password in the logs or the output.
+#[tokio::test]
+async fn the_lambda_and_the_cli_write_a_snapshot_to_s3() {
+    let pg = shared_pg();
+    let source = pg.create_database("entry");
+    pg.psql(&source, SMALL);
+    let s3 = shared_s3();
+    let bucket = s3.create_bucket("snap-entry");
+    let run = ferry_tests::lambda::invoke(
+        &ferry_tests::lambda::workspace_binary("snapshot"),
+        serde_json::json!({
+            "source": pg.url(&source),
+            "to": format!("s3://{bucket}/lambda/"),
+            "format": "directory",
+        }),
+        &s3.env(),
+    )
+    .await;
+    let out = run.result.unwrap_or_else(|e| panic!("{e:?}\n{}", run.logs));
+    assert_eq!(out["archive"], format!("s3://{bucket}/lambda/archive/"));
+    assert_eq!(
+        out["manifest"],
+        format!("s3://{bucket}/lambda/manifest.json")
+    );
+    assert_eq!(out["rows"], 153);
+    assert!(s3.object_path(&bucket, "lambda/archive/toc.dat").exists());
+    assert!(!run.logs.contains(pg.password()), "{}", run.logs);
+    assert!(!out.to_string().contains(pg.password()));
+
+    let cli = Command::new(ferry_tests::lambda::workspace_binary("ferry"))
+        .args(["--json", "snapshot", "--source", &pg.url(&source)])
+        .args(["--to", &format!("s3://{bucket}/cli"), "--table", "accounts"])
+        .envs(s3.env())
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(out["archive"], format!("s3://{bucket}/cli/archive.dump"));
+    assert_eq!(out["manifest"], format!("s3://{bucket}/cli/manifest.json"));
+    assert_eq!(out["tables"], 1);
+    assert!(!String::from_utf8_lossy(&cli.stderr).contains(pg.password()));
+    let listing = listing(pg, &s3.object_path(&bucket, "cli/archive.dump"));
+    assert!(listing.contains("TABLE DATA public accounts"), "{listing}");
+}
