@@ -14,13 +14,21 @@ db="postgres://$PGUSER@localhost:$PGPORT/bench?sslmode=verify-full&sslrootcert=$
 # The database's manifest (not timed), so that validate then profiles only one database.
 ferry validate --checksums --source "$db" --target "$db" --save-source-manifest "file://$work/manifest.json" >/dev/null
 
-measure() { # NAME COMMAND... : appends "NAME seconds max-rss-kB" to $work/times
-  local name=$1; shift
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null
-  echo "$name $(cat "$work/t")" >> "$work/times"
+measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-bytes" to $work/times
+  local name=$1 output=$2; shift 2
+  rm -rf "$output"
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  local bytes=0
+  [[ -e $output ]] && bytes=$(du -sb "$output" | cut -f1)
+  echo "$name $(cat "$work/t") $bytes" >> "$work/times"
+  rm -rf "$output"
 }
 for _ in $(seq "$runs"); do
-  measure pg_dump_plain pg_dump -Fp -f "$work/dump.sql" bench
-  measure ferry_validate ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
+  measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench
+  measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
+  measure pg_dump_custom "$work/dump.custom" pg_dump -Fc -f "$work/dump.custom" bench
+  measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
+  measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
+  measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
 done
 python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"

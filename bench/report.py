@@ -9,6 +9,8 @@ import sys
 
 PAIRS = [
     ("ferry_validate", "pg_dump_plain", "validate --checksums (one database)", "pg_dump -Fp"),
+    ("ferry_snapshot_custom", "pg_dump_custom", "snapshot (custom, gzip)", "pg_dump -Fc"),
+    ("ferry_snapshot_directory", "pg_dump_directory", "snapshot --format directory --jobs 2", "pg_dump -Fd -j 2"),
 ]
 
 
@@ -21,6 +23,9 @@ def main() -> None:
 
     def peak_mb(name: str) -> float:
         return round(max(float(r[2]) for r in rows if r[0] == name) / 1024, 1)
+
+    def output_bytes(name: str) -> int:
+        return int(statistics.median(int(r[3]) for r in rows if r[0] == name))
 
     server = subprocess.run(
         ["psql", "-X", "-A", "-t", "-d", "bench", "-c", "SHOW server_version"],
@@ -35,6 +40,7 @@ def main() -> None:
             "ours_seconds": median(ours), "theirs_seconds": median(theirs),
             "ratio": round(median(ours) / median(theirs), 3),
             "ours_peak_rss_mb": peak_mb(ours), "theirs_peak_rss_mb": peak_mb(theirs),
+            "ours_output_bytes": output_bytes(ours), "theirs_output_bytes": output_bytes(theirs),
         })
     result = {
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server},
@@ -43,11 +49,13 @@ def main() -> None:
         "comparisons": comparisons,
     }
     print(json.dumps(result, indent=2))
-    print(f"{'job':38} {'ours s':>7} {'theirs s':>9} {'ratio':>6} {'ours MB':>8} {'theirs MB':>10}", file=sys.stderr)
+    print(f"{'job':38} {'ours s':>7} {'theirs s':>9} {'ratio':>6} {'ours MB':>8} {'theirs MB':>10} {'output ratio':>13}", file=sys.stderr)
     for c in comparisons:
+        size = (f"{c['ours_output_bytes'] / c['theirs_output_bytes']:13.3f}"
+                if c['theirs_output_bytes'] and c['ours_output_bytes'] else f"{'-':>13}")
         print(
             f"{c['job']:38} {c['ours_seconds']:7.2f} {c['theirs_seconds']:9.2f} {c['ratio']:6.2f} "
-            f"{c['ours_peak_rss_mb']:8.1f} {c['theirs_peak_rss_mb']:10.1f}  vs {c['theirs']}",
+            f"{c['ours_peak_rss_mb']:8.1f} {c['theirs_peak_rss_mb']:10.1f} {size}  vs {c['theirs']}",
             file=sys.stderr,
         )
 

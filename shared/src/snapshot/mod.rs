@@ -464,6 +464,9 @@ impl Sink {
     }
 }
 
+/// Bytes of COPY text handed to the compressing thread at a time.
+const BATCH: usize = 256 * 1024;
+
 /// pg_dump's end-of-data marker, which archives carry after each table's rows.
 const END_OF_COPY: &[u8] = b"\\.\n\n\n";
 
@@ -492,20 +495,28 @@ async fn copy_table(
         let stream = session.copy_out(job.copy_sql.as_str()).await?;
         pin_mut!(stream);
         let (mut rows, mut bytes, mut unreported) = (0u64, 0u64, 0u64);
+        // The server sends one message per row: gather them into batches, so that the
+        // compressing thread is woken once per batch, not once per row.
+        let mut batch = bytes::BytesMut::with_capacity(BATCH);
         while let Some(chunk) = stream.try_next().await? {
             rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
             bytes += chunk.len() as u64;
-            unreported += chunk.len() as u64;
-            if unreported >= 16 << 20 {
-                report.add(unreported);
-                unreported = 0;
-            }
-            if to_framer.send(chunk).await.is_err() {
-                break;
+            batch.extend_from_slice(&chunk);
+            if batch.len() >= BATCH {
+                unreported += batch.len() as u64;
+                if unreported >= 16 << 20 {
+                    report.add(unreported);
+                    unreported = 0;
+                }
+                let full = std::mem::replace(&mut batch, bytes::BytesMut::with_capacity(BATCH));
+                if to_framer.send(full.freeze()).await.is_err() {
+                    break;
+                }
             }
         }
-        report.add(unreported);
-        let _ = to_framer.send(Bytes::from_static(END_OF_COPY)).await;
+        report.add(unreported + batch.len() as u64);
+        batch.extend_from_slice(END_OF_COPY);
+        let _ = to_framer.send(batch.freeze()).await;
         Ok::<_, SnapshotError>((rows, bytes))
     };
     let write = async {
