@@ -107,9 +107,24 @@ struct RestoreArgs {
     /// Parent of a branch that has to be created.
     #[arg(long)]
     parent: Option<String>,
-    /// Tables loaded at once.
+    /// A created branch expires after this long (1d, 12h, ...).
+    #[arg(long)]
+    expires_in: Option<String>,
+    /// Restore into this database of the branch, created empty when missing.
+    #[arg(long)]
+    database: Option<String>,
+    /// Tables loaded and indexes built at once.
     #[arg(long)]
     jobs: Option<u32>,
+    /// Do not give objects their archived owners (default for Neon branches).
+    #[arg(long, short = 'O')]
+    no_owner: bool,
+    /// Do not restore grants (default for Neon branches).
+    #[arg(long, short = 'x')]
+    no_privileges: bool,
+    /// Only this section: pre-data, data or post-data (repeatable).
+    #[arg(long = "section")]
+    sections: Vec<String>,
 }
 
 #[derive(Args)]
@@ -279,13 +294,21 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     neon_project: a.neon_project,
                     branch: a.branch,
                     parent: a.parent,
+                    expires_in: a.expires_in,
+                    database: a.database,
                     jobs: a.jobs,
+                    no_owner: a.no_owner.then_some(true),
+                    no_privileges: a.no_privileges.then_some(true),
+                    sections: a.sections,
                 },
                 ctx,
             )
             .await?;
             emit(json, &out, |o| {
-                format!("restored {} tables, {} rows", o.tables, o.rows)
+                format!(
+                    "restored into {}: {} items ({} already done by an earlier run), {} tables, {} rows",
+                    o.target, o.items, o.already_done, o.tables, o.rows
+                )
             });
         }
         Command::ImportCsv(a) => {

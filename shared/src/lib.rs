@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod neon;
 pub mod pg;
 pub mod progress;
+pub mod restore;
 pub mod retry;
 pub mod secret;
 pub mod secrets_manager;

@@ -34,6 +34,11 @@ pub struct Manifest {
     /// Integrity problems the source already had (a restore that has them too is not at fault).
     #[serde(default)]
     pub integrity: Vec<crate::validate::Problem>,
+    /// Custom-format archives: where each table's data block starts (dump id -> byte offset).
+    /// The archive itself cannot say (it is streamed, so its table of contents is written
+    /// before the data); with these a restore reads blocks in parallel by ranged reads.
+    #[serde(default)]
+    pub data_offsets: BTreeMap<i32, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

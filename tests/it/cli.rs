@@ -32,11 +32,13 @@ fn unbuilt_jobs_say_so_and_exit_2() {
     let out = ferry()
         .args([
             "--json",
-            "restore",
+            "import-csv",
             "--from",
-            "file:///tmp/x/archive.dump",
+            "file:///tmp/x/orders.csv",
             "--target",
             "postgres://u@h/db",
+            "--table",
+            "public.orders",
         ])
         .output()
         .unwrap();

@@ -6,16 +6,10 @@ use serde_json::json;
 
 #[tokio::test]
 async fn unbuilt_jobs_fail_with_a_typed_not_implemented_error() {
-    let cases = [
-        (
-            "restore",
-            json!({"from": "s3://bucket/a.dump", "target": "postgres://u@h/db"}),
-        ),
-        (
-            "import-csv",
-            json!({"from": "s3://bucket/x.csv", "target": "postgres://u@h/db", "table": "public.t"}),
-        ),
-    ];
+    let cases = [(
+        "import-csv",
+        json!({"from": "s3://bucket/x.csv", "target": "postgres://u@h/db", "table": "public.t"}),
+    )];
     for (function, event) in cases {
         let run = invoke(&workspace_binary(function), event, &[]).await;
         let (error_type, message) = run.result.expect_err(function);

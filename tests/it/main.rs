@@ -6,6 +6,7 @@ mod contract;
 mod lambda;
 mod neon;
 mod pg_connect;
+mod restore;
 mod schemas;
 mod secrets;
 mod snapshot;

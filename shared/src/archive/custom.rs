@@ -229,7 +229,7 @@ pub struct DataBlock {
 
 enum Encoder {
     Raw,
-    Zlib(ZlibEncoder<Vec<u8>>),
+    Zlib(Box<ZlibEncoder<Vec<u8>>>),
 }
 
 fn chunk(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -247,10 +247,10 @@ impl DataBlock {
     ) -> Result<(DataBlock, Vec<u8>), ArchiveError> {
         let encoder = match compression {
             Compression::None => Encoder::Raw,
-            Compression::Gzip { level } => Encoder::Zlib(ZlibEncoder::new(
+            Compression::Gzip { level } => Encoder::Zlib(Box::new(ZlibEncoder::new(
                 Vec::with_capacity(CHUNK * 2),
                 level.map_or(flate2::Compression::default(), flate2::Compression::new),
-            )),
+            ))),
             Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 compression")),
             Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd compression")),
         };
@@ -298,6 +298,18 @@ pub struct Reader<R: Read> {
 }
 
 impl<R: Read> Reader<R> {
+    /// A reader positioned at a data block of a custom archive whose header was read before
+    /// (a ranged read starting at the block's offset).
+    pub fn at_block(input: R, header: Header) -> Reader<R> {
+        Reader {
+            input,
+            int_size: header.int_size as usize,
+            off_size: header.off_size as usize,
+            header,
+            layout: Layout::Custom,
+        }
+    }
+
     /// Reads the header and the table of contents.
     pub fn open(mut input: R) -> Result<(Reader<R>, Vec<TocEntry>), ArchiveError> {
         let mut magic = [0u8; 5];

@@ -49,6 +49,9 @@ pub enum JobError {
     /// Two readings that must agree did not (for example rows copied against rows counted).
     #[error("{0}")]
     Inconsistent(String),
+    /// A restore stopped at an item; running it again continues where it stopped.
+    #[error("{0}")]
+    RestoreFailed(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -71,6 +74,7 @@ impl JobError {
             JobError::Unsupported(_) => "Ferry.Unsupported",
             JobError::Archive(_) => "Ferry.BadArchive",
             JobError::Inconsistent(_) => "Ferry.Inconsistent",
+            JobError::RestoreFailed(_) => "Ferry.RestoreFailed",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
             JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
@@ -111,6 +115,7 @@ impl JobError {
             | JobError::Unsupported(_)
             | JobError::Archive(_)
             | JobError::Inconsistent(_)
+            | JobError::RestoreFailed(_)
             | JobError::ValidationFailed(_) => false,
         }
     }

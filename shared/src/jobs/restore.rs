@@ -1,45 +1,171 @@
-//! Restore: load a pg_dump archive (ferry's or pg_dump's) into a database or a new Neon branch.
+//! Restore: load a pg_dump archive (ferry's or pg_dump's) into a database or a Neon branch.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, JobError};
-use crate::store::ObjectUrl;
+use super::{BranchAction, BranchInput, Context, JobError};
+use crate::{
+    archive::Section,
+    neon::NeonClient,
+    restore::{self, Options, RestoreError},
+    store::{ObjectUrl, Store},
+};
 
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RestoreInput {
-    /// The archive (`s3://...` or `file:///...`).
+    /// The archive: a custom-format object, or a directory archive's prefix (ending in `/`)
+    /// or its `toc.dat` (`s3://...` or `file:///...`).
     pub from: String,
-    /// A PostgreSQL URL or Secrets Manager reference; or give `neonProject` and `branch`.
+    /// A PostgreSQL URL, Secrets Manager or `neon://` reference of an empty database; or give
+    /// `neonProject` and `branch`.
     #[serde(default)]
     pub target: Option<String>,
+    /// Restore into a branch of this Neon project (created when it does not exist).
     #[serde(default)]
     pub neon_project: Option<String>,
+    /// The branch's name (get-or-create by exact name).
     #[serde(default)]
     pub branch: Option<String>,
+    /// The parent of a branch that is created (the project's default branch otherwise).
     #[serde(default)]
     pub parent: Option<String>,
+    /// When a branch is created, it expires after this long (`1d`, `12h`, ...).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+    /// Restore into this database of the branch, created empty when missing (a new branch
+    /// holds a copy of its parent's databases, so a restore usually wants a fresh one).
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Connections loading tables and building indexes at once (default 2).
     #[serde(default)]
     pub jobs: Option<u32>,
+    /// Do not give objects their archived owners (default: on for Neon targets).
+    #[serde(default)]
+    pub no_owner: Option<bool>,
+    /// Do not restore grants (default: on for Neon targets).
+    #[serde(default)]
+    pub no_privileges: Option<bool>,
+    /// Only these sections: `pre-data`, `data`, `post-data`.
+    #[serde(default)]
+    pub sections: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreOutput {
-    pub tables: u64,
+    /// Where it was restored: the `neon://` reference for a Neon branch (no password), else
+    /// the target as given, with any password removed.
+    pub target: String,
+    /// The Neon branch id, when restoring into a branch.
+    pub branch_id: Option<String>,
+    /// Whether this restore created the branch.
+    pub branch_created: bool,
+    /// Items of the archive restored (statements and tables).
+    pub items: usize,
+    /// Of those, done by an earlier run that was interrupted (not repeated).
+    pub already_done: usize,
+    pub tables: usize,
     pub rows: u64,
 }
 
-pub async fn restore(input: RestoreInput, _ctx: Context) -> Result<RestoreOutput, JobError> {
-    ObjectUrl::parse(&input.from)?;
-    if input.target.is_none() && (input.neon_project.is_none() || input.branch.is_none()) {
-        return Err(JobError::BadInput(
-            "give a target database URL, or a Neon project and branch".into(),
-        ));
+impl From<RestoreError> for JobError {
+    fn from(e: RestoreError) -> JobError {
+        match e {
+            RestoreError::Postgres(e) => JobError::Postgres(e),
+            RestoreError::Store(e) => JobError::Store(e),
+            RestoreError::Archive(crate::archive::ArchiveError::NotBuilt(what)) => {
+                JobError::NotBuilt(what.to_string())
+            }
+            RestoreError::Archive(e) => JobError::Archive(e),
+            e @ RestoreError::NotEmpty(_) => JobError::BadInput(e.to_string()),
+            e => JobError::RestoreFailed(e.to_string()),
+        }
     }
-    Err(JobError::NotImplemented {
-        job: "restore",
-        issue: 5,
+}
+
+fn section(name: &str) -> Result<Section, JobError> {
+    match name {
+        "pre-data" => Ok(Section::PreData),
+        "data" => Ok(Section::Data),
+        "post-data" => Ok(Section::PostData),
+        other => Err(JobError::BadInput(format!(
+            "unknown section {other:?}: use pre-data, data or post-data"
+        ))),
+    }
+}
+
+pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput, JobError> {
+    let from = ObjectUrl::parse(&input.from)?;
+    let sections = input
+        .sections
+        .iter()
+        .map(|s| section(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let neon = match (&input.target, &input.neon_project, &input.branch) {
+        (Some(_), None, None) => false,
+        (None, Some(_), Some(_)) => true,
+        _ => {
+            return Err(JobError::BadInput(
+                "give a target database, or a Neon project and branch (not both)".into(),
+            ));
+        }
+    };
+    let store = Store::for_url(&from, &ctx.store).await?;
+    let (reference, branch_id, created) = if neon {
+        let project = input.neon_project.clone().unwrap_or_default();
+        let made = super::branch(
+            BranchInput {
+                action: BranchAction::Create,
+                project: project.clone(),
+                branch: input.branch.clone(),
+                parent: input.parent.clone(),
+                expires_in: input.expires_in.clone(),
+            },
+            ctx.clone(),
+        )
+        .await?;
+        let summary = made
+            .branch
+            .ok_or_else(|| JobError::BadInput("the Neon API returned no branch".into()))?;
+        let role = summary.role.clone().ok_or_else(|| {
+            JobError::BadInput(format!("branch {} has no role to restore as", summary.name))
+        })?;
+        let database = match &input.database {
+            Some(name) => {
+                let client = NeonClient::from_env().await?;
+                client
+                    .create_database(&project, &summary.branch_id, name, &role)
+                    .await?;
+                name.clone()
+            }
+            None => summary.database.clone().ok_or_else(|| {
+                JobError::BadInput(format!("branch {} has no database", summary.name))
+            })?,
+        };
+        (
+            super::neon_reference(&project, &summary.branch_id, &database, &role),
+            Some(summary.branch_id),
+            made.created,
+        )
+    } else {
+        (input.target.clone().unwrap_or_default(), None, false)
+    };
+    let config = super::database(&reference).await?;
+    let options = Options {
+        jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
+        no_owner: input.no_owner.unwrap_or(neon),
+        no_privileges: input.no_privileges.unwrap_or(neon),
+        sections,
+    };
+    let outcome = restore::run(&store, &from, &config, &options, &ctx.progress).await?;
+    Ok(RestoreOutput {
+        target: if neon { reference } else { config.target() },
+        branch_id,
+        branch_created: created,
+        items: outcome.items,
+        already_done: outcome.already_done,
+        tables: outcome.tables,
+        rows: outcome.rows,
     })
 }

@@ -196,8 +196,21 @@ pub async fn run(
         done: Mutex::new(0),
     };
 
+    let mut offsets = std::collections::BTreeMap::new();
     let (archive, objects, copied) = match options.format {
-        Format::Custom => write_custom(&main, store, to, &header, &entries, &jobs, &report).await?,
+        Format::Custom => {
+            write_custom(
+                &main,
+                store,
+                to,
+                &header,
+                &entries,
+                &jobs,
+                &report,
+                &mut offsets,
+            )
+            .await?
+        }
         Format::Plain => write_plain(&main, store, to, &header, &entries, &jobs, &report).await?,
         Format::Directory => {
             write_directory(
@@ -252,6 +265,7 @@ pub async fn run(
     }
     manifest.archive = Some(archive.to_string());
     manifest.objects = objects;
+    manifest.data_offsets = offsets;
     let manifest_url = to.join("manifest.json")?;
     let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     store.put(&manifest_url.key, Bytes::from(body)).await?;
@@ -407,7 +421,7 @@ impl Reporter {
 /// How a table's COPY text is framed in the archive.
 enum Framer {
     Block(DataBlock),
-    File(DataFile),
+    File(Box<DataFile>),
     Raw,
 }
 
@@ -532,6 +546,7 @@ async fn copy_table(
     Ok(counts)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_custom(
     session: &Session,
     store: &Store,
@@ -540,6 +555,7 @@ async fn write_custom(
     entries: &[TocEntry],
     jobs: &[Job],
     report: &Reporter,
+    offsets: &mut std::collections::BTreeMap<i32, u64>,
 ) -> Result<(ObjectUrl, Vec<ManifestObject>, Copied), SnapshotError> {
     let name = "archive.dump";
     let url = to.join(name)?;
@@ -549,6 +565,7 @@ async fn write_custom(
         .await?;
     let mut copied = Vec::new();
     for job in jobs {
+        offsets.insert(job.dump_id, sink.size);
         let (block, head) = DataBlock::start(job.dump_id, header.compression)?;
         sink.write(head).await?;
         let (rows, bytes) =
@@ -641,7 +658,7 @@ async fn write_directory(
                 };
                 let name = format!("{}{suffix}", custom::directory_data_name(job.dump_id));
                 let mut sink = Sink::open(&store, &dir.join(&name)?).await?;
-                let framer = Framer::File(DataFile::new(compression)?);
+                let framer = Framer::File(Box::new(DataFile::new(compression)?));
                 let (rows, bytes) = copy_table(&session, &job, framer, &mut sink, &report).await?;
                 let object = sink.finish(&format!("archive/{name}")).await?;
                 let mut results = results.lock().unwrap();

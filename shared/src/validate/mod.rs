@@ -226,6 +226,7 @@ pub fn manifest_of(profile: &Profile) -> Manifest {
         objects: Vec::new(),
         schema: Some(profile.schema.clone()),
         integrity: profile.integrity.clone(),
+        data_offsets: Default::default(),
     }
 }
 

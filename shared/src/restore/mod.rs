@@ -1,0 +1,629 @@
+//! Restore: a pg_dump archive (ferry's or pg_dump's, custom or directory format) into a
+//! database, without a `pg_restore` binary.
+//!
+//! Three passes, as pg_restore makes them: the definitions before data, one by one in the
+//! archive's order; then table data and everything after data (indexes, constraints, triggers,
+//! ...) over `--jobs` connections, each item as soon as what it depends on is done (an index
+//! waits for its table's rows); foreign keys one at a time after the rest, so that two never
+//! deadlock on the tables they share; then grants and materialized view refreshes, and ANALYZE.
+//!
+//! Every item runs in its own transaction together with a row in `ferry_restore.progress` in
+//! the target, so a restore that stops anywhere (connection killed, server restarted, Lambda
+//! deadline) and runs again with the same archive skips what was committed and redoes the rest:
+//! a table's COPY and its progress row commit together, so a half-loaded table is rolled back,
+//! never left half full. The progress schema is dropped when the restore completes.
+
+mod source;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use futures::{SinkExt, pin_mut};
+
+use crate::{
+    archive::{ArchiveError, Section, TocEntry, plain::owner_statement},
+    pg::{PgConfig, PgError, Session, connect, literal},
+    progress::{ProgressEvent, SharedProgress, Unit},
+    store::{ObjectUrl, Store, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The target holds objects already and this is not a resumed restore of the same archive.
+    #[error(
+        "the target database is not empty ({0}); restore into an empty database (ferry does not drop what is there)"
+    )]
+    NotEmpty(String),
+    /// An item of the archive failed; nothing after it was applied.
+    #[error(
+        "restoring {item} failed: {reason} ({applied} of {total} items applied; run the same restore again to continue)"
+    )]
+    ItemFailed {
+        item: String,
+        reason: String,
+        applied: usize,
+        total: usize,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<tokio_postgres::Error> for RestoreError {
+    fn from(e: tokio_postgres::Error) -> RestoreError {
+        RestoreError::Postgres(e.into())
+    }
+}
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    /// Leave objects owned by the restoring role (no `ALTER ... OWNER TO`).
+    pub no_owner: bool,
+    /// Skip grants (`ACL` entries).
+    pub no_privileges: bool,
+    /// Only these sections (all when empty).
+    pub sections: Vec<Section>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub items: usize,
+    pub applied: usize,
+    /// Items found already done by an earlier, interrupted run.
+    pub already_done: usize,
+    pub tables: usize,
+    pub rows: u64,
+}
+
+/// Entries that set up the session rather than create anything.
+const SESSION_ENTRIES: &[&str] = &["ENCODING", "STDSTRINGS", "SEARCHPATH"];
+/// Entries that only `pg_restore --create` uses.
+const DATABASE_ENTRIES: &[&str] = &["DATABASE", "DATABASE PROPERTIES"];
+
+const PROGRESS_SETUP: &str = "CREATE SCHEMA IF NOT EXISTS ferry_restore; \
+     CREATE TABLE IF NOT EXISTS ferry_restore.progress (archive text NOT NULL, dump_id integer NOT NULL, \
+       rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id))";
+
+fn label(e: &TocEntry) -> String {
+    match &e.namespace {
+        Some(ns) if !ns.is_empty() => format!("{} {ns} {} (entry {})", e.desc, e.tag, e.dump_id),
+        _ => format!("{} {} (entry {})", e.desc, e.tag, e.dump_id),
+    }
+}
+
+/// Opens a restoring session with the archive's session settings.
+async fn session(config: &PgConfig, setup: &str) -> Result<Session, PgError> {
+    let session = connect(config).await?;
+    session.batch_execute(setup).await?;
+    Ok(session)
+}
+
+/// Objects already in the target's user schemas (besides ferry's progress schema).
+async fn existing_objects(session: &Session) -> Result<Option<String>, PgError> {
+    let row = session
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry_restore') \
+                        AND n.nspname NOT LIKE 'pg\\_%' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                                        AND d.objid = c.oid AND d.deptype = 'e')), \
+                    (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'ferry_restore') \
+                        AND n.nspname NOT LIKE 'pg\\_%' \
+                        AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass \
+                                        AND d.objid = p.oid AND d.deptype = 'e'))",
+            &[],
+        )
+        .await?;
+    let (relations, functions): (i64, i64) = (row.get(0), row.get(1));
+    Ok((relations + functions > 0)
+        .then(|| format!("{relations} relations and {functions} functions")))
+}
+
+/// The `COPY ... FROM STDIN` statement of a data entry.
+fn copy_statement(entry: &TocEntry) -> Option<String> {
+    let stmt = entry.copy_stmt.as_deref()?.trim_end().trim_end_matches(';');
+    let at = stmt.rfind(" FROM stdin")?;
+    Some(format!("{} FROM STDIN", &stmt[..at]))
+}
+
+/// Holds back the end of a COPY stream so that the archive's `\.` terminator (and the blank
+/// lines after it) can be cut before the data reaches the server.
+struct Terminator {
+    held: Vec<u8>,
+    sent_any: bool,
+}
+
+const HOLD: usize = 16;
+
+impl Terminator {
+    fn push(&mut self, chunk: &[u8]) -> Option<bytes::Bytes> {
+        self.held.extend_from_slice(chunk);
+        if self.held.len() <= HOLD {
+            return None;
+        }
+        let keep = self.held.split_off(self.held.len() - HOLD);
+        let out = std::mem::replace(&mut self.held, keep);
+        self.sent_any = true;
+        Some(out.into())
+    }
+
+    fn finish(self) -> bytes::Bytes {
+        let mut held = self.held;
+        while held.last() == Some(&b'\n') {
+            held.pop();
+        }
+        if held.ends_with(b"\\.") {
+            let before = held.len() - 2;
+            let at_line_start = if before == 0 {
+                !self.sent_any
+            } else {
+                held[before - 1] == b'\n'
+            };
+            if at_line_start {
+                held.truncate(before);
+                return held.into();
+            }
+        }
+        // No terminator: send everything that was held, newlines included.
+        let mut all = held;
+        all.push(b'\n');
+        all.into()
+    }
+}
+
+/// Restores the archive at `url` into `target`.
+pub async fn run(
+    store: &Store,
+    url: &ObjectUrl,
+    target: &PgConfig,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, RestoreError> {
+    let archive = source::Archive::open(store, url).await?;
+    let archive_id = url.to_string();
+    let mut setup = String::from(
+        "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+         SET client_min_messages = warning; SET check_function_bodies = false; SET xmloption = content; \
+         SET row_security = off; ",
+    );
+    for e in &archive.entries {
+        if SESSION_ENTRIES.contains(&e.desc.as_str())
+            && let Some(defn) = &e.defn
+        {
+            setup.push_str(defn);
+            setup.push(' ');
+        }
+    }
+    let main = session(target, &setup).await?;
+    let resumed: bool = {
+        let exists: bool = main
+            .query_one(
+                "SELECT to_regclass('ferry_restore.progress') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        if exists {
+            let other: Option<String> = main
+                .query_one(
+                    "SELECT min(archive) FILTER (WHERE archive <> $1) FROM ferry_restore.progress",
+                    &[&archive_id],
+                )
+                .await?
+                .get(0);
+            if let Some(other) = other {
+                return Err(RestoreError::NotEmpty(format!(
+                    "an unfinished restore of {other} is in it"
+                )));
+            }
+        }
+        exists
+    };
+    if !resumed && let Some(what) = existing_objects(&main).await? {
+        return Err(RestoreError::NotEmpty(what));
+    }
+    main.batch_execute(PROGRESS_SETUP).await?;
+    let done: HashSet<i32> = main
+        .query(
+            "SELECT dump_id FROM ferry_restore.progress WHERE archive = $1",
+            &[&archive_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let wanted = |e: &TocEntry| {
+        let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
+            || DATABASE_ENTRIES.contains(&e.desc.as_str())
+            || (options.no_privileges && e.desc == "ACL");
+        !skipped && (options.sections.is_empty() || options.sections.contains(&e.section))
+    };
+    if let Some(blobs) = archive
+        .entries
+        .iter()
+        .find(|e| matches!(e.desc.as_str(), "BLOBS" | "BLOB" | "LARGE OBJECT"))
+    {
+        return Err(RestoreError::Archive(ArchiveError::NotBuilt(
+            if blobs.desc == "BLOBS" {
+                "restoring large objects (BLOBS)"
+            } else {
+                "restoring large objects"
+            },
+        )));
+    }
+    let items: Vec<&TocEntry> = archive.entries.iter().filter(|e| wanted(e)).collect();
+    let total = items.len();
+    let mut outcome = Outcome {
+        items: total,
+        already_done: items.iter().filter(|e| done.contains(&e.dump_id)).count(),
+        ..Outcome::default()
+    };
+    let state = State {
+        archive_id: archive_id.clone(),
+        options: options.clone(),
+        progress: progress.clone(),
+        total,
+    };
+
+    // Pass 1: definitions before data, in order.
+    let mut applied = outcome.already_done;
+    for e in items
+        .iter()
+        .filter(|e| e.section == Section::PreData && !done.contains(&e.dump_id))
+    {
+        apply(&main, e, &state)
+            .await
+            .map_err(|reason| RestoreError::ItemFailed {
+                item: label(e),
+                reason,
+                applied,
+                total,
+            })?;
+        applied += 1;
+        state.report(applied);
+    }
+
+    // Pass 2: data and post-data, in parallel as dependencies allow; foreign keys last.
+    let phase: Vec<&TocEntry> = items
+        .iter()
+        .copied()
+        .filter(|e| {
+            matches!(e.section, Section::Data | Section::PostData)
+                && e.desc != "MATERIALIZED VIEW DATA"
+                && e.desc != "FK CONSTRAINT"
+                && !done.contains(&e.dump_id)
+        })
+        .collect();
+    let (rows, tables, count) = run_parallel(
+        target,
+        &setup,
+        &archive,
+        &phase,
+        &archive.entries,
+        &state,
+        applied,
+    )
+    .await?;
+    applied += count;
+    outcome.rows += rows;
+    outcome.tables += tables;
+    for e in items
+        .iter()
+        .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id))
+    {
+        apply(&main, e, &state)
+            .await
+            .map_err(|reason| RestoreError::ItemFailed {
+                item: label(e),
+                reason,
+                applied,
+                total,
+            })?;
+        applied += 1;
+        state.report(applied);
+    }
+
+    // Pass 3: grants, then materialized views (over the data now in place).
+    for e in items.iter().filter(|e| {
+        (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
+            && !done.contains(&e.dump_id)
+    }) {
+        apply(&main, e, &state)
+            .await
+            .map_err(|reason| RestoreError::ItemFailed {
+                item: label(e),
+                reason,
+                applied,
+                total,
+            })?;
+        applied += 1;
+        state.report(applied);
+    }
+    outcome.applied = applied - outcome.already_done;
+    main.batch_execute("ANALYZE").await?;
+    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
+        .await?;
+    Ok(outcome)
+}
+
+struct State {
+    archive_id: String,
+    options: Options,
+    progress: SharedProgress,
+    total: usize,
+}
+
+impl State {
+    fn report(&self, done: usize) {
+        self.progress.report(ProgressEvent {
+            job: "restore",
+            step: "restoring".into(),
+            done: done as u64,
+            total: Some(self.total as u64),
+            unit: Unit::Steps,
+        });
+    }
+}
+
+/// Runs one statement item and records it, in one transaction.
+async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), String> {
+    let mut sql = String::from("BEGIN;\n");
+    if let Some(am) = e.tableam.as_deref().filter(|a| !a.is_empty()) {
+        sql.push_str(&format!(
+            "SET LOCAL default_table_access_method = \"{}\";\n",
+            am.replace('"', "\"\"")
+        ));
+    }
+    if let Some(defn) = e.defn.as_deref() {
+        sql.push_str(defn);
+        sql.push('\n');
+    }
+    if !state.options.no_owner
+        && let Some(owner) = owner_statement(e)
+    {
+        sql.push_str(&owner);
+    }
+    sql.push_str(&format!(
+        "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {});\nCOMMIT;",
+        literal(&state.archive_id),
+        e.dump_id
+    ));
+    if let Err(err) = session.batch_execute(&sql).await {
+        let _ = session.batch_execute("ROLLBACK").await;
+        return Err(PgError::from(err).to_string());
+    }
+    Ok(())
+}
+
+/// Loads one table: its COPY and its progress row commit together.
+async fn load(
+    session: &Session,
+    e: &TocEntry,
+    archive: &source::Archive,
+    state: &State,
+) -> Result<u64, String> {
+    let statement = copy_statement(e).ok_or_else(|| "no COPY statement".to_string())?;
+    let result = async {
+        session.batch_execute("BEGIN").await.map_err(|e| PgError::from(e).to_string())?;
+        let sink = session
+            .copy_in::<_, bytes::Bytes>(statement.as_str())
+            .await
+            .map_err(|e| PgError::from(e).to_string())?;
+        pin_mut!(sink);
+        let mut data = archive.data(e);
+        let mut terminator = Terminator {
+            held: Vec::new(),
+            sent_any: false,
+        };
+        while let Some(chunk) = data.recv().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            if let Some(out) = terminator.push(&chunk) {
+                sink.send(out).await.map_err(|e| PgError::from(e).to_string())?;
+            }
+        }
+        let rest = terminator.finish();
+        if !rest.is_empty() {
+            sink.send(rest).await.map_err(|e| PgError::from(e).to_string())?;
+        }
+        let rows = sink.finish().await.map_err(|e| PgError::from(e).to_string())?;
+        session
+            .batch_execute(&format!(
+                "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {}, {rows}); COMMIT;",
+                literal(&state.archive_id),
+                e.dump_id
+            ))
+            .await
+            .map_err(|e| PgError::from(e).to_string())?;
+        Ok::<u64, String>(rows)
+    }
+    .await;
+    if result.is_err() && !session.is_closed() {
+        let _ = session.batch_execute("ROLLBACK").await;
+    }
+    result
+}
+
+/// Data and post-data items over `jobs` connections: each starts when the items it depends on
+/// (and, for anything that depends on a table, that table's data) are done.
+#[allow(clippy::too_many_arguments)]
+async fn run_parallel(
+    target: &PgConfig,
+    setup: &str,
+    archive: &source::Archive,
+    items: &[&TocEntry],
+    all: &[TocEntry],
+    state: &State,
+    applied_before: usize,
+) -> Result<(u64, usize, usize), RestoreError> {
+    let in_phase: HashMap<i32, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.dump_id, i))
+        .collect();
+    // A table's data entry, by the table entry's dump id.
+    let data_of: HashMap<i32, i32> = all
+        .iter()
+        .filter(|e| e.had_dumper)
+        .filter_map(|e| {
+            let table = all.iter().find(|t| {
+                t.desc == "TABLE"
+                    && t.tag == e.tag
+                    && t.namespace == e.namespace
+                    && e.dependencies.contains(&t.dump_id)
+            })?;
+            Some((table.dump_id, e.dump_id))
+        })
+        .collect();
+    let mut waits: Vec<BTreeSet<usize>> = items
+        .iter()
+        .map(|e| {
+            let mut w = BTreeSet::new();
+            for d in &e.dependencies {
+                if let Some(&i) = in_phase.get(d) {
+                    w.insert(i);
+                }
+                if !e.had_dumper
+                    && let Some(data) = data_of.get(d)
+                    && let Some(&i) = in_phase.get(data)
+                {
+                    w.insert(i);
+                }
+            }
+            w
+        })
+        .collect();
+    for (i, w) in waits.iter_mut().enumerate() {
+        w.remove(&i);
+    }
+    let n = items.len();
+    let workers = state.options.jobs.max(1).min(n.max(1));
+    let mut sessions = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        sessions.push(session(target, setup).await?);
+    }
+    let mut idle: Vec<Session> = sessions;
+    let mut started = vec![false; n];
+    let mut finished = vec![false; n];
+    let mut running = futures::stream::FuturesUnordered::new();
+    let (mut rows, mut tables, mut count) = (0u64, 0usize, 0usize);
+    let mut failure: Option<RestoreError> = None;
+    loop {
+        if failure.is_none() {
+            // Start what is ready, in archive order, while connections are free.
+            for i in 0..n {
+                if idle.is_empty() {
+                    break;
+                }
+                if started[i] || !waits[i].iter().all(|&w| finished[w]) {
+                    continue;
+                }
+                started[i] = true;
+                let s = idle.pop().expect("checked");
+                let e = items[i];
+                running.push(async move {
+                    let result = if e.had_dumper {
+                        load(&s, e, archive, state).await.map(Some)
+                    } else {
+                        apply(&s, e, state).await.map(|()| None)
+                    };
+                    (i, s, result)
+                });
+            }
+        }
+        let Some((i, s, result)) = futures::StreamExt::next(&mut running).await else {
+            break;
+        };
+        finished[i] = true;
+        match result {
+            Ok(loaded) => {
+                if let Some(n) = loaded {
+                    rows += n;
+                    tables += 1;
+                }
+                count += 1;
+                state.report(applied_before + count);
+                if !s.is_closed() {
+                    idle.push(s);
+                } else {
+                    match session(target, setup).await {
+                        Ok(fresh) => idle.push(fresh),
+                        Err(e) => failure = failure.or(Some(e.into())),
+                    }
+                }
+            }
+            Err(reason) => {
+                failure = failure.or(Some(RestoreError::ItemFailed {
+                    item: label(items[i]),
+                    reason,
+                    applied: applied_before + count,
+                    total: state.total,
+                }));
+            }
+        }
+        if failure.is_none() && finished.iter().all(|f| *f) {
+            break;
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(i) = (0..n).find(|&i| !finished[i]) {
+        return Err(RestoreError::Failed(format!(
+            "{} waits on an item that never ran (a dependency cycle in the archive)",
+            label(items[i])
+        )));
+    }
+    Ok((rows, tables, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(parts: &[&[u8]]) -> Vec<u8> {
+        let mut t = Terminator {
+            held: Vec::new(),
+            sent_any: false,
+        };
+        let mut out = Vec::new();
+        for p in parts {
+            if let Some(b) = t.push(p) {
+                out.extend_from_slice(&b);
+            }
+        }
+        out.extend_from_slice(&t.finish());
+        out
+    }
+
+    #[test]
+    fn the_archive_terminator_is_cut_and_nothing_else() {
+        assert_eq!(strip(&[b"1\ta\n2\tb\n", b"\\.\n\n\n"]), b"1\ta\n2\tb\n");
+        assert_eq!(strip(&[b"\\.\n\n\n"]), b"");
+        assert_eq!(
+            strip(&[b"a row long enough to be sent\n\\", b".\n"]),
+            b"a row long enough to be sent\n"
+        );
+        // A value ending in a backslash-dot is data, not the terminator.
+        assert_eq!(strip(&[b"x\\.\n"]), b"x\\.\n");
+        assert_eq!(strip(&[b"1\n2\n"]), b"1\n2\n");
+    }
+
+    #[test]
+    fn copy_statements_turn_to_stdin() {
+        let mut e = TocEntry::new(5, "TABLE DATA", "t", Section::Data);
+        e.copy_stmt = Some("COPY public.\"a FROM stdin\" (id) FROM stdin;\n".into());
+        assert_eq!(
+            copy_statement(&e).unwrap(),
+            "COPY public.\"a FROM stdin\" (id) FROM STDIN"
+        );
+    }
+}

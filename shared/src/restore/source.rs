@@ -1,0 +1,336 @@
+//! Reading an archive out of the object store: its table of contents, and each table's data as
+//! a stream of COPY text.
+//!
+//! The archive parsers in [`crate::archive`] are synchronous readers over bytes; here they run
+//! on blocking threads fed by the store's async byte streams through small channels, so memory
+//! stays bounded and no runtime worker is blocked. Data is read by ranged GETs from each block's
+//! offset (custom format: from the table of contents when pg_dump wrote it to a file, from the
+//! manifest for ferry's own streamed archives, else found by one scanning pass) or from each
+//! table's own object (directory format), so tables load in parallel.
+
+use std::{
+    collections::HashMap,
+    io::{self, Read, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::RestoreError;
+use crate::{
+    archive::{
+        ArchiveError, Header, Layout, Offset, TocEntry,
+        custom::{Reader, decode_data_file, directory_file_suffix},
+    },
+    manifest::Manifest,
+    store::{ByteStream, Key, ObjectUrl, Store},
+};
+
+/// Bytes of COPY text per message from a decoding thread.
+const CHUNK: usize = 256 * 1024;
+
+/// A synchronous reader over an async byte stream (for use on a blocking thread).
+struct StreamRead {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+    position: Arc<AtomicU64>,
+}
+
+impl StreamRead {
+    fn new(mut stream: ByteStream) -> StreamRead {
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        StreamRead {
+            rx,
+            current: Bytes::new(),
+            position: Arc::default(),
+        }
+    }
+}
+
+impl Read for StreamRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(bytes)) => self.current = bytes,
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        self.position.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A `Write` that hands COPY text to the async side in chunks.
+struct ChunkSink {
+    tx: mpsc::Sender<Result<Bytes, RestoreError>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the COPY stopped"))
+    }
+}
+
+/// An archive in the store, opened.
+pub(super) struct Archive {
+    store: Store,
+    /// The custom archive's object, or the directory archive's prefix (ending in `/`).
+    key: Key,
+    pub header: Header,
+    pub layout: Layout,
+    pub entries: Vec<TocEntry>,
+    /// Custom format: where each data block starts.
+    offsets: HashMap<i32, u64>,
+    /// Custom format: the object's size.
+    size: u64,
+}
+
+/// Where an archive URL points: a custom archive object, or a directory archive (its prefix or
+/// its `toc.dat`).
+fn locate(url: &ObjectUrl) -> (Key, Option<Key>) {
+    let key = url.key.as_str();
+    if key.ends_with('/') {
+        let prefix = url.key.clone();
+        let toc = prefix.join("toc.dat").ok();
+        (prefix, toc)
+    } else if let Some(prefix) = key.strip_suffix("toc.dat") {
+        let prefix = Key::prefix(prefix).unwrap_or_else(|_| url.key.clone());
+        (prefix, Some(url.key.clone()))
+    } else {
+        (url.key.clone(), None)
+    }
+}
+
+impl Archive {
+    pub async fn open(store: &Store, url: &ObjectUrl) -> Result<Archive, RestoreError> {
+        let (key, toc) = locate(url);
+        let read_key = toc.clone().unwrap_or_else(|| key.clone());
+        let stream = store.get(&read_key, None).await?;
+        // The header and table of contents, parsed on a blocking thread; the stream is dropped
+        // after the table of contents (the data is read later, block by block).
+        let (reader, entries, position) = tokio::task::spawn_blocking(move || {
+            let input = StreamRead::new_blocking(stream);
+            let position = input.position.clone();
+            let (reader, entries) = Reader::open(input)?;
+            Ok::<_, ArchiveError>((reader, entries, position))
+        })
+        .await
+        .map_err(|e| RestoreError::Failed(format!("reading the archive: {e}")))?
+        .map_err(|e| match e {
+            // Text, not an archive: a plain SQL dump, which is psql's to run (not built here).
+            ArchiveError::NotAnArchive if toc.is_none() => RestoreError::Archive(
+                ArchiveError::NotBuilt("restoring plain SQL dumps (run them with psql -f)"),
+            ),
+            e => RestoreError::Archive(e),
+        })?;
+        let header = reader.header.clone();
+        let layout = reader.layout;
+        drop(reader);
+        let mut archive = Archive {
+            store: store.clone(),
+            key: if layout == Layout::Directory {
+                match toc {
+                    Some(_) => key,
+                    None => {
+                        return Err(RestoreError::Archive(ArchiveError::Corrupt(
+                            "a directory archive's toc.dat was given as an object; give its prefix"
+                                .into(),
+                        )));
+                    }
+                }
+            } else {
+                key
+            },
+            header,
+            layout,
+            entries,
+            offsets: HashMap::new(),
+            size: 0,
+        };
+        if archive.layout == Layout::Custom {
+            archive.size = store.head(&archive.key).await?.size;
+            archive
+                .find_offsets(url, position.load(Ordering::Relaxed))
+                .await?;
+        }
+        Ok(archive)
+    }
+
+    /// Custom format: each data block's offset, from the table of contents, else from a
+    /// ferry manifest beside the archive, else by scanning the archive once.
+    async fn find_offsets(&mut self, url: &ObjectUrl, toc_end: u64) -> Result<(), RestoreError> {
+        let with_data: Vec<&TocEntry> = self.entries.iter().filter(|e| e.had_dumper).collect();
+        for e in &with_data {
+            if let Offset::Set(position) = e.offset {
+                self.offsets.insert(e.dump_id, position);
+            }
+        }
+        if self.offsets.len() == with_data.len() {
+            return Ok(());
+        }
+        if let Some(manifest) = self.manifest_beside(url).await
+            && with_data
+                .iter()
+                .all(|e| manifest.data_offsets.contains_key(&e.dump_id))
+        {
+            self.offsets = manifest.data_offsets.into_iter().collect();
+            return Ok(());
+        }
+        tracing::info!("the archive has no data offsets: scanning it once to find them");
+        if toc_end >= self.size {
+            return Ok(()); // no data at all
+        }
+        let stream = self.store.get(&self.key, Some(toc_end..self.size)).await?;
+        let header = self.header.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let input = StreamRead::new_blocking(stream);
+            let position = input.position.clone();
+            let mut reader = Reader::at_block(input, header);
+            let mut found = HashMap::new();
+            loop {
+                let at = toc_end + position.load(Ordering::Relaxed);
+                match reader.next_block()? {
+                    Some(id) => {
+                        found.insert(id, at);
+                        reader.read_block_data(&mut io::sink())?;
+                    }
+                    None => return Ok::<_, ArchiveError>(found),
+                }
+            }
+        })
+        .await
+        .map_err(|e| RestoreError::Failed(format!("scanning the archive: {e}")))??;
+        self.offsets = found;
+        Ok(())
+    }
+
+    async fn manifest_beside(&self, url: &ObjectUrl) -> Option<Manifest> {
+        let key = url.key.as_str();
+        let prefix = key.rsplit_once('/').map_or("", |(p, _)| p);
+        let manifest = Key::prefix(prefix).ok()?.join("manifest.json").ok()?;
+        let bytes = self.store.get_bytes(&manifest).await.ok()?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+        (manifest.archive.as_deref() == Some(&url.to_string())).then_some(manifest)
+    }
+
+    /// The COPY text of entry `entry`, decompressed, as a stream of chunks.
+    pub fn data(&self, entry: &TocEntry) -> mpsc::Receiver<Result<Bytes, RestoreError>> {
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.store.clone();
+        let header = self.header.clone();
+        let dump_id = entry.dump_id;
+        let size = self.size;
+        let source = match self.layout {
+            Layout::Custom => match self.offsets.get(&dump_id) {
+                Some(&at) => Ok((self.key.clone(), Some(at), None)),
+                None => Err(RestoreError::Archive(ArchiveError::Corrupt(format!(
+                    "no data block for entry {dump_id}"
+                )))),
+            },
+            Layout::Directory => {
+                let file = entry.file.clone().unwrap_or_default();
+                let name = format!("{file}{}", directory_file_suffix(header.compression));
+                self.key
+                    .join(&name)
+                    .map(|k| (k, None, Some(name)))
+                    .map_err(RestoreError::from)
+            }
+        };
+        tokio::spawn(async move {
+            let (key, offset, file) = match source {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            let stream = match store.get(&key, offset.map(|at| at..size)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let errors = tx.clone();
+            let decoded = tokio::task::spawn_blocking(move || {
+                let input = StreamRead::new_blocking(stream);
+                let mut sink = ChunkSink {
+                    tx,
+                    buffer: Vec::with_capacity(CHUNK),
+                };
+                match file {
+                    Some(name) => {
+                        decode_data_file(&name, input, &mut sink)?;
+                    }
+                    None => {
+                        let mut reader = Reader::at_block(input, header);
+                        match reader.next_block()? {
+                            Some(id) if id == dump_id => {
+                                reader.read_block_data(&mut sink)?;
+                            }
+                            other => {
+                                return Err(ArchiveError::Corrupt(format!(
+                                    "expected the data block of entry {dump_id}, found {other:?}"
+                                )));
+                            }
+                        }
+                    }
+                }
+                sink.flush().map_err(ArchiveError::Decompress)
+            })
+            .await;
+            let failure = match decoded {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(RestoreError::Archive(e)),
+                Err(e) => Some(RestoreError::Failed(format!("decoding table data: {e}"))),
+            };
+            if let Some(e) = failure {
+                let _ = errors.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+}
+
+impl StreamRead {
+    /// Creates the reader from a blocking thread (the forwarding task goes on the runtime).
+    fn new_blocking(stream: ByteStream) -> StreamRead {
+        let handle = tokio::runtime::Handle::current();
+        let _guard = handle.enter();
+        StreamRead::new(stream)
+    }
+}

@@ -1,0 +1,381 @@
+//! Restore against the real tools: archives written by ferry and by pg_dump 15 and 18 (custom
+//! and directory) are restored by ferry into empty databases, and then `pg_dump --schema-only`
+//! prints the same schema as the source and ferry's checksums find the same rows. A restore
+//! killed mid-COPY, or cut by a server restart, runs again and ends identical. Neon branches of
+//! the emulator are restored into end to end.
+
+use std::{process::Command, time::Duration};
+
+use ferry::{
+    jobs::{self, RestoreInput, RestoreOutput, SnapshotInput},
+    store::StoreConfig,
+};
+use ferry_tests::{
+    PgServer, PgServerOptions, pg::SUPERUSER, shared_emulator, shared_pg, shared_pg17, shared_s3,
+};
+
+use crate::snapshot::{
+    SMALL, assert_same_schema, context, corpus, local_dir, local_path, run, tool, validate,
+};
+
+async fn restore(
+    pg: &PgServer,
+    from: &str,
+    store: StoreConfig,
+    jobs: u32,
+) -> (String, RestoreOutput) {
+    let target = pg.create_database("ferry_restored");
+    let out = jobs::restore(
+        RestoreInput {
+            from: from.into(),
+            target: Some(pg.url(&target)),
+            jobs: Some(jobs),
+            ..RestoreInput::default()
+        },
+        context(store),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("restore {from}: {e}"));
+    (target, out)
+}
+
+/// Checks that restoring `from` into a new database reproduces `source`.
+async fn round_trip(pg: &PgServer, source: &str, from: &str, store: StoreConfig, what: &str) {
+    let (target, out) = restore(pg, from, store.clone(), 2).await;
+    assert!(out.tables >= 10, "{what}: {out:?}");
+    assert_eq!(out.already_done, 0);
+    assert_same_schema(pg, source, &target, what);
+    validate(pg.url(source), pg, &target, store).await;
+    let leftovers = pg.psql(
+        &target,
+        "SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_restore'",
+    );
+    assert_eq!(leftovers.trim(), "0", "{what}: the progress schema is gone");
+}
+
+async fn fidelity(pg: &PgServer) {
+    let source = pg.create_database("corpus_r");
+    pg.psql_file(&source, &corpus());
+    let s3 = shared_s3();
+    let bucket = s3.create_bucket("restore");
+    // ferry's own archives: custom through S3 (blocks found through the manifest), directory.
+    for (format, to, store) in [
+        (
+            "custom",
+            format!("s3://{bucket}/ferry-custom/"),
+            s3.store_config(),
+        ),
+        ("directory", local_dir("ferry-dir"), StoreConfig::default()),
+    ] {
+        let out = jobs::snapshot(
+            SnapshotInput {
+                source: pg.url(&source),
+                to,
+                format: Some(format.into()),
+                ..SnapshotInput::default()
+            },
+            context(store.clone()),
+        )
+        .await
+        .unwrap();
+        round_trip(pg, &source, &out.archive, store, &format!("ferry {format}")).await;
+    }
+    // pg_dump's archives: custom (offsets in its table of contents) and directory.
+    let dir = local_path(&local_dir("pg-dump"));
+    run(tool(pg, "pg_dump")
+        .args(["-Fc", "-d", &source, "-f"])
+        .arg(dir.join("db.dump")));
+    run(tool(pg, "pg_dump")
+        .args(["-Fd", "-d", &source, "-f"])
+        .arg(dir.join("db.dir")));
+    let version = run(Command::new(pg.bin("pg_dump")).arg("--version"));
+    let version = version.trim();
+    round_trip(
+        pg,
+        &source,
+        &format!("file://{}", dir.join("db.dump").display()),
+        StoreConfig::default(),
+        &format!("{version} -Fc"),
+    )
+    .await;
+    round_trip(
+        pg,
+        &source,
+        &format!("file://{}/", dir.join("db.dir").display()),
+        StoreConfig::default(),
+        &format!("{version} -Fd"),
+    )
+    .await;
+    // A custom archive written to a pipe has no offsets: found by scanning once.
+    let piped = tool(pg, "pg_dump")
+        .args(["-Fc", "-d", &source])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    std::fs::write(dir.join("piped.dump"), &piped.stdout).unwrap();
+    round_trip(
+        pg,
+        &source,
+        &format!("file://{}", dir.join("piped.dump").display()),
+        StoreConfig::default(),
+        "pg_dump -Fc to a pipe",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_and_pg_dump_archives_restore_identically_on_postgresql_15() {
+    fidelity(shared_pg()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_and_pg_dump_18_archives_restore_identically_on_postgresql_17() {
+    fidelity(shared_pg17()).await;
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_empty_is_refused_and_left_alone() {
+    let pg = shared_pg();
+    let source = pg.create_database("small_src");
+    pg.psql(&source, SMALL);
+    let to = local_dir("refuse");
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to,
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    let target = pg.create_database("busy_target");
+    pg.psql(
+        &target,
+        "CREATE TABLE mine (x int); INSERT INTO mine VALUES (1);",
+    );
+    let err = jobs::restore(
+        RestoreInput {
+            from: out.archive.clone(),
+            target: Some(pg.url(&target)),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "Ferry.BadInput", "{err}");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(
+        pg.psql(
+            &target,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        )
+        .trim(),
+        "1"
+    );
+
+    // A plain dump is not an archive: said so, nothing touched.
+    let plain = local_path(&local_dir("plain")).join("dump.sql");
+    std::fs::write(&plain, "CREATE TABLE t (x int);\n").unwrap();
+    let err = jobs::restore(
+        RestoreInput {
+            from: format!("file://{}", plain.display()),
+            target: Some(pg.url(&target)),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type(), "Ferry.NotImplemented", "{err}");
+    assert!(err.to_string().contains("plain SQL"), "{err}");
+}
+
+/// A source with one table large enough that its COPY can be interrupted.
+fn big_source(pg: &PgServer) -> String {
+    let source = pg.create_database("big_src");
+    pg.psql(
+        &source,
+        "CREATE TABLE small (id int PRIMARY KEY, v text); \
+         INSERT INTO small SELECT i, 'v' || i FROM generate_series(1, 1000) i; \
+         CREATE TABLE big (id bigint PRIMARY KEY, small_id int REFERENCES small (id), pad text); \
+         INSERT INTO big SELECT i, 1 + i % 1000, repeat(md5(i::text), 8) FROM generate_series(1, 400000) i; \
+         CREATE INDEX big_small_idx ON big (small_id);",
+    );
+    source
+}
+
+/// Waits until a session of `pg` is running a `COPY ... FROM STDIN` into `db`.
+async fn wait_for_copy(pg: &PgServer, db: &str) {
+    for _ in 0..400 {
+        let n = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE 'COPY %big%'"
+            ),
+        );
+        if n.trim() != "0" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no COPY into {db} was seen");
+}
+
+async fn resume_after(pg: &PgServer, interrupt: impl AsyncFnOnce(&str)) {
+    let source = big_source(pg);
+    let to = local_dir("resume");
+    let archive = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to,
+            compress: Some("none".into()),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap()
+    .archive;
+    let target = pg.create_database("resumed");
+    let input = RestoreInput {
+        from: archive.clone(),
+        target: Some(pg.url(&target)),
+        jobs: Some(2),
+        ..RestoreInput::default()
+    };
+    let first = tokio::spawn(jobs::restore(
+        input.clone(),
+        context(StoreConfig::default()),
+    ));
+    interrupt(&target).await;
+    let err = first
+        .await
+        .unwrap()
+        .expect_err("the interrupted restore fails");
+    assert!(
+        err.to_string().contains("run the same restore again") || err.is_retryable(),
+        "{err}"
+    );
+    let rows = pg.psql(&target, "SELECT count(*) FROM big");
+    assert_eq!(
+        rows.trim(),
+        "0",
+        "a half-loaded table is never left half full"
+    );
+    let second = jobs::restore(input, context(StoreConfig::default()))
+        .await
+        .unwrap();
+    assert!(second.already_done > 0, "{second:?}");
+    assert_same_schema(pg, &source, &target, "resumed");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_killed_mid_copy_resumes_and_ends_identical() {
+    let pg = shared_pg();
+    resume_after(pg, async |db: &str| {
+        wait_for_copy(pg, db).await;
+        pg.psql(
+            "postgres",
+            &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE 'COPY %big%'"),
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cut_by_a_server_restart_resumes_and_ends_identical() {
+    let pg = PgServer::start_new(PgServerOptions::default());
+    resume_after(&pg, async |db: &str| {
+        wait_for_copy(&pg, db).await;
+        pg.stop();
+        pg.start();
+    })
+    .await;
+}
+
+#[test]
+fn restore_into_a_new_branch_of_the_emulator_end_to_end() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let emulator = shared_emulator();
+    let pg = shared_pg();
+    let source = pg.create_database("seed_src");
+    pg.psql(&source, SMALL);
+    let to = local_dir("seed");
+    let archive = rt
+        .block_on(jobs::snapshot(
+            SnapshotInput {
+                source: pg.url(&source),
+                to,
+                ..SnapshotInput::default()
+            },
+            context(StoreConfig::default()),
+        ))
+        .unwrap()
+        .archive;
+    let project = rt
+        .block_on(emulator.client().create_project("restore-e2e"))
+        .unwrap()
+        .project
+        .id;
+    let ferry = |args: &[&str]| {
+        let out = Command::new(ferry_tests::lambda::workspace_binary("ferry"))
+            .args(args)
+            .envs(emulator.env())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = ferry(&[
+        "--json",
+        "restore",
+        "--from",
+        &archive,
+        "--neon-project",
+        &project,
+        "--branch",
+        "preview-seeded",
+        "--database",
+        "seeded",
+        "--expires-in",
+        "1d",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["branchCreated"], true);
+    assert_eq!(out["rows"], 153);
+    let reference = out["target"].as_str().unwrap().to_string();
+    assert!(reference.starts_with("neon://"), "{reference}");
+    assert!(!stdout.contains("password") && !stderr.contains(pg.password()));
+    let (code, stdout, stderr) = ferry(&[
+        "validate",
+        "--checksums",
+        "--source",
+        &pg.url(&source),
+        "--target",
+        &reference,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("MATCH"), "{stdout}");
+    // The same restore again finds the branch and the restored database: refused, not doubled.
+    let (code, _, stderr) = ferry(&[
+        "restore",
+        "--from",
+        &archive,
+        "--neon-project",
+        &project,
+        "--branch",
+        "preview-seeded",
+        "--database",
+        "seeded",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("not empty"), "{stderr}");
+    let _ = SUPERUSER;
+}
