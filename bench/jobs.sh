@@ -14,6 +14,9 @@ db="postgres://$PGUSER@localhost:$PGPORT/bench?sslmode=verify-full&sslrootcert=$
 # The database's manifest (not timed), so that validate then profiles only one database.
 ferry validate --checksums --source "$db" --target "$db" --save-source-manifest "file://$work/manifest.json" >/dev/null
 
+# The archive both restores read (pg_dump's, so pg_restore gets its data offsets).
+pg_dump -Fc -f "$work/archive.dump" bench
+
 measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-bytes" to $work/times
   local name=$1 output=$2; shift 2
   rm -rf "$output"
@@ -30,5 +33,12 @@ for _ in $(seq "$runs"); do
   measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
   measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
   measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
+  # Restore: the same pg_dump -Fc archive into a fresh empty database each time (not timed).
+  dropdb --if-exists restored; createdb restored
+  measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
+  dropdb restored; createdb restored
+  measure ferry_restore_j2 - ferry restore --jobs 2 --from "file://$work/archive.dump" \
+    --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+  dropdb restored
 done
 python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"

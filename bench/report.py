@@ -11,6 +11,7 @@ PAIRS = [
     ("ferry_validate", "pg_dump_plain", "validate --checksums (one database)", "pg_dump -Fp"),
     ("ferry_snapshot_custom", "pg_dump_custom", "snapshot (custom, gzip)", "pg_dump -Fc"),
     ("ferry_snapshot_directory", "pg_dump_directory", "snapshot --format directory --jobs 2", "pg_dump -Fd -j 2"),
+    ("ferry_restore_j2", "pg_restore_j2", "restore --jobs 2 (pg_dump -Fc archive, + ANALYZE)", "pg_restore -j 2"),
 ]
 
 

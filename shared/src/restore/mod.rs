@@ -303,6 +303,10 @@ pub async fn run(
                 && !done.contains(&e.dump_id)
         })
         .collect();
+    // Each loaded table is analyzed as soon as its rows and indexes are in, alongside the rest.
+    let analyze = analyze_items(&phase, &archive.entries);
+    let mut phase = phase;
+    phase.extend(analyze.iter());
     let (rows, tables, count) = run_parallel(
         target,
         &setup,
@@ -349,10 +353,61 @@ pub async fn run(
         state.report(applied);
     }
     outcome.applied = applied - outcome.already_done;
-    main.batch_execute("ANALYZE").await?;
     main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
         .await?;
     Ok(outcome)
+}
+
+/// Whether a qualified name (`schema.table`, identifiers possibly quoted) names the table `tag`.
+fn names_table(qualified: &str, tag: &str) -> bool {
+    let quoted = format!("\"{}\"", tag.replace('"', "\"\""));
+    qualified.ends_with(&format!(".{quoted}")) || qualified.ends_with(&format!(".{tag}"))
+}
+
+/// The qualified table name a `COPY` statement loads (quoted identifiers kept whole).
+fn copy_table_name(statement: &str) -> Option<&str> {
+    let rest = statement.strip_prefix("COPY ")?;
+    let mut quoted = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' | '(' if !quoted => return Some(&rest[..i]),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `ANALYZE` items (negative ids, not recorded as progress): one per table whose data is
+/// loaded in this pass, after its data and the indexes and constraints on it.
+fn analyze_items(phase: &[&TocEntry], all: &[TocEntry]) -> Vec<TocEntry> {
+    let mut out = Vec::new();
+    for e in phase.iter().filter(|e| e.had_dumper) {
+        let Some(statement) = e.copy_stmt.as_deref() else {
+            continue;
+        };
+        let Some(table) = copy_table_name(statement) else {
+            continue;
+        };
+        let table_entries: Vec<i32> = e.dependencies.clone();
+        let mut item = TocEntry::new(
+            -(out.len() as i32) - 1,
+            "ANALYZE",
+            &e.tag,
+            Section::PostData,
+        );
+        item.namespace = e.namespace.clone();
+        item.defn = Some(format!("ANALYZE {table};\n"));
+        item.dependencies.push(e.dump_id);
+        for other in all.iter().filter(|o| {
+            matches!(o.desc.as_str(), "INDEX" | "CONSTRAINT")
+                && o.dependencies.iter().any(|d| table_entries.contains(d))
+        }) {
+            item.dependencies.push(other.dump_id);
+        }
+        out.push(item);
+    }
+    out
 }
 
 struct State {
@@ -392,11 +447,14 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
     {
         sql.push_str(&owner);
     }
-    sql.push_str(&format!(
-        "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {});\nCOMMIT;",
-        literal(&state.archive_id),
-        e.dump_id
-    ));
+    if e.dump_id > 0 {
+        sql.push_str(&format!(
+            "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {});\n",
+            literal(&state.archive_id),
+            e.dump_id
+        ));
+    }
+    sql.push_str("COMMIT;");
     if let Err(err) = session.batch_execute(&sql).await {
         let _ = session.batch_execute("ROLLBACK").await;
         return Err(PgError::from(err).to_string());
@@ -411,9 +469,34 @@ async fn load(
     archive: &source::Archive,
     state: &State,
 ) -> Result<u64, String> {
-    let statement = copy_statement(e).ok_or_else(|| "no COPY statement".to_string())?;
+    let mut statement = copy_statement(e).ok_or_else(|| "no COPY statement".to_string())?;
+    // The table is empty (a restore goes into an empty database, and a COPY that did not
+    // finish rolled back): emptying it in the load's own transaction lets COPY write its rows
+    // frozen, so that the index builds and ANALYZE that read them next do not rewrite every
+    // page to set hint bits. Not for a load through a partition root, which would empty every
+    // partition; and skipped if the server refuses the TRUNCATE.
+    let freeze = copy_table_name(&statement)
+        .filter(|name| names_table(name, &e.tag))
+        .map(|name| format!("TRUNCATE ONLY {name}"));
+    let mut frozen = false;
+    if let Some(truncate) = &freeze {
+        match session.batch_execute(&format!("BEGIN; {truncate}")).await {
+            Ok(()) => frozen = true,
+            Err(_) => {
+                let _ = session.batch_execute("ROLLBACK").await;
+            }
+        }
+    }
+    if frozen {
+        statement.push_str(" WITH (FREEZE)");
+    }
     let result = async {
-        session.batch_execute("BEGIN").await.map_err(|e| PgError::from(e).to_string())?;
+        if !frozen {
+            session
+                .batch_execute("BEGIN")
+                .await
+                .map_err(|e| PgError::from(e).to_string())?;
+        }
         let sink = session
             .copy_in::<_, bytes::Bytes>(statement.as_str())
             .await
@@ -549,8 +632,10 @@ async fn run_parallel(
                     rows += n;
                     tables += 1;
                 }
-                count += 1;
-                state.report(applied_before + count);
+                if items[i].dump_id > 0 {
+                    count += 1;
+                    state.report(applied_before + count);
+                }
                 if !s.is_closed() {
                     idle.push(s);
                 } else {
@@ -615,6 +700,15 @@ mod tests {
         // A value ending in a backslash-dot is data, not the terminator.
         assert_eq!(strip(&[b"x\\.\n"]), b"x\\.\n");
         assert_eq!(strip(&[b"1\n2\n"]), b"1\n2\n");
+    }
+
+    #[test]
+    fn copy_targets_are_read_whole() {
+        assert_eq!(
+            copy_table_name("COPY public.\"a (b\" (id) FROM STDIN"),
+            Some("public.\"a (b\"")
+        );
+        assert_eq!(copy_table_name("COPY s.t FROM STDIN"), Some("s.t"));
     }
 
     #[test]
