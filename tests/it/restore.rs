@@ -106,6 +106,37 @@ async fn fidelity(pg: &PgServer) {
         &format!("{version} -Fd"),
     )
     .await;
+    // Plain dumps: ferry's, and pg_dump's (pg_dump 18's carry \restrict lines), run without psql.
+    run(tool(pg, "pg_dump")
+        .args(["-Fp", "-d", &source, "-f"])
+        .arg(dir.join("db.sql")));
+    round_trip(
+        pg,
+        &source,
+        &format!("file://{}", dir.join("db.sql").display()),
+        StoreConfig::default(),
+        &format!("{version} -Fp"),
+    )
+    .await;
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("ferry-plain"),
+            format: Some("plain".into()),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    round_trip(
+        pg,
+        &source,
+        &out.archive,
+        StoreConfig::default(),
+        "ferry plain",
+    )
+    .await;
     // A custom archive written to a pipe has no offsets: found by scanning once.
     let piped = tool(pg, "pg_dump")
         .args(["-Fc", "-d", &source])
@@ -175,21 +206,30 @@ async fn a_target_that_is_not_empty_is_refused_and_left_alone() {
         "1"
     );
 
-    // A plain dump is not an archive: said so, nothing touched.
+    // A plain dump that psql could not run as it stands (it switches databases) is refused
+    // by line and command before anything runs.
     let plain = local_path(&local_dir("plain")).join("dump.sql");
-    std::fs::write(&plain, "CREATE TABLE t (x int);\n").unwrap();
+    std::fs::write(
+        &plain,
+        "CREATE TABLE t (x int);\n\\connect other\nCREATE TABLE u (y int);\n",
+    )
+    .unwrap();
+    let empty = pg.create_database("plain_target");
     let err = jobs::restore(
         RestoreInput {
             from: format!("file://{}", plain.display()),
-            target: Some(pg.url(&target)),
+            target: Some(pg.url(&empty)),
             ..RestoreInput::default()
         },
         context(StoreConfig::default()),
     )
     .await
     .unwrap_err();
-    assert_eq!(err.error_type(), "Ferry.NotImplemented", "{err}");
-    assert!(err.to_string().contains("plain SQL"), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("line 2") && message.contains("\\connect"),
+        "{message}"
+    );
 }
 
 /// A source with one table large enough that its COPY can be interrupted.

@@ -13,6 +13,7 @@
 //! a table's COPY and its progress row commit together, so a half-loaded table is rolled back,
 //! never left half full. The progress schema is dropped when the restore completes.
 
+mod plain;
 mod source;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -179,30 +180,14 @@ impl Terminator {
     }
 }
 
-/// Restores the archive at `url` into `target`.
-pub async fn run(
-    store: &Store,
-    url: &ObjectUrl,
-    target: &PgConfig,
-    options: &Options,
-    progress: &SharedProgress,
-) -> Result<Outcome, RestoreError> {
-    let archive = source::Archive::open(store, url).await?;
-    let archive_id = url.to_string();
-    let mut setup = String::from(
-        "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
-         SET client_min_messages = warning; SET check_function_bodies = false; SET xmloption = content; \
-         SET row_security = off; ",
-    );
-    for e in &archive.entries {
-        if SESSION_ENTRIES.contains(&e.desc.as_str())
-            && let Some(defn) = &e.defn
-        {
-            setup.push_str(defn);
-            setup.push(' ');
-        }
-    }
-    let main = session(target, &setup).await?;
+/// Settings of every restoring session, before the archive's own.
+const BASE_SETUP: &str = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
+     SET client_min_messages = warning; SET check_function_bodies = false; SET xmloption = content; \
+     SET row_security = off; ";
+
+/// Checks that the target is empty, or holds an unfinished restore of this same archive, and
+/// returns the items that restore finished.
+async fn prepare(main: &Session, archive_id: &str) -> Result<HashSet<i32>, RestoreError> {
     let resumed: bool = {
         let exists: bool = main
             .query_one(
@@ -227,11 +212,11 @@ pub async fn run(
         }
         exists
     };
-    if !resumed && let Some(what) = existing_objects(&main).await? {
+    if !resumed && let Some(what) = existing_objects(main).await? {
         return Err(RestoreError::NotEmpty(what));
     }
     main.batch_execute(PROGRESS_SETUP).await?;
-    let done: HashSet<i32> = main
+    Ok(main
         .query(
             "SELECT dump_id FROM ferry_restore.progress WHERE archive = $1",
             &[&archive_id],
@@ -239,7 +224,33 @@ pub async fn run(
         .await?
         .iter()
         .map(|r| r.get(0))
-        .collect();
+        .collect())
+}
+
+/// Restores the archive at `url` into `target`.
+pub async fn run(
+    store: &Store,
+    url: &ObjectUrl,
+    target: &PgConfig,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, RestoreError> {
+    if source::is_plain(store, url).await? {
+        return run_plain(store, url, target, options, progress).await;
+    }
+    let archive = source::Archive::open(store, url).await?;
+    let archive_id = url.to_string();
+    let mut setup = String::from(BASE_SETUP);
+    for e in &archive.entries {
+        if SESSION_ENTRIES.contains(&e.desc.as_str())
+            && let Some(defn) = &e.defn
+        {
+            setup.push_str(defn);
+            setup.push(' ');
+        }
+    }
+    let main = session(target, &setup).await?;
+    let done = prepare(&main, &archive_id).await?;
 
     let wanted = |e: &TocEntry| {
         let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
@@ -356,6 +367,236 @@ pub async fn run(
     main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
         .await?;
     Ok(outcome)
+}
+
+/// What a plain dump's statement is, for running it.
+#[derive(Debug, PartialEq, Eq)]
+enum PlainKind {
+    /// `SET ...` or `SELECT pg_catalog.set_config(...)`: session state, run every time.
+    Session,
+    /// The dump's own `BEGIN`/`COMMIT`: ferry runs each statement in its own transaction.
+    Transaction,
+    /// Cannot run inside a transaction block.
+    Outside,
+    Owner,
+    Grant,
+    Plain,
+}
+
+fn plain_kind(sql: &str) -> PlainKind {
+    let body: String = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let upper = body.trim().to_ascii_uppercase();
+    let words: Vec<&str> = upper
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words.as_slice() {
+        ["SET", ..] | ["RESET", ..] => PlainKind::Session,
+        ["SELECT", f, ..]
+            if f.starts_with("PG_CATALOG.SET_CONFIG") || f.starts_with("SET_CONFIG") =>
+        {
+            PlainKind::Session
+        }
+        ["BEGIN"] | ["START", "TRANSACTION", ..] | ["COMMIT"] | ["END"] | ["ROLLBACK"] => {
+            PlainKind::Transaction
+        }
+        ["CREATE", "DATABASE", ..] | ["VACUUM", ..] | ["ALTER", "SYSTEM", ..] => PlainKind::Outside,
+        ["CREATE", "INDEX", "CONCURRENTLY", ..]
+        | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
+        | ["REINDEX", ..] => PlainKind::Outside,
+        ["ALTER", ..] if upper.contains(" OWNER TO ") => PlainKind::Owner,
+        ["GRANT", ..] | ["REVOKE", ..] => PlainKind::Grant,
+        _ => PlainKind::Plain,
+    }
+}
+
+/// Restores a plain SQL dump, statement by statement on one connection (a script has no
+/// dependency information to parallelise on). Each statement commits with its progress row,
+/// as archive items do, so an interrupted run resumes; session settings run every time.
+async fn run_plain(
+    store: &Store,
+    url: &ObjectUrl,
+    target: &PgConfig,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, RestoreError> {
+    let archive_id = url.to_string();
+    let main = session(target, BASE_SETUP).await?;
+    let done = prepare(&main, &archive_id).await?;
+    let state = State {
+        archive_id: archive_id.clone(),
+        options: options.clone(),
+        progress: progress.clone(),
+        total: 0,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<plain::Piece, RestoreError>>(8);
+    let reader = source::plain_reader(store, url).await?;
+    let errors = tx.clone();
+    let splitter = tokio::task::spawn_blocking(move || {
+        let result = plain::split(std::io::BufReader::with_capacity(256 * 1024, reader), |p| {
+            tx.blocking_send(Ok(p)).is_ok()
+        });
+        if let Err(e) = result {
+            let _ = errors.blocking_send(Err(RestoreError::Failed(e.to_string())));
+        }
+    });
+    let mut outcome = Outcome {
+        already_done: done.len(),
+        ..Outcome::default()
+    };
+    let mut ordinal = 0i32;
+    let fail = |item: String, reason: String, outcome: &Outcome| RestoreError::ItemFailed {
+        item,
+        reason,
+        applied: outcome.applied + outcome.already_done,
+        total: outcome.items,
+    };
+    while let Some(piece) = rx.recv().await {
+        match piece? {
+            plain::Piece::Sql(sql) => {
+                let kind = plain_kind(&sql);
+                if kind == PlainKind::Session {
+                    main.batch_execute(&sql).await.map_err(|e| {
+                        fail(
+                            statement_label(&sql),
+                            PgError::from(e).to_string(),
+                            &outcome,
+                        )
+                    })?;
+                    continue;
+                }
+                if kind == PlainKind::Transaction
+                    || (kind == PlainKind::Owner && options.no_owner)
+                    || (kind == PlainKind::Grant && options.no_privileges)
+                {
+                    continue;
+                }
+                ordinal += 1;
+                outcome.items += 1;
+                if done.contains(&ordinal) {
+                    continue;
+                }
+                let record = format!(
+                    "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {ordinal})",
+                    literal(&archive_id)
+                );
+                let result = if kind == PlainKind::Outside {
+                    match main.batch_execute(&sql).await {
+                        Ok(()) => main.batch_execute(&record).await,
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    main.batch_execute(&format!("BEGIN;\n{sql}\n;{record}; COMMIT;"))
+                        .await
+                };
+                if let Err(e) = result {
+                    let _ = main.batch_execute("ROLLBACK").await;
+                    return Err(fail(
+                        statement_label(&sql),
+                        PgError::from(e).to_string(),
+                        &outcome,
+                    ));
+                }
+                outcome.applied += 1;
+                state.report(outcome.applied + outcome.already_done);
+            }
+            plain::Piece::Copy(statement) => {
+                ordinal += 1;
+                outcome.items += 1;
+                let skip = done.contains(&ordinal);
+                let rows = copy_plain(&main, &statement, &mut rx, skip, &archive_id, ordinal)
+                    .await
+                    .map_err(|reason| fail(statement_label(&statement), reason, &outcome))?;
+                if !skip {
+                    outcome.applied += 1;
+                    outcome.tables += 1;
+                    outcome.rows += rows;
+                }
+            }
+            plain::Piece::Rows(_) | plain::Piece::EndCopy => {
+                return Err(RestoreError::Failed("COPY rows outside a COPY".into()));
+            }
+        }
+    }
+    splitter
+        .await
+        .map_err(|e| RestoreError::Failed(format!("reading the dump: {e}")))?;
+    main.batch_execute("ANALYZE").await?;
+    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
+        .await?;
+    let _ = state;
+    Ok(outcome)
+}
+
+/// The first line of a statement, for error messages.
+fn statement_label(sql: &str) -> String {
+    let line = sql
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        .unwrap_or("")
+        .trim();
+    let short: String = line.chars().take(80).collect();
+    format!("statement {short:?}")
+}
+
+/// One COPY of a plain dump: its rows go to the server (or are skipped when an earlier run
+/// committed them), and the load commits with its progress row.
+async fn copy_plain(
+    session: &Session,
+    statement: &str,
+    rx: &mut tokio::sync::mpsc::Receiver<Result<plain::Piece, RestoreError>>,
+    skip: bool,
+    archive_id: &str,
+    ordinal: i32,
+) -> Result<u64, String> {
+    let pg = |e: tokio_postgres::Error| PgError::from(e).to_string();
+    if skip {
+        while let Some(piece) = rx.recv().await {
+            match piece.map_err(|e| e.to_string())? {
+                plain::Piece::EndCopy => return Ok(0),
+                plain::Piece::Rows(_) => {}
+                other => return Err(format!("unexpected {other:?} inside COPY data")),
+            }
+        }
+        return Err("the dump ended inside COPY data".into());
+    }
+    session.batch_execute("BEGIN").await.map_err(pg)?;
+    let result = async {
+        let sink = session
+            .copy_in::<_, bytes::Bytes>(statement)
+            .await
+            .map_err(pg)?;
+        pin_mut!(sink);
+        loop {
+            match rx.recv().await {
+                Some(Ok(plain::Piece::Rows(rows))) => {
+                    sink.send(bytes::Bytes::from(rows)).await.map_err(pg)?
+                }
+                Some(Ok(plain::Piece::EndCopy)) => break,
+                Some(Ok(other)) => return Err(format!("unexpected {other:?} inside COPY data")),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the dump ended inside COPY data".into()),
+            }
+        }
+        let rows = sink.finish().await.map_err(pg)?;
+        session
+            .batch_execute(&format!(
+                "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {ordinal}, {rows}); COMMIT;",
+                literal(archive_id)
+            ))
+            .await
+            .map_err(pg)?;
+        Ok(rows)
+    }
+    .await;
+    if result.is_err() && !session.is_closed() {
+        let _ = session.batch_execute("ROLLBACK").await;
+    }
+    result
 }
 
 /// Whether a qualified name (`schema.table`, identifiers possibly quoted) names the table `tag`.

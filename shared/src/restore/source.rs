@@ -150,13 +150,7 @@ impl Archive {
         })
         .await
         .map_err(|e| RestoreError::Failed(format!("reading the archive: {e}")))?
-        .map_err(|e| match e {
-            // Text, not an archive: a plain SQL dump, which is psql's to run (not built here).
-            ArchiveError::NotAnArchive if toc.is_none() => RestoreError::Archive(
-                ArchiveError::NotBuilt("restoring plain SQL dumps (run them with psql -f)"),
-            ),
-            e => RestoreError::Archive(e),
-        })?;
+        .map_err(RestoreError::Archive)?;
         let header = reader.header.clone();
         let layout = reader.layout;
         drop(reader);
@@ -324,6 +318,31 @@ impl Archive {
         });
         rx
     }
+}
+
+/// Whether the object at `url` is a plain SQL dump rather than an archive: it is an object
+/// (not a directory prefix or `toc.dat`) and does not start with the archive magic `PGDMP`.
+pub(super) async fn is_plain(store: &Store, url: &ObjectUrl) -> Result<bool, RestoreError> {
+    let (_, toc) = locate(url);
+    if toc.is_some() {
+        return Ok(false);
+    }
+    let size = store.head(&url.key).await?.size;
+    if size < 5 {
+        return Ok(true);
+    }
+    let head = store.get(&url.key, Some(0..5)).await?;
+    let bytes: Vec<Bytes> = futures::TryStreamExt::try_collect(head).await?;
+    Ok(bytes.concat() != b"PGDMP")
+}
+
+/// The whole object as a synchronous reader (to be read on a blocking thread).
+pub(super) async fn plain_reader(
+    store: &Store,
+    url: &ObjectUrl,
+) -> Result<impl Read + Send + 'static, RestoreError> {
+    let stream = store.get(&url.key, None).await?;
+    Ok(StreamRead::new(stream))
 }
 
 impl StreamRead {
