@@ -176,47 +176,106 @@ pub fn toc_bytes_for(version: Version, entries: &[TocEntry], layout: Layout) -> 
     out
 }
 
-/// One directory-format data file being written: a real gzip file (not the custom format's
-/// zlib stream) or raw bytes. Emit what [`DataFile::write`] returns, then [`DataFile::finish`].
-pub struct DataFile {
-    encoder: Option<GzEncoder<Vec<u8>>>,
+/// A compressor whose output is taken a chunk at a time: zlib (custom format's "gzip"), a gzip
+/// file (directory format), an LZ4 frame, a Zstandard frame, or nothing.
+enum Stream {
+    Raw,
+    Zlib(Box<ZlibEncoder<Vec<u8>>>),
+    Gzip(Box<GzEncoder<Vec<u8>>>),
+    Lz4(Box<lz4_flex::frame::FrameEncoder<Vec<u8>>>),
+    Zstd(Box<zstd::stream::write::Encoder<'static, Vec<u8>>>),
 }
 
-impl DataFile {
-    pub fn new(compression: Compression) -> Result<DataFile, ArchiveError> {
-        let encoder = match compression {
-            Compression::None => None,
-            Compression::Gzip { level } => Some(GzEncoder::new(
-                Vec::with_capacity(CHUNK * 2),
-                level.map_or(flate2::Compression::default(), flate2::Compression::new),
+/// Zstandard's own default level, as pg_dump uses when none is given.
+const ZSTD_LEVEL: i32 = 3;
+
+impl Stream {
+    /// `file`: a directory archive's data file (a real gzip file) rather than a custom
+    /// archive's block (a zlib stream); lz4 and zstd frames are the same in both.
+    fn new(compression: Compression, file: bool) -> Result<Stream, ArchiveError> {
+        let buffer = || Vec::with_capacity(CHUNK * 2);
+        Ok(match compression {
+            Compression::None => Stream::Raw,
+            Compression::Gzip { level } => {
+                let level = level.map_or(flate2::Compression::default(), flate2::Compression::new);
+                if file {
+                    Stream::Gzip(Box::new(GzEncoder::new(buffer(), level)))
+                } else {
+                    Stream::Zlib(Box::new(ZlibEncoder::new(buffer(), level)))
+                }
+            }
+            Compression::Lz4 => Stream::Lz4(Box::new(lz4_flex::frame::FrameEncoder::new(buffer()))),
+            Compression::Zstd => Stream::Zstd(Box::new(
+                zstd::stream::write::Encoder::new(buffer(), ZSTD_LEVEL)
+                    .map_err(ArchiveError::Decompress)?,
             )),
-            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 compression")),
-            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd compression")),
-        };
-        Ok(DataFile { encoder })
+        })
     }
 
-    /// Adds data; returns the bytes ready to be written (possibly none yet).
-    pub fn write(&mut self, data: &[u8]) -> Vec<u8> {
-        match &mut self.encoder {
-            None => data.to_vec(),
-            Some(gz) => {
-                gz.write_all(data).expect("writing to memory");
-                if gz.get_ref().len() >= CHUNK {
-                    std::mem::take(gz.get_mut())
-                } else {
-                    Vec::new()
-                }
+    /// Compresses `data`; returns the compressed bytes ready (at least a chunk), if any.
+    fn write(&mut self, data: &[u8]) -> Vec<u8> {
+        fn take(buffer: &mut Vec<u8>) -> Vec<u8> {
+            if buffer.len() >= CHUNK {
+                std::mem::take(buffer)
+            } else {
+                Vec::new()
+            }
+        }
+        match self {
+            Stream::Raw => data.to_vec(),
+            Stream::Zlib(z) => {
+                z.write_all(data).expect("writing to memory");
+                take(z.get_mut())
+            }
+            Stream::Gzip(z) => {
+                z.write_all(data).expect("writing to memory");
+                take(z.get_mut())
+            }
+            Stream::Lz4(z) => {
+                z.write_all(data).expect("writing to memory");
+                take(z.get_mut())
+            }
+            Stream::Zstd(z) => {
+                z.write_all(data).expect("writing to memory");
+                take(z.get_mut())
             }
         }
     }
 
+    /// Ends the stream; returns the compressed bytes not taken yet.
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Stream::Raw => Vec::new(),
+            Stream::Zlib(z) => z.finish().expect("writing to memory"),
+            Stream::Gzip(z) => z.finish().expect("writing to memory"),
+            Stream::Lz4(z) => z.finish().expect("writing to memory"),
+            Stream::Zstd(z) => z.finish().expect("writing to memory"),
+        }
+    }
+}
+
+/// One directory-format data file being written: a gzip file (not the custom format's zlib
+/// stream), an LZ4 or Zstandard frame, or raw bytes. Emit what [`DataFile::write`] returns,
+/// then [`DataFile::finish`].
+pub struct DataFile {
+    stream: Stream,
+}
+
+impl DataFile {
+    pub fn new(compression: Compression) -> Result<DataFile, ArchiveError> {
+        Ok(DataFile {
+            stream: Stream::new(compression, true)?,
+        })
+    }
+
+    /// Adds data; returns the bytes ready to be written (possibly none yet).
+    pub fn write(&mut self, data: &[u8]) -> Vec<u8> {
+        self.stream.write(data)
+    }
+
     /// The rest of the file.
     pub fn finish(self) -> Vec<u8> {
-        match self.encoder {
-            None => Vec::new(),
-            Some(gz) => gz.finish().expect("writing to memory"),
-        }
+        self.stream.finish()
     }
 }
 
@@ -224,12 +283,7 @@ impl DataFile {
 /// what each call returns, in order; [`DataBlock::finish`] returns the rest and the terminator.
 /// Memory held: at most one chunk of compressed bytes.
 pub struct DataBlock {
-    encoder: Encoder,
-}
-
-enum Encoder {
-    Raw,
-    Zlib(Box<ZlibEncoder<Vec<u8>>>),
+    stream: Stream,
 }
 
 fn chunk(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -245,43 +299,23 @@ impl DataBlock {
         dump_id: i32,
         compression: Compression,
     ) -> Result<(DataBlock, Vec<u8>), ArchiveError> {
-        let encoder = match compression {
-            Compression::None => Encoder::Raw,
-            Compression::Gzip { level } => Encoder::Zlib(Box::new(ZlibEncoder::new(
-                Vec::with_capacity(CHUNK * 2),
-                level.map_or(flate2::Compression::default(), flate2::Compression::new),
-            ))),
-            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 compression")),
-            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd compression")),
-        };
+        let stream = Stream::new(compression, false)?;
         let mut head = vec![BLK_DATA];
         put_int(&mut head, dump_id.into());
-        Ok((DataBlock { encoder }, head))
+        Ok((DataBlock { stream }, head))
     }
 
     /// Adds data; returns the framed bytes ready to be written (possibly none yet).
     pub fn write(&mut self, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        match &mut self.encoder {
-            Encoder::Raw => chunk(&mut out, data),
-            Encoder::Zlib(z) => {
-                z.write_all(data).expect("writing to memory");
-                if z.get_ref().len() >= CHUNK {
-                    let ready = std::mem::take(z.get_mut());
-                    chunk(&mut out, &ready);
-                }
-            }
-        }
+        chunk(&mut out, &self.stream.write(data));
         out
     }
 
     /// Ends the block: the remaining compressed bytes and the `Int 0` terminator.
     pub fn finish(self) -> Vec<u8> {
         let mut out = Vec::new();
-        if let Encoder::Zlib(z) = self.encoder {
-            let rest = z.finish().expect("writing to memory");
-            chunk(&mut out, &rest);
-        }
+        chunk(&mut out, &self.stream.finish());
         put_int(&mut out, 0);
         out
     }
@@ -562,8 +596,19 @@ impl<R: Read> Reader<R> {
                 drop(decoder);
                 n
             }
-            Compression::Lz4 => return Err(ArchiveError::NotBuilt("lz4 decompression")),
-            Compression::Zstd => return Err(ArchiveError::NotBuilt("zstd decompression")),
+            Compression::Lz4 => {
+                let mut decoder = lz4_flex::frame::FrameDecoder::new(&mut chunks);
+                let n = io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)?;
+                drop(decoder);
+                n
+            }
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::new(&mut chunks)
+                    .map_err(ArchiveError::Decompress)?;
+                let n = io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)?;
+                drop(decoder);
+                n
+            }
         };
         // Consume whatever follows the compressed stream up to the block's terminator.
         io::copy(&mut chunks, &mut io::sink()).map_err(ArchiveError::Decompress)?;
@@ -582,9 +627,12 @@ pub fn decode_data_file(
         io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), sink)
             .map_err(ArchiveError::Decompress)
     } else if file_name.ends_with(".lz4") {
-        Err(ArchiveError::NotBuilt("lz4 decompression"))
+        io::copy(&mut lz4_flex::frame::FrameDecoder::new(bytes), sink)
+            .map_err(ArchiveError::Decompress)
     } else if file_name.ends_with(".zst") {
-        Err(ArchiveError::NotBuilt("zstd decompression"))
+        let mut decoder =
+            zstd::stream::read::Decoder::new(bytes).map_err(ArchiveError::Decompress)?;
+        io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)
     } else {
         let mut bytes = bytes;
         io::copy(&mut bytes, sink).map_err(ArchiveError::Decompress)

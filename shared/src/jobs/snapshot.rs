@@ -23,8 +23,8 @@ pub struct SnapshotInput {
     /// `custom` (default), `directory` or `plain`.
     #[serde(default)]
     pub format: Option<String>,
-    /// `gzip` (default, level 3; `gzip:N` for level N from 0 to 9), or `none`. (`zstd` and
-    /// `lz4` are not built yet.)
+    /// `gzip` (default, level 3; `gzip:N` for level N from 0 to 9), `zstd` or `lz4` (archive
+    /// 1.15, which pg_restore 16 and later read), or `none`.
     #[serde(default)]
     pub compress: Option<String>,
     /// Connections copying tables at once (directory format; default 2).
@@ -96,11 +96,10 @@ fn compression(name: Option<&str>) -> Result<Compression, JobError> {
             level: Some(level.unwrap_or(DEFAULT_GZIP_LEVEL)),
         }),
         "none" if level.is_none() => Ok(Compression::None),
-        "zstd" | "lz4" => Err(JobError::NotBuilt(format!(
-            "{kind} compression (archive 1.15, pg_restore 16+); use gzip or none"
-        ))),
+        "zstd" if level.is_none() => Ok(Compression::Zstd),
+        "lz4" if level.is_none() => Ok(Compression::Lz4),
         _ => Err(JobError::BadInput(format!(
-            "unknown compression {name:?}: use gzip, gzip:LEVEL or none"
+            "unknown compression {name:?}: use gzip, gzip:LEVEL, zstd, lz4 or none"
         ))),
     }
 }
