@@ -125,6 +125,24 @@ struct RestoreArgs {
     /// Only this section: pre-data, data or post-data (repeatable).
     #[arg(long = "section")]
     sections: Vec<String>,
+    /// Only objects in schemas matching this pattern (repeatable; `*` globs).
+    #[arg(long = "schema", short = 'n')]
+    schemas: Vec<String>,
+    /// Only this table, view or sequence and its data: `table` or `schema.table` (repeatable).
+    #[arg(long = "table", short = 't')]
+    tables: Vec<String>,
+    /// Only the entries of this list (the output of --list, edited; a URL or a local path).
+    #[arg(long, short = 'L')]
+    use_list: Option<String>,
+    /// Drop the archive's objects (IF EXISTS) before creating them.
+    #[arg(long, short = 'c')]
+    clean: bool,
+    /// Accepted for pg_restore compatibility: --clean always drops with IF EXISTS.
+    #[arg(long, requires = "clean")]
+    if_exists: bool,
+    /// Print the archive's table of contents and restore nothing.
+    #[arg(long, short = 'l')]
+    list: bool,
 }
 
 #[derive(Args)]
@@ -300,15 +318,33 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     no_owner: a.no_owner.then_some(true),
                     no_privileges: a.no_privileges.then_some(true),
                     sections: a.sections,
+                    schemas: a.schemas,
+                    tables: a.tables,
+                    use_list: a.use_list.map(|l| {
+                        if l.contains("://") {
+                            l
+                        } else {
+                            let path = std::path::Path::new(&l);
+                            let path = if path.is_absolute() {
+                                path.to_path_buf()
+                            } else {
+                                std::env::current_dir().unwrap_or_default().join(path)
+                            };
+                            format!("file://{}", path.display())
+                        }
+                    }),
+                    clean: a.clean,
+                    list: a.list,
                 },
                 ctx,
             )
             .await?;
-            emit(json, &out, |o| {
-                format!(
+            emit(json, &out, |o| match &o.listing {
+                Some(listing) => listing.trim_end().to_string(),
+                None => format!(
                     "restored into {}: {} items ({} already done by an earlier run), {} tables, {} rows",
                     o.target, o.items, o.already_done, o.tables, o.rows
-                )
+                ),
             });
         }
         Command::ImportCsv(a) => {

@@ -486,3 +486,103 @@ async fn zstd_and_lz4_archives_are_listed_decoded_and_restored() {
         .await;
     }
 }
+
+/// `--list`, `--use-list`, `--table`, `--schema` and `--clean`, as pg_restore users know them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_use_list_filters_and_clean() {
+    let pg = shared_pg();
+    let source = pg.create_database("filters_src");
+    pg.psql(&source, SMALL);
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("filters"),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    let cli = Command::new(ferry_tests::lambda::workspace_binary("ferry"))
+        .args(["restore", "--list", "--from", &out.archive])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let listing = String::from_utf8(cli.stdout).unwrap();
+    assert!(listing.contains("TABLE DATA public accounts"), "{listing}");
+    assert!(listing.contains("Format: CUSTOM"), "{listing}");
+
+    let archive = &out.archive;
+    let restore_with = |input: RestoreInput| async move {
+        let target = pg.create_database("filtered");
+        jobs::restore(
+            RestoreInput {
+                from: archive.clone(),
+                target: Some(pg.url(&target)),
+                ..input
+            },
+            context(StoreConfig::default()),
+        )
+        .await
+        .unwrap();
+        let tables = pg.psql(
+            &target,
+            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables \
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+        );
+        (target, tables.trim().to_string())
+    };
+
+    // An edited list: only the lines about accounts.
+    let list = local_path(&local_dir("uselist")).join("accounts.list");
+    let edited: String = listing
+        .lines()
+        .filter(|l| l.starts_with(';') || l.contains("accounts"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&list, edited).unwrap();
+    let (target, tables) = restore_with(RestoreInput {
+        use_list: Some(format!("file://{}", list.display())),
+        ..RestoreInput::default()
+    })
+    .await;
+    assert_eq!(tables, "public.accounts");
+    assert_eq!(
+        pg.psql(&target, "SELECT count(*) FROM accounts").trim(),
+        "100"
+    );
+
+    let (_, tables) = restore_with(RestoreInput {
+        tables: vec!["schema_migrations".into()],
+        ..RestoreInput::default()
+    })
+    .await;
+    assert_eq!(tables, "public.schema_migrations");
+    let (_, tables) = restore_with(RestoreInput {
+        schemas: vec!["reporting".into()],
+        ..RestoreInput::default()
+    })
+    .await;
+    assert_eq!(tables, "reporting.daily");
+
+    // --clean over a full restore: dropped and made again, rows not doubled.
+    let (target, _) = restore_with(RestoreInput::default()).await;
+    pg.psql(&target, "INSERT INTO accounts (name) VALUES ('extra')");
+    jobs::restore(
+        RestoreInput {
+            from: out.archive.clone(),
+            target: Some(pg.url(&target)),
+            clean: true,
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    assert_same_schema(pg, &source, &target, "after --clean");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}

@@ -49,6 +49,22 @@ pub struct RestoreInput {
     /// Only these sections: `pre-data`, `data`, `post-data`.
     #[serde(default)]
     pub sections: Vec<String>,
+    /// Only objects in these schemas (`*` globs).
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    /// Only these tables, views, sequences and their data (`table` or `schema.table`, `*`
+    /// globs), as pg_restore's `-t`.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Only the entries of this list (`list` output, edited: an `s3://` or `file://` URL).
+    #[serde(default)]
+    pub use_list: Option<String>,
+    /// Drop the archive's objects (IF EXISTS) first; the target need not be empty then.
+    #[serde(default)]
+    pub clean: bool,
+    /// Print the archive's table of contents (as `pg_restore -l`) and restore nothing.
+    #[serde(default)]
+    pub list: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -67,6 +83,9 @@ pub struct RestoreOutput {
     pub already_done: usize,
     pub tables: usize,
     pub rows: u64,
+    /// With `list`: the table of contents, nothing restored.
+    #[serde(default)]
+    pub listing: Option<String>,
 }
 
 impl From<RestoreError> for JobError {
@@ -102,6 +121,34 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
         .iter()
         .map(|s| section(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let store = Store::for_url(&from, &ctx.store).await?;
+    if input.list {
+        return Ok(RestoreOutput {
+            target: String::new(),
+            branch_id: None,
+            branch_created: false,
+            items: 0,
+            already_done: 0,
+            tables: 0,
+            rows: 0,
+            listing: Some(restore::listing(&store, &from).await?),
+        });
+    }
+    let use_list = match &input.use_list {
+        None => None,
+        Some(url) => {
+            let url = ObjectUrl::parse(url)?;
+            let text = Store::for_url(&url, &ctx.store)
+                .await?
+                .get_bytes(&url.key)
+                .await?;
+            let text = String::from_utf8_lossy(&text);
+            Some(
+                restore::parse_use_list(&text)
+                    .map_err(|e| JobError::BadInput(format!("use-list {url}: {e}")))?,
+            )
+        }
+    };
     let neon = match (&input.target, &input.neon_project, &input.branch) {
         (Some(_), None, None) => false,
         (None, Some(_), Some(_)) => true,
@@ -111,7 +158,6 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
             ));
         }
     };
-    let store = Store::for_url(&from, &ctx.store).await?;
     let (reference, branch_id, created) = if neon {
         let project = input.neon_project.clone().unwrap_or_default();
         let made = super::branch(
@@ -157,6 +203,10 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
         no_owner: input.no_owner.unwrap_or(neon),
         no_privileges: input.no_privileges.unwrap_or(neon),
         sections,
+        schemas: input.schemas.clone(),
+        tables: input.tables.clone(),
+        use_list,
+        clean: input.clean,
     };
     let outcome = restore::run(&store, &from, &config, &options, &ctx.progress).await?;
     Ok(RestoreOutput {
@@ -167,5 +217,6 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
         already_done: outcome.already_done,
         tables: outcome.tables,
         rows: outcome.rows,
+        listing: None,
     })
 }

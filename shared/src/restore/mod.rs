@@ -70,6 +70,186 @@ pub struct Options {
     pub no_privileges: bool,
     /// Only these sections (all when empty).
     pub sections: Vec<Section>,
+    /// Only objects in schemas matching these patterns (`*` globs; all when empty).
+    pub schemas: Vec<String>,
+    /// Only these tables (and views, sequences, materialized views) and their data:
+    /// `table` or `schema.table`, `*` globs.
+    pub tables: Vec<String>,
+    /// Only these entries, by dump id (from an edited `--list`).
+    pub use_list: Option<HashSet<i32>>,
+    /// Drop the archive's objects (`IF EXISTS`) before creating them; the target need not be
+    /// empty then.
+    pub clean: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            jobs: 2,
+            no_owner: false,
+            no_privileges: false,
+            sections: Vec::new(),
+            schemas: Vec::new(),
+            tables: Vec::new(),
+            use_list: None,
+            clean: false,
+        }
+    }
+}
+
+fn glob(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
+
+/// Kinds of entry a `--table` filter selects (pg_restore's `-t`).
+const TABLE_KINDS: &[&str] = &[
+    "TABLE",
+    "TABLE DATA",
+    "SEQUENCE",
+    "SEQUENCE SET",
+    "VIEW",
+    "MATERIALIZED VIEW",
+    "MATERIALIZED VIEW DATA",
+];
+
+impl Options {
+    /// Whether the filters select entry `e` (session entries aside).
+    fn selects(&self, e: &TocEntry) -> bool {
+        if let Some(list) = &self.use_list
+            && !list.contains(&e.dump_id)
+        {
+            return false;
+        }
+        if !self.sections.is_empty() && !self.sections.contains(&e.section) {
+            return false;
+        }
+        let ns = e.namespace.as_deref().unwrap_or("");
+        if !self.schemas.is_empty() {
+            let schema = if e.desc == "SCHEMA" {
+                e.tag.as_str()
+            } else {
+                ns
+            };
+            if !self.schemas.iter().any(|p| glob(p, schema)) {
+                return false;
+            }
+        }
+        if !self.tables.is_empty() {
+            if !TABLE_KINDS.contains(&e.desc.as_str()) {
+                return false;
+            }
+            let hit = self.tables.iter().any(|p| match p.split_once('.') {
+                Some((s, t)) => glob(s, ns) && glob(t, &e.tag),
+                None => glob(p, &e.tag),
+            });
+            if !hit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// An archive's table of contents as `pg_restore -l` prints it: one `id; catalog oid kind
+/// schema name owner` line per entry, after a header. Edit it and give it back as a use-list.
+pub async fn listing(store: &Store, url: &ObjectUrl) -> Result<String, RestoreError> {
+    if source::is_plain(store, url).await? {
+        return Err(RestoreError::Failed(
+            "a plain SQL dump is a script, not an archive: it has no table of contents to list"
+                .into(),
+        ));
+    }
+    let archive = source::Archive::open(store, url).await?;
+    let h = &archive.header;
+    let t = h.created;
+    let mut out = format!(
+        ";\n; Archive created at {:04}-{:02}-{:02} {:02}:{:02}:{:02}\n;     dbname: {}\n;     TOC Entries: {}\n\
+         ;     Compression: {}\n;     Dump Version: {}\n;     Format: {}\n\
+         ;     Dumped from database version: {}\n;     Dumped by: {}\n;\n;\n; Selected TOC Entries:\n;\n",
+        t.year + 1900,
+        t.mon + 1,
+        t.mday,
+        t.hour,
+        t.min,
+        t.sec,
+        h.database,
+        archive.entries.len(),
+        h.compression.name(),
+        h.version,
+        match archive.layout {
+            crate::archive::Layout::Custom => "CUSTOM",
+            crate::archive::Layout::Directory => "DIRECTORY",
+        },
+        h.server_version,
+        h.dumper_version
+    );
+    for e in &archive.entries {
+        out.push_str(&format!(
+            "{}; {} {} {} {} {} {}\n",
+            e.dump_id,
+            e.table_oid,
+            e.oid,
+            e.desc,
+            e.namespace
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("-"),
+            e.tag,
+            e.owner.as_deref().unwrap_or("")
+        ));
+    }
+    Ok(out)
+}
+
+/// The dump ids of a use-list (`pg_restore -l` output, edited): lines starting with `;` are
+/// comments, every other line starts with `ID;`.
+pub fn parse_use_list(text: &str) -> Result<HashSet<i32>, String> {
+    let mut ids = HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(';') {
+            continue;
+        }
+        let id = line
+            .split(';')
+            .next()
+            .and_then(|id| id.trim().parse::<i32>().ok())
+            .ok_or_else(|| format!("line {}: {line:?} does not start with an entry id", n + 1))?;
+        ids.insert(id);
+    }
+    Ok(ids)
+}
+
+/// A drop statement made safe when the object is missing (pg_restore's `--if-exists`).
+fn if_exists(drop: &str) -> String {
+    let drop = drop.trim_end();
+    if let Some(rest) = drop.strip_prefix("ALTER TABLE ") {
+        let rest = rest.replacen(" DROP CONSTRAINT ", " DROP CONSTRAINT IF EXISTS ", 1);
+        return format!("ALTER TABLE IF EXISTS {rest}");
+    }
+    let Some(rest) = drop.strip_prefix("DROP ") else {
+        return drop.to_string();
+    };
+    // The kind is the run of upper-case keywords; names are lower case or quoted.
+    let mut kind_end = 0;
+    for word in rest.split(' ') {
+        if !word.is_empty() && word.chars().all(|c| c.is_ascii_uppercase()) {
+            kind_end += word.len() + 1;
+        } else {
+            break;
+        }
+    }
+    format!("DROP {}IF EXISTS {}", &rest[..kind_end], &rest[kind_end..])
 }
 
 /// What a restore did.
@@ -187,7 +367,11 @@ const BASE_SETUP: &str = "SET statement_timeout = 0; SET lock_timeout = 0; SET i
 
 /// Checks that the target is empty, or holds an unfinished restore of this same archive, and
 /// returns the items that restore finished.
-async fn prepare(main: &Session, archive_id: &str) -> Result<HashSet<i32>, RestoreError> {
+async fn prepare(
+    main: &Session,
+    archive_id: &str,
+    clean: bool,
+) -> Result<HashSet<i32>, RestoreError> {
     let resumed: bool = {
         let exists: bool = main
             .query_one(
@@ -212,7 +396,10 @@ async fn prepare(main: &Session, archive_id: &str) -> Result<HashSet<i32>, Resto
         }
         exists
     };
-    if !resumed && let Some(what) = existing_objects(main).await? {
+    if !resumed
+        && !clean
+        && let Some(what) = existing_objects(main).await?
+    {
         return Err(RestoreError::NotEmpty(what));
     }
     main.batch_execute(PROGRESS_SETUP).await?;
@@ -250,13 +437,16 @@ pub async fn run(
         }
     }
     let main = session(target, &setup).await?;
-    let done = prepare(&main, &archive_id).await?;
+    if options.clean {
+        clean(&main, &archive.entries, options).await;
+    }
+    let done = prepare(&main, &archive_id, options.clean).await?;
 
     let wanted = |e: &TocEntry| {
         let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
             || DATABASE_ENTRIES.contains(&e.desc.as_str())
             || (options.no_privileges && e.desc == "ACL");
-        !skipped && (options.sections.is_empty() || options.sections.contains(&e.section))
+        !skipped && options.selects(e)
     };
     if let Some(blobs) = archive
         .entries
@@ -369,6 +559,20 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// `--clean`: drops what the archive creates, dependents first, each `IF EXISTS`. As with
+/// pg_restore, a drop that fails (something else depends on the object) is reported and the
+/// restore goes on; creating the object then fails if it is still there.
+async fn clean(main: &Session, entries: &[TocEntry], options: &Options) {
+    for e in entries.iter().rev().filter(|e| options.selects(e)) {
+        let Some(drop) = e.drop_stmt.as_deref().filter(|d| !d.trim().is_empty()) else {
+            continue;
+        };
+        if let Err(err) = main.batch_execute(&if_exists(drop)).await {
+            tracing::warn!(item = %label(e), error = %PgError::from(err), "--clean could not drop");
+        }
+    }
+}
+
 /// What a plain dump's statement is, for running it.
 #[derive(Debug, PartialEq, Eq)]
 enum PlainKind {
@@ -426,7 +630,7 @@ async fn run_plain(
 ) -> Result<Outcome, RestoreError> {
     let archive_id = url.to_string();
     let main = session(target, BASE_SETUP).await?;
-    let done = prepare(&main, &archive_id).await?;
+    let done = prepare(&main, &archive_id, options.clean).await?;
     let state = State {
         archive_id: archive_id.clone(),
         options: options.clone(),
@@ -941,6 +1145,58 @@ mod tests {
         // A value ending in a backslash-dot is data, not the terminator.
         assert_eq!(strip(&[b"x\\.\n"]), b"x\\.\n");
         assert_eq!(strip(&[b"1\n2\n"]), b"1\n2\n");
+    }
+
+    #[test]
+    fn drops_gain_if_exists_where_pg_restore_puts_it() {
+        assert_eq!(
+            if_exists("DROP TABLE public.t;\n"),
+            "DROP TABLE IF EXISTS public.t;"
+        );
+        assert_eq!(
+            if_exists("DROP MATERIALIZED VIEW app.\"Odd\";"),
+            "DROP MATERIALIZED VIEW IF EXISTS app.\"Odd\";"
+        );
+        assert_eq!(
+            if_exists("ALTER TABLE ONLY public.t DROP CONSTRAINT t_pkey;"),
+            "ALTER TABLE IF EXISTS ONLY public.t DROP CONSTRAINT IF EXISTS t_pkey;"
+        );
+        assert_eq!(
+            if_exists("DROP FUNCTION public.f(integer);"),
+            "DROP FUNCTION IF EXISTS public.f(integer);"
+        );
+    }
+
+    #[test]
+    fn use_lists_are_read_like_pg_restore_reads_them() {
+        let ids =
+            parse_use_list(";\n; comment\n4; 1259 16386 TABLE public t me\n\n7; 0 0 ACL - x\n")
+                .unwrap();
+        assert_eq!(ids, HashSet::from([4, 7]));
+        assert!(parse_use_list("TABLE t\n").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn filters_select_schemas_tables_and_lists() {
+        let mut e = TocEntry::new(9, "TABLE DATA", "orders", Section::Data);
+        e.namespace = Some("app".into());
+        let mut index = TocEntry::new(10, "INDEX", "orders_idx", Section::PostData);
+        index.namespace = Some("app".into());
+        let tables = Options {
+            tables: vec!["app.ord*".into()],
+            ..Options::default()
+        };
+        assert!(tables.selects(&e) && !tables.selects(&index));
+        let schemas = Options {
+            schemas: vec!["public".into()],
+            ..Options::default()
+        };
+        assert!(!schemas.selects(&e));
+        let list = Options {
+            use_list: Some(HashSet::from([10])),
+            ..Options::default()
+        };
+        assert!(!list.selects(&e) && list.selects(&index));
     }
 
     #[test]
