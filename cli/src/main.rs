@@ -137,6 +137,15 @@ struct RestoreArgs {
     /// Drop the archive's objects (IF EXISTS) before creating them.
     #[arg(long, short = 'c')]
     clean: bool,
+    /// Leave out objects in schemas matching this pattern (repeatable).
+    #[arg(long = "exclude-schema", short = 'N')]
+    exclude_schemas: Vec<String>,
+    /// Leave out this table, view or sequence and its data (repeatable).
+    #[arg(long = "exclude-table", short = 'T')]
+    exclude_tables: Vec<String>,
+    /// All or nothing: one transaction on one connection (not with --jobs > 1).
+    #[arg(long, short = '1')]
+    single_transaction: bool,
     /// Accepted for pg_restore compatibility: --clean always drops with IF EXISTS.
     #[arg(long, requires = "clean")]
     if_exists: bool,
@@ -335,6 +344,9 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     }),
                     clean: a.clean,
                     list: a.list,
+                    exclude_schemas: a.exclude_schemas,
+                    exclude_tables: a.exclude_tables,
+                    single_transaction: a.single_transaction,
                 },
                 ctx,
             )

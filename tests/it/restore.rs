@@ -569,6 +569,14 @@ async fn list_use_list_filters_and_clean() {
     .await;
     assert_eq!(tables, "reporting.daily");
 
+    let (_, tables) = restore_with(RestoreInput {
+        exclude_schemas: vec!["reporting".into()],
+        exclude_tables: vec!["audit*".into()],
+        ..RestoreInput::default()
+    })
+    .await;
+    assert_eq!(tables, "public.accounts,public.schema_migrations");
+
     // --clean over a full restore: dropped and made again, rows not doubled.
     let (target, _) = restore_with(RestoreInput::default()).await;
     pg.psql(&target, "INSERT INTO accounts (name) VALUES ('extra')");
@@ -585,4 +593,68 @@ async fn list_use_list_filters_and_clean() {
     .unwrap();
     assert_same_schema(pg, &source, &target, "after --clean");
     validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}
+
+/// `--single-transaction`: all of it, or nothing when an item fails.
+#[tokio::test]
+async fn a_single_transaction_restore_is_all_or_nothing() {
+    let pg = shared_pg();
+    let source = pg.create_database("single_src");
+    pg.psql(&source, SMALL);
+    let role = format!("owner_{}", ferry_tests::unique_name("r").replace('-', "_"));
+    pg.psql(
+        &source,
+        &format!("CREATE ROLE {role}; ALTER TABLE reporting.daily OWNER TO {role};"),
+    );
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("single"),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    // Restores whole with its owners while the role exists ...
+    let target = pg.create_database("single_ok");
+    jobs::restore(
+        RestoreInput {
+            from: out.archive.clone(),
+            target: Some(pg.url(&target)),
+            single_transaction: true,
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    assert_same_schema(pg, &source, &target, "single transaction");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+    // ... and leaves nothing at all once giving ownership fails.
+    pg.psql(
+        &source,
+        &format!("ALTER TABLE reporting.daily OWNER TO {SUPERUSER}"),
+    );
+    pg.psql(&target, &format!("DROP OWNED BY {role}"));
+    pg.psql("postgres", &format!("DROP ROLE {role}"));
+    let target = pg.create_database("single_fail");
+    let err = jobs::restore(
+        RestoreInput {
+            from: out.archive.clone(),
+            target: Some(pg.url(&target)),
+            single_transaction: true,
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("nothing was restored"), "{err}");
+    let left = pg.psql(
+        &target,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')",
+    );
+    assert_eq!(left.trim(), "0", "nothing restored, nothing left");
 }

@@ -59,9 +59,18 @@ pub struct RestoreInput {
     /// Only the entries of this list (`list` output, edited: an `s3://` or `file://` URL).
     #[serde(default)]
     pub use_list: Option<String>,
+    /// Leave out objects in these schemas (`*` globs).
+    #[serde(default)]
+    pub exclude_schemas: Vec<String>,
+    /// Leave out these tables, views, sequences and their data.
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
     /// Drop the archive's objects (IF EXISTS) first; the target need not be empty then.
     #[serde(default)]
     pub clean: bool,
+    /// All or nothing: one transaction on one connection (not with jobs > 1; not resumable).
+    #[serde(default)]
+    pub single_transaction: bool,
     /// Print the archive's table of contents (as `pg_restore -l`) and restore nothing.
     #[serde(default)]
     pub list: bool,
@@ -149,6 +158,11 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
             )
         }
     };
+    if input.single_transaction && input.jobs.is_some_and(|j| j > 1) {
+        return Err(JobError::BadInput(
+            "singleTransaction runs on one connection: it cannot be combined with jobs > 1".into(),
+        ));
+    }
     let neon = match (&input.target, &input.neon_project, &input.branch) {
         (Some(_), None, None) => false,
         (None, Some(_), Some(_)) => true,
@@ -199,7 +213,11 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
     };
     let config = super::database(&reference).await?;
     let options = Options {
-        jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
+        jobs: if input.single_transaction {
+            1
+        } else {
+            input.jobs.unwrap_or(2).clamp(1, 64) as usize
+        },
         no_owner: input.no_owner.unwrap_or(neon),
         no_privileges: input.no_privileges.unwrap_or(neon),
         sections,
@@ -207,6 +225,9 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
         tables: input.tables.clone(),
         use_list,
         clean: input.clean,
+        exclude_schemas: input.exclude_schemas.clone(),
+        exclude_tables: input.exclude_tables.clone(),
+        single_transaction: input.single_transaction,
     };
     let outcome = restore::run(&store, &from, &config, &options, &ctx.progress).await?;
     Ok(RestoreOutput {

@@ -80,6 +80,12 @@ pub struct Options {
     /// Drop the archive's objects (`IF EXISTS`) before creating them; the target need not be
     /// empty then.
     pub clean: bool,
+    /// Leave out objects in schemas matching these patterns.
+    pub exclude_schemas: Vec<String>,
+    /// Leave out these tables (views, sequences) and their data.
+    pub exclude_tables: Vec<String>,
+    /// Everything in one transaction on one connection: all or nothing (not resumable).
+    pub single_transaction: bool,
 }
 
 impl Default for Options {
@@ -93,6 +99,9 @@ impl Default for Options {
             tables: Vec::new(),
             use_list: None,
             clean: false,
+            exclude_schemas: Vec::new(),
+            exclude_tables: Vec::new(),
+            single_transaction: false,
         }
     }
 }
@@ -134,27 +143,30 @@ impl Options {
             return false;
         }
         let ns = e.namespace.as_deref().unwrap_or("");
-        if !self.schemas.is_empty() {
-            let schema = if e.desc == "SCHEMA" {
-                e.tag.as_str()
-            } else {
-                ns
-            };
-            if !self.schemas.iter().any(|p| glob(p, schema)) {
-                return false;
-            }
+        let schema = if e.desc == "SCHEMA" {
+            e.tag.as_str()
+        } else {
+            ns
+        };
+        if !self.schemas.is_empty() && !self.schemas.iter().any(|p| glob(p, schema)) {
+            return false;
         }
-        if !self.tables.is_empty() {
-            if !TABLE_KINDS.contains(&e.desc.as_str()) {
-                return false;
-            }
-            let hit = self.tables.iter().any(|p| match p.split_once('.') {
+        if self.exclude_schemas.iter().any(|p| glob(p, schema)) {
+            return false;
+        }
+        let named = |patterns: &[String]| {
+            patterns.iter().any(|p| match p.split_once('.') {
                 Some((s, t)) => glob(s, ns) && glob(t, &e.tag),
                 None => glob(p, &e.tag),
-            });
-            if !hit {
-                return false;
-            }
+            })
+        };
+        if TABLE_KINDS.contains(&e.desc.as_str()) && named(&self.exclude_tables) {
+            return false;
+        }
+        if !self.tables.is_empty()
+            && (!TABLE_KINDS.contains(&e.desc.as_str()) || !named(&self.tables))
+        {
+            return false;
         }
         true
     }
@@ -371,6 +383,7 @@ async fn prepare(
     main: &Session,
     archive_id: &str,
     clean: bool,
+    single_transaction: bool,
 ) -> Result<HashSet<i32>, RestoreError> {
     let resumed: bool = {
         let exists: bool = main
@@ -401,6 +414,9 @@ async fn prepare(
         && let Some(what) = existing_objects(main).await?
     {
         return Err(RestoreError::NotEmpty(what));
+    }
+    if single_transaction {
+        return Ok(HashSet::new());
     }
     main.batch_execute(PROGRESS_SETUP).await?;
     Ok(main
@@ -440,8 +456,59 @@ pub async fn run(
     if options.clean {
         clean(&main, &archive.entries, options).await;
     }
-    let done = prepare(&main, &archive_id, options.clean).await?;
+    let done = prepare(
+        &main,
+        &archive_id,
+        options.clean,
+        options.single_transaction,
+    )
+    .await?;
+    if options.single_transaction {
+        main.batch_execute("BEGIN").await?;
+    }
+    let result = restore_items(
+        &main,
+        target,
+        &setup,
+        &archive,
+        &archive_id,
+        &done,
+        options,
+        progress,
+    )
+    .await;
+    if options.single_transaction {
+        return match result {
+            Ok(outcome) => {
+                main.batch_execute("COMMIT").await?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                let _ = main.batch_execute("ROLLBACK").await;
+                Err(RestoreError::Failed(format!(
+                    "{e}; the single transaction was rolled back: nothing was restored"
+                )))
+            }
+        };
+    }
+    let outcome = result?;
+    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
+        .await?;
+    Ok(outcome)
+}
 
+/// The three passes over the archive's items.
+#[allow(clippy::too_many_arguments)]
+async fn restore_items(
+    main: &Session,
+    target: &PgConfig,
+    setup: &str,
+    archive: &source::Archive,
+    archive_id: &str,
+    done: &HashSet<i32>,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, RestoreError> {
     let wanted = |e: &TocEntry| {
         let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
             || DATABASE_ENTRIES.contains(&e.desc.as_str())
@@ -469,7 +536,7 @@ pub async fn run(
         ..Outcome::default()
     };
     let state = State {
-        archive_id: archive_id.clone(),
+        archive_id: archive_id.to_string(),
         options: options.clone(),
         progress: progress.clone(),
         total,
@@ -481,7 +548,7 @@ pub async fn run(
         .iter()
         .filter(|e| e.section == Section::PreData && !done.contains(&e.dump_id))
     {
-        apply(&main, e, &state)
+        apply(main, e, &state)
             .await
             .map_err(|reason| RestoreError::ItemFailed {
                 item: label(e),
@@ -508,16 +575,41 @@ pub async fn run(
     let analyze = analyze_items(&phase, &archive.entries);
     let mut phase = phase;
     phase.extend(analyze.iter());
-    let (rows, tables, count) = run_parallel(
-        target,
-        &setup,
-        &archive,
-        &phase,
-        &archive.entries,
-        &state,
-        applied,
-    )
-    .await?;
+    let (rows, tables, count) = if options.single_transaction {
+        let (mut rows, mut tables, mut count) = (0, 0, 0);
+        for e in &phase {
+            let result = if e.had_dumper {
+                load(main, e, archive, &state).await.map(Some)
+            } else {
+                apply(main, e, &state).await.map(|()| None)
+            };
+            let loaded = result.map_err(|reason| RestoreError::ItemFailed {
+                item: label(e),
+                reason,
+                applied: applied + count,
+                total,
+            })?;
+            if let Some(n) = loaded {
+                rows += n;
+                tables += 1;
+            }
+            if e.dump_id > 0 {
+                count += 1;
+            }
+        }
+        (rows, tables, count)
+    } else {
+        run_parallel(
+            target,
+            setup,
+            archive,
+            &phase,
+            &archive.entries,
+            &state,
+            applied,
+        )
+        .await?
+    };
     applied += count;
     outcome.rows += rows;
     outcome.tables += tables;
@@ -525,7 +617,7 @@ pub async fn run(
         .iter()
         .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id))
     {
-        apply(&main, e, &state)
+        apply(main, e, &state)
             .await
             .map_err(|reason| RestoreError::ItemFailed {
                 item: label(e),
@@ -542,7 +634,7 @@ pub async fn run(
         (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
             && !done.contains(&e.dump_id)
     }) {
-        apply(&main, e, &state)
+        apply(main, e, &state)
             .await
             .map_err(|reason| RestoreError::ItemFailed {
                 item: label(e),
@@ -554,8 +646,6 @@ pub async fn run(
         state.report(applied);
     }
     outcome.applied = applied - outcome.already_done;
-    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
-        .await?;
     Ok(outcome)
 }
 
@@ -630,7 +720,13 @@ async fn run_plain(
 ) -> Result<Outcome, RestoreError> {
     let archive_id = url.to_string();
     let main = session(target, BASE_SETUP).await?;
-    let done = prepare(&main, &archive_id, options.clean).await?;
+    if options.single_transaction {
+        return Err(RestoreError::Failed(
+            "--single-transaction applies to archives; a plain dump runs statement by statement"
+                .into(),
+        ));
+    }
+    let done = prepare(&main, &archive_id, options.clean, false).await?;
     let state = State {
         archive_id: archive_id.clone(),
         options: options.clone(),
@@ -876,7 +972,8 @@ impl State {
 
 /// Runs one statement item and records it, in one transaction.
 async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), String> {
-    let mut sql = String::from("BEGIN;\n");
+    let single = state.options.single_transaction;
+    let mut sql = String::from(if single { "" } else { "BEGIN;\n" });
     if let Some(am) = e.tableam.as_deref().filter(|a| !a.is_empty()) {
         sql.push_str(&format!(
             "SET LOCAL default_table_access_method = \"{}\";\n",
@@ -891,6 +988,12 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
         && let Some(owner) = owner_statement(e)
     {
         sql.push_str(&owner);
+    }
+    if single {
+        return session
+            .batch_execute(&sql)
+            .await
+            .map_err(|err| PgError::from(err).to_string());
     }
     if e.dump_id > 0 {
         sql.push_str(&format!(
@@ -920,8 +1023,9 @@ async fn load(
     // frozen, so that the index builds and ANALYZE that read them next do not rewrite every
     // page to set hint bits. Not for a load through a partition root, which would empty every
     // partition; and skipped if the server refuses the TRUNCATE.
+    let single = state.options.single_transaction;
     let freeze = copy_table_name(&statement)
-        .filter(|name| names_table(name, &e.tag))
+        .filter(|name| !single && names_table(name, &e.tag))
         .map(|name| format!("TRUNCATE ONLY {name}"));
     let mut frozen = false;
     if let Some(truncate) = &freeze {
@@ -936,7 +1040,7 @@ async fn load(
         statement.push_str(" WITH (FREEZE)");
     }
     let result = async {
-        if !frozen {
+        if !frozen && !single {
             session
                 .batch_execute("BEGIN")
                 .await
@@ -963,6 +1067,9 @@ async fn load(
             sink.send(rest).await.map_err(|e| PgError::from(e).to_string())?;
         }
         let rows = sink.finish().await.map_err(|e| PgError::from(e).to_string())?;
+        if single {
+            return Ok(rows);
+        }
         session
             .batch_execute(&format!(
                 "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {}, {rows}); COMMIT;",
@@ -974,7 +1081,7 @@ async fn load(
         Ok::<u64, String>(rows)
     }
     .await;
-    if result.is_err() && !session.is_closed() {
+    if result.is_err() && !single && !session.is_closed() {
         let _ = session.batch_execute("ROLLBACK").await;
     }
     result
