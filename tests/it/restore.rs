@@ -658,3 +658,46 @@ async fn a_single_transaction_restore_is_all_or_nothing() {
     );
     assert_eq!(left.trim(), "0", "nothing restored, nothing left");
 }
+
+/// Large objects in pg_dump's archives (pg_dump 15: one BLOB entry each and `blobs.toc`;
+/// pg_dump 18: BLOB METADATA groups and `blobs_<id>.toc`), custom and directory.
+async fn large_objects(pg: &PgServer) {
+    let source = pg.create_database("lo_src");
+    pg.psql(
+        &source,
+        "CREATE TABLE docs (id int PRIMARY KEY, body oid); \
+         INSERT INTO docs SELECT i, lo_from_bytea(0, convert_to(repeat('page ' || i, 20000 * i), 'UTF8')) \
+         FROM generate_series(1, 5) i; \
+         INSERT INTO docs VALUES (6, lo_from_bytea(0, ''::bytea)); \
+",
+    );
+    let objects = |db: &str| {
+        pg.psql(
+            db,
+            "SELECT string_agg(m.oid || ':' || pg_get_userbyid(m.lomowner) || ':' || md5(lo_get(m.oid)), ',' ORDER BY m.oid) \
+             FROM pg_largeobject_metadata m",
+        )
+    };
+    let want = objects(&source);
+    assert_eq!(want.split(',').count(), 6, "{want}");
+    let dir = local_path(&local_dir("lo"));
+    for (flag, name) in [("-Fc", "lo.dump"), ("-Fd", "lo.dir"), ("-Fp", "lo.sql")] {
+        run(tool(pg, "pg_dump")
+            .args([flag, "-d", &source, "-f"])
+            .arg(dir.join(name)));
+        let url = if flag == "-Fd" {
+            format!("file://{}/", dir.join(name).display())
+        } else {
+            format!("file://{}", dir.join(name).display())
+        };
+        let (target, _) = restore(pg, &url, StoreConfig::default(), 2).await;
+        assert_eq!(objects(&target), want, "{flag}");
+        assert_same_schema(pg, &source, &target, &format!("large objects {flag}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_restore_from_pg_dump_15_and_18_archives() {
+    large_objects(shared_pg()).await;
+    large_objects(shared_pg17()).await;
+}

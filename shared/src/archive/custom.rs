@@ -573,11 +573,25 @@ impl<R: Read> Reader<R> {
             Err(e) => return Err(ArchiveError::Decompress(e)),
         }
         match kind[0] {
-            BLK_DATA => Ok(Some(self.int("a data block")? as i32)),
-            BLK_BLOBS => Err(ArchiveError::NotBuilt(
-                "reading large objects (BLOBS blocks)",
-            )),
+            BLK_DATA | BLK_BLOBS => Ok(Some(self.int("a data block")? as i32)),
             other => Err(ArchiveError::Corrupt(format!("data block type {other}"))),
+        }
+    }
+
+    /// Reads the current block as a BLOBS block (large objects): for each object, its oid
+    /// to [`BlobSink::start`], its bytes to the sink, then [`BlobSink::end`]. Returns how many.
+    pub fn read_blobs(&mut self, sink: &mut impl BlobSink) -> Result<u64, ArchiveError> {
+        let mut count = 0;
+        loop {
+            // Oids above 2^31 are stored as negative Ints.
+            let oid = self.int("a large object's oid")? as u32;
+            if oid == 0 {
+                return Ok(count);
+            }
+            sink.start(oid).map_err(ArchiveError::Decompress)?;
+            self.read_block_data(sink)?;
+            sink.end().map_err(ArchiveError::Decompress)?;
+            count += 1;
         }
     }
 
@@ -614,6 +628,29 @@ impl<R: Read> Reader<R> {
         io::copy(&mut chunks, &mut io::sink()).map_err(ArchiveError::Decompress)?;
         Ok(written)
     }
+}
+
+/// Where large objects go as they are read: each object's bytes are written between its
+/// `start` and its `end`.
+pub trait BlobSink: Write {
+    fn start(&mut self, oid: u32) -> io::Result<()>;
+    fn end(&mut self) -> io::Result<()>;
+}
+
+/// The `oid file` lines of a directory archive's `blobs.toc` (or `blobs_<id>.toc`).
+pub fn parse_blobs_toc(text: &str) -> Result<Vec<(u32, String)>, ArchiveError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let (oid, file) = line.trim().split_once(' ').ok_or_else(|| {
+                ArchiveError::Corrupt(format!("blobs toc line {line:?} is not `oid file`"))
+            })?;
+            let oid = oid
+                .parse::<u32>()
+                .map_err(|_| ArchiveError::Corrupt(format!("blobs toc line {line:?}: bad oid")))?;
+            Ok((oid, file.to_string()))
+        })
+        .collect()
 }
 
 /// Decompresses a directory-format data file into `sink`, choosing the decoder by the file

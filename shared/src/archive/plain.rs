@@ -48,9 +48,31 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
         "SCHEMA" => format!("SCHEMA {}", quoted(&entry.tag)),
         "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" => named("TABLE"),
         "TYPE" | "DOMAIN" | "STATISTICS" => named(&entry.desc),
+        "BLOB" => format!("LARGE OBJECT {}", entry.tag),
+        "BLOB METADATA" => {
+            // One entry for a group of large objects: one statement per object.
+            let statements: String = blob_group_oids(entry)
+                .iter()
+                .map(|oid| format!("ALTER LARGE OBJECT {oid} OWNER TO {};\n", quoted(owner)))
+                .collect();
+            return (!statements.is_empty()).then_some(statements);
+        }
         _ => return None,
     };
     Some(format!("ALTER {target} OWNER TO {};\n", quoted(owner)))
+}
+
+/// The oids of a `BLOB METADATA` entry (archive 1.16: a group of large objects whose
+/// definition lists their oids, one per line; pg_restore makes one `lo_create` of each).
+pub fn blob_group_oids(entry: &TocEntry) -> Vec<&str> {
+    entry
+        .defn
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()))
+        .collect()
 }
 
 /// An entry's banner and statements (its data, if any, follows separately: [`copy_header`]).

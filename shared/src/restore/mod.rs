@@ -515,19 +515,6 @@ async fn restore_items(
             || (options.no_privileges && e.desc == "ACL");
         !skipped && options.selects(e)
     };
-    if let Some(blobs) = archive
-        .entries
-        .iter()
-        .find(|e| matches!(e.desc.as_str(), "BLOBS" | "BLOB" | "LARGE OBJECT"))
-    {
-        return Err(RestoreError::Archive(ArchiveError::NotBuilt(
-            if blobs.desc == "BLOBS" {
-                "restoring large objects (BLOBS)"
-            } else {
-                "restoring large objects"
-            },
-        )));
-    }
     let items: Vec<&TocEntry> = archive.entries.iter().filter(|e| wanted(e)).collect();
     let total = items.len();
     let mut outcome = Outcome {
@@ -578,7 +565,9 @@ async fn restore_items(
     let (rows, tables, count) = if options.single_transaction {
         let (mut rows, mut tables, mut count) = (0, 0, 0);
         for e in &phase {
-            let result = if e.had_dumper {
+            let result = if e.desc == "BLOBS" {
+                load_blobs(main, e, archive, &state).await.map(|_| None)
+            } else if e.had_dumper {
                 load(main, e, archive, &state).await.map(Some)
             } else {
                 apply(main, e, &state).await.map(|()| None)
@@ -677,12 +666,16 @@ enum PlainKind {
     Plain,
 }
 
-fn plain_kind(sql: &str) -> PlainKind {
-    let body: String = sql
-        .lines()
+/// A statement without its leading `--` comment lines.
+fn uncommented(sql: &str) -> String {
+    sql.lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+fn plain_kind(sql: &str) -> PlainKind {
+    let body = uncommented(sql);
     let upper = body.trim().to_ascii_uppercase();
     let words: Vec<&str> = upper
         .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
@@ -749,6 +742,7 @@ async fn run_plain(
         ..Outcome::default()
     };
     let mut ordinal = 0i32;
+    let mut block: Option<String> = None;
     let fail = |item: String, reason: String, outcome: &Outcome| RestoreError::ItemFailed {
         item,
         reason,
@@ -759,6 +753,52 @@ async fn run_plain(
         match piece? {
             plain::Piece::Sql(sql) => {
                 let kind = plain_kind(&sql);
+                // The dump's own transaction blocks (pg_dump writes large objects inside one:
+                // `lo_open` returns a descriptor that lives only until COMMIT) run as one item.
+                if kind == PlainKind::Transaction {
+                    let upper = uncommented(&sql)
+                        .trim()
+                        .trim_end_matches(';')
+                        .trim()
+                        .to_ascii_uppercase();
+                    if upper == "BEGIN" || upper.starts_with("START TRANSACTION") {
+                        block = Some(String::new());
+                        continue;
+                    }
+                    if let Some(body) = block.take() {
+                        if upper == "ROLLBACK" {
+                            continue;
+                        }
+                        ordinal += 1;
+                        outcome.items += 1;
+                        if done.contains(&ordinal) {
+                            continue;
+                        }
+                        let record = format!(
+                            "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {ordinal})",
+                            literal(&archive_id)
+                        );
+                        if let Err(e) = main
+                            .batch_execute(&format!("BEGIN;\n{body}\n;{record}; COMMIT;"))
+                            .await
+                        {
+                            let _ = main.batch_execute("ROLLBACK").await;
+                            return Err(fail(
+                                statement_label(&body),
+                                PgError::from(e).to_string(),
+                                &outcome,
+                            ));
+                        }
+                        outcome.applied += 1;
+                        state.report(outcome.applied + outcome.already_done);
+                    }
+                    continue;
+                }
+                if let Some(body) = block.as_mut() {
+                    body.push_str(&sql);
+                    body.push('\n');
+                    continue;
+                }
                 if kind == PlainKind::Session {
                     main.batch_execute(&sql).await.map_err(|e| {
                         fail(
@@ -805,6 +845,12 @@ async fn run_plain(
                 state.report(outcome.applied + outcome.already_done);
             }
             plain::Piece::Copy(statement) => {
+                if block.is_some() {
+                    return Err(RestoreError::Failed(format!(
+                        "{}: a COPY inside the dump's own BEGIN ... COMMIT block is not supported",
+                        statement_label(&statement)
+                    )));
+                }
                 ordinal += 1;
                 outcome.items += 1;
                 let skip = done.contains(&ordinal);
@@ -980,7 +1026,12 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
             am.replace('"', "\"\"")
         ));
     }
-    if let Some(defn) = e.defn.as_deref() {
+    if e.desc == "BLOB METADATA" {
+        // A group of large objects: the entry lists their oids, one per line (archive 1.16).
+        for oid in crate::archive::plain::blob_group_oids(e) {
+            sql.push_str(&format!("SELECT pg_catalog.lo_create('{oid}');\n"));
+        }
+    } else if let Some(defn) = e.defn.as_deref() {
         sql.push_str(defn);
         sql.push('\n');
     }
@@ -1008,6 +1059,69 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
         return Err(PgError::from(err).to_string());
     }
     Ok(())
+}
+
+/// Loads the large objects of a BLOBS entry (created empty by the BLOB entries before data),
+/// in one transaction with its progress row, as pg_restore writes them: `lo_open` for
+/// writing, `lowrite` per chunk, `lo_close`.
+async fn load_blobs(
+    session: &Session,
+    e: &TocEntry,
+    archive: &source::Archive,
+    state: &State,
+) -> Result<u64, String> {
+    let single = state.options.single_transaction;
+    let pg = |e: tokio_postgres::Error| PgError::from(e).to_string();
+    let result = async {
+        if !single {
+            session.batch_execute("BEGIN").await.map_err(pg)?;
+        }
+        let mut pieces = archive.blobs(e);
+        let mut fd: Option<i32> = None;
+        let mut count = 0u64;
+        while let Some(piece) = pieces.recv().await {
+            match piece.map_err(|e| e.to_string())? {
+                source::BlobPiece::Start(oid) => {
+                    let row = session
+                        .query_one("SELECT pg_catalog.lo_open($1, 131072)", &[&oid])
+                        .await
+                        .map_err(pg)?;
+                    fd = Some(row.get(0));
+                }
+                source::BlobPiece::Data(bytes) => {
+                    let fd = fd.ok_or("large object data before its start")?;
+                    session
+                        .query_one("SELECT pg_catalog.lowrite($1, $2)", &[&fd, &bytes.as_ref()])
+                        .await
+                        .map_err(pg)?;
+                }
+                source::BlobPiece::End => {
+                    let open = fd.take().ok_or("a large object ended twice")?;
+                    session
+                        .query_one("SELECT pg_catalog.lo_close($1)", &[&open])
+                        .await
+                        .map_err(pg)?;
+                    count += 1;
+                }
+            }
+        }
+        if !single {
+            session
+                .batch_execute(&format!(
+                    "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {}, {count}); COMMIT;",
+                    literal(&state.archive_id),
+                    e.dump_id
+                ))
+                .await
+                .map_err(pg)?;
+        }
+        Ok::<u64, String>(count)
+    }
+    .await;
+    if result.is_err() && !single && !session.is_closed() {
+        let _ = session.batch_execute("ROLLBACK").await;
+    }
+    result
 }
 
 /// Loads one table: its COPY and its progress row commit together.
@@ -1165,7 +1279,9 @@ async fn run_parallel(
                 let s = idle.pop().expect("checked");
                 let e = items[i];
                 running.push(async move {
-                    let result = if e.had_dumper {
+                    let result = if e.desc == "BLOBS" {
+                        load_blobs(&s, e, archive, state).await.map(|_| None)
+                    } else if e.had_dumper {
                         load(&s, e, archive, state).await.map(Some)
                     } else {
                         apply(&s, e, state).await.map(|()| None)

@@ -25,7 +25,7 @@ use super::RestoreError;
 use crate::{
     archive::{
         ArchiveError, Header, Layout, Offset, TocEntry,
-        custom::{Reader, decode_data_file, directory_file_suffix},
+        custom::{BlobSink, Reader, decode_data_file, directory_file_suffix, parse_blobs_toc},
     },
     manifest::Manifest,
     store::{ByteStream, Key, ObjectUrl, Store},
@@ -102,6 +102,57 @@ impl Write for ChunkSink {
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the COPY stopped"))
+    }
+}
+
+/// One piece of a BLOBS entry's large objects.
+#[derive(Debug)]
+pub(super) enum BlobPiece {
+    Start(u32),
+    Data(Bytes),
+    End,
+}
+
+/// A [`BlobSink`] that hands large objects to the async side in chunks.
+struct BlobChannel {
+    tx: mpsc::Sender<Result<BlobPiece, RestoreError>>,
+    buffer: Vec<u8>,
+}
+
+impl BlobChannel {
+    fn send(&self, piece: BlobPiece) -> io::Result<()> {
+        self.tx
+            .blocking_send(Ok(piece))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the load stopped"))
+    }
+}
+
+impl Write for BlobChannel {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buffer));
+        self.send(BlobPiece::Data(chunk))
+    }
+}
+
+impl BlobSink for BlobChannel {
+    fn start(&mut self, oid: u32) -> io::Result<()> {
+        self.send(BlobPiece::Start(oid))
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.send(BlobPiece::End)
     }
 }
 
@@ -239,6 +290,81 @@ impl Archive {
         let bytes = self.store.get_bytes(&manifest).await.ok()?;
         let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
         (manifest.archive.as_deref() == Some(&url.to_string())).then_some(manifest)
+    }
+
+    /// The large objects of a BLOBS entry, each as `Start(oid)`, its bytes, `End`.
+    pub fn blobs(&self, entry: &TocEntry) -> mpsc::Receiver<Result<BlobPiece, RestoreError>> {
+        let (tx, rx) = mpsc::channel(4);
+        let store = self.store.clone();
+        let header = self.header.clone();
+        let dump_id = entry.dump_id;
+        let layout = self.layout;
+        let key = self.key.clone();
+        let offset = self.offsets.get(&dump_id).copied();
+        let size = self.size;
+        let toc_file = entry.file.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            let errors = tx.clone();
+            let result: Result<(), RestoreError> = async {
+                match layout {
+                    Layout::Custom => {
+                        let at = offset.ok_or_else(|| {
+                            ArchiveError::Corrupt(format!("no data block for entry {dump_id}"))
+                        })?;
+                        let stream = store.get(&key, Some(at..size)).await?;
+                        tokio::task::spawn_blocking(move || {
+                            let input = StreamRead::new_blocking(stream);
+                            let mut reader = Reader::at_block(input, header);
+                            match reader.next_block()? {
+                                Some(id) if id == dump_id => {}
+                                other => {
+                                    return Err(ArchiveError::Corrupt(format!(
+                                        "expected the large objects of entry {dump_id}, found {other:?}"
+                                    )));
+                                }
+                            }
+                            let mut sink = BlobChannel {
+                                tx,
+                                buffer: Vec::new(),
+                            };
+                            reader.read_blobs(&mut sink).map(|_| ())
+                        })
+                        .await
+                        .map_err(|e| RestoreError::Failed(format!("reading large objects: {e}")))??;
+                    }
+                    Layout::Directory => {
+                        let toc = store.get_bytes(&key.join(&toc_file)?).await?;
+                        let list = parse_blobs_toc(&String::from_utf8_lossy(&toc))?;
+                        let suffix = directory_file_suffix(header.compression);
+                        for (oid, file) in list {
+                            let name = format!("{file}{suffix}");
+                            let stream = store.get(&key.join(&name)?, None).await?;
+                            let tx = tx.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let input = StreamRead::new_blocking(stream);
+                                let mut sink = BlobChannel {
+                                    tx,
+                                    buffer: Vec::new(),
+                                };
+                                sink.start(oid).map_err(ArchiveError::Decompress)?;
+                                decode_data_file(&name, input, &mut sink)?;
+                                sink.end().map_err(ArchiveError::Decompress)
+                            })
+                            .await
+                            .map_err(|e| {
+                                RestoreError::Failed(format!("reading large objects: {e}"))
+                            })??;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = errors.send(Err(e)).await;
+            }
+        });
+        rx
     }
 
     /// The COPY text of entry `entry`, decompressed, as a stream of chunks.
