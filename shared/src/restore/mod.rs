@@ -527,6 +527,18 @@ async fn restore_items(
         options: options.clone(),
         progress: progress.clone(),
         total,
+        blob_groups: archive
+            .entries
+            .iter()
+            .filter(|e| e.desc == "BLOB METADATA")
+            .map(|e| {
+                let oids = crate::archive::plain::blob_group_oids(e)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                (e.dump_id, oids)
+            })
+            .collect(),
     };
 
     // Pass 1: definitions before data, in order.
@@ -725,6 +737,7 @@ async fn run_plain(
         options: options.clone(),
         progress: progress.clone(),
         total: 0,
+        blob_groups: HashMap::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<plain::Piece, RestoreError>>(8);
     let reader = source::plain_reader(store, url).await?;
@@ -1002,6 +1015,8 @@ struct State {
     options: Options,
     progress: SharedProgress,
     total: usize,
+    /// The oids of each `BLOB METADATA` entry (a group of large objects), by dump id.
+    blob_groups: HashMap<i32, Vec<String>>,
 }
 
 impl State {
@@ -1014,6 +1029,17 @@ impl State {
             unit: Unit::Steps,
         });
     }
+}
+
+/// The oids of the large-object group an `ACL` or `COMMENT` entry applies to (archive 1.16).
+fn blob_group_of<'a>(e: &TocEntry, state: &'a State) -> Option<&'a Vec<String>> {
+    if !e.tag.starts_with("LARGE OBJECTS ") {
+        return None;
+    }
+    e.dependencies
+        .iter()
+        .find_map(|d| state.blob_groups.get(d))
+        .filter(|g| !g.is_empty())
 }
 
 /// Runs one statement item and records it, in one transaction.
@@ -1030,6 +1056,18 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
         // A group of large objects: the entry lists their oids, one per line (archive 1.16).
         for oid in crate::archive::plain::blob_group_oids(e) {
             sql.push_str(&format!("SELECT pg_catalog.lo_create('{oid}');\n"));
+        }
+    } else if let Some(group) = blob_group_of(e, state) {
+        // Grants (or comments) on a group of large objects: the entry states them for the
+        // group's first object; pg_restore repeats them for every object of the group.
+        let defn = e.defn.as_deref().unwrap_or("");
+        let first = &group[0];
+        for oid in group {
+            sql.push_str(&defn.replace(
+                &format!("LARGE OBJECT {first} "),
+                &format!("LARGE OBJECT {oid} "),
+            ));
+            sql.push('\n');
         }
     } else if let Some(defn) = e.defn.as_deref() {
         sql.push_str(defn);
