@@ -54,8 +54,7 @@ async fn round_trip(pg: &PgServer, source: &str, from: &str, store: StoreConfig,
 }
 
 async fn fidelity(pg: &PgServer) {
-    let source = pg.create_database("corpus_r");
-    pg.psql_file(&source, &corpus());
+    let source = crate::snapshot::load_corpus(pg, "corpus_r");
     let s3 = shared_s3();
     let bucket = s3.create_bucket("restore");
     // ferry's own archives: custom through S3 (blocks found through the manifest), directory.
@@ -162,6 +161,11 @@ async fn ferry_and_pg_dump_archives_restore_identically_on_postgresql_15() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferry_and_pg_dump_18_archives_restore_identically_on_postgresql_17() {
     fidelity(shared_pg17()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_and_pg_dump_18_archives_restore_identically_on_postgresql_18() {
+    fidelity(ferry_tests::shared_pg18()).await;
 }
 
 #[tokio::test]

