@@ -210,12 +210,12 @@ async fn a_target_that_is_not_empty_is_refused_and_left_alone() {
         "1"
     );
 
-    // A plain dump that psql could not run as it stands (it switches databases) is refused
-    // by line and command before anything runs.
+    // A plain dump with a psql command ferry does not run is refused by line and command
+    // before anything runs.
     let plain = local_path(&local_dir("plain")).join("dump.sql");
     std::fs::write(
         &plain,
-        "CREATE TABLE t (x int);\n\\connect other\nCREATE TABLE u (y int);\n",
+        "CREATE TABLE t (x int);\n\\set x 1\nCREATE TABLE u (y int);\n",
     )
     .unwrap();
     let empty = pg.create_database("plain_target");
@@ -231,7 +231,7 @@ async fn a_target_that_is_not_empty_is_refused_and_left_alone() {
     .unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("line 2") && message.contains("\\connect"),
+        message.contains("line 2") && message.contains("\\set"),
         "{message}"
     );
 }
@@ -535,7 +535,7 @@ async fn list_use_list_filters_and_clean() {
         .unwrap();
         let tables = pg.psql(
             &target,
-            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY 1) FROM pg_tables \
+            "SELECT string_agg(schemaname || '.' || tablename, ',' ORDER BY schemaname, tablename) FROM pg_tables \
              WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
         );
         (target, tables.trim().to_string())
@@ -707,4 +707,73 @@ async fn large_objects(pg: &PgServer) {
 async fn large_objects_restore_from_pg_dump_15_and_18_archives() {
     large_objects(shared_pg()).await;
     large_objects(shared_pg17()).await;
+}
+
+/// `pg_dump --create` plain dumps create their database and `\connect` to it.
+#[tokio::test]
+async fn a_plain_dump_with_create_makes_and_fills_its_database() {
+    let pg = shared_pg();
+    let source = pg.create_database("create_src");
+    pg.psql(&source, SMALL);
+    let dir = local_path(&local_dir("create"));
+    run(tool(pg, "pg_dump")
+        .args(["-C", "-Fp", "-d", &source, "-f"])
+        .arg(dir.join("create.sql")));
+    let original = format!("{source}_orig");
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE {source} RENAME TO {original}"),
+    );
+    let landing = pg.create_database("landing");
+    let out = jobs::restore(
+        RestoreInput {
+            from: format!("file://{}", dir.join("create.sql").display()),
+            target: Some(pg.url(&landing)),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.rows, 153, "{out:?}");
+    assert_same_schema(pg, &original, &source, "pg_dump --create");
+    validate(pg.url(&original), pg, &source, StoreConfig::default()).await;
+    for db in [&landing, &source] {
+        let left = pg.psql(
+            db,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'ferry_restore'",
+        );
+        assert_eq!(left.trim(), "0", "{db}: progress schema dropped");
+    }
+}
+
+/// The `restore` Lambda, as the workflows run it: typed JSON in, counts out, no password.
+#[tokio::test]
+async fn the_restore_lambda_loads_a_snapshot() {
+    let pg = shared_pg();
+    let source = pg.create_database("lambda_src");
+    pg.psql(&source, SMALL);
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("lambda"),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    let target = pg.create_database("lambda_dst");
+    let run = ferry_tests::lambda::invoke(
+        &ferry_tests::lambda::workspace_binary("restore"),
+        serde_json::json!({"from": out.archive, "target": pg.url(&target), "jobs": 2}),
+        &[],
+    )
+    .await;
+    let result = run.result.unwrap_or_else(|e| panic!("{e:?}\n{}", run.logs));
+    assert_eq!(result["rows"], 153);
+    assert_eq!(result["tables"], 4);
+    assert!(!result.to_string().contains(pg.password()));
+    assert!(!run.logs.contains(pg.password()));
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
 }

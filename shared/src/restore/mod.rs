@@ -375,7 +375,7 @@ impl Terminator {
 /// Settings of every restoring session, before the archive's own.
 const BASE_SETUP: &str = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
      SET client_min_messages = warning; SET check_function_bodies = false; SET xmloption = content; \
-     SET row_security = off; ";
+     SET row_security = off; SET maintenance_work_mem = '256MB'; SET synchronous_commit = off; ";
 
 /// Checks that the target is empty, or holds an unfinished restore of this same archive, and
 /// returns the items that restore finished.
@@ -724,14 +724,16 @@ async fn run_plain(
     progress: &SharedProgress,
 ) -> Result<Outcome, RestoreError> {
     let archive_id = url.to_string();
-    let main = session(target, BASE_SETUP).await?;
+    let mut main = session(target, BASE_SETUP).await?;
     if options.single_transaction {
         return Err(RestoreError::Failed(
             "--single-transaction applies to archives; a plain dump runs statement by statement"
                 .into(),
         ));
     }
-    let done = prepare(&main, &archive_id, options.clean, false).await?;
+    let mut done = prepare(&main, &archive_id, options.clean, false).await?;
+    // Every database the script worked in (it may `\connect` to others), to finish at the end.
+    let mut finished: Vec<Session> = Vec::new();
     let state = State {
         archive_id: archive_id.clone(),
         options: options.clone(),
@@ -876,6 +878,18 @@ async fn run_plain(
                     outcome.rows += rows;
                 }
             }
+            plain::Piece::Connect(database) => {
+                // `\connect` (pg_dump --create writes one after CREATE DATABASE): go on in that
+                // database of the same server, with its own progress.
+                if block.is_some() {
+                    return Err(RestoreError::Failed(
+                        "\\connect inside the dump's own BEGIN ... COMMIT block".into(),
+                    ));
+                }
+                let next = session(&target.with_dbname(&database), BASE_SETUP).await?;
+                done = prepare(&next, &archive_id, options.clean, false).await?;
+                finished.push(std::mem::replace(&mut main, next));
+            }
             plain::Piece::Rows(_) | plain::Piece::EndCopy => {
                 return Err(RestoreError::Failed("COPY rows outside a COPY".into()));
             }
@@ -884,9 +898,13 @@ async fn run_plain(
     splitter
         .await
         .map_err(|e| RestoreError::Failed(format!("reading the dump: {e}")))?;
-    main.batch_execute("ANALYZE").await?;
-    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
-        .await?;
+    finished.push(main);
+    for session in &finished {
+        session.batch_execute("ANALYZE").await?;
+        session
+            .batch_execute("DROP SCHEMA IF EXISTS ferry_restore CASCADE")
+            .await?;
+    }
     let _ = state;
     Ok(outcome)
 }

@@ -22,6 +22,8 @@ pub(super) enum Piece {
     Rows(Vec<u8>),
     /// The end of the current COPY's rows.
     EndCopy,
+    /// `\connect DATABASE`: what follows runs in that database.
+    Connect(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,17 @@ pub(super) fn split(
             match command.as_str() {
                 "\\restrict" | "\\unrestrict" => {
                     statement.clear();
+                    continue;
+                }
+                "\\connect" | "\\c" => {
+                    let database = connect_target(&text).ok_or_else(|| PlainError::Malformed {
+                        line: line_no,
+                        reason: format!("cannot read the database of {:?}", text.trim()),
+                    })?;
+                    statement.clear();
+                    if !emit(Piece::Connect(database)) {
+                        return Ok(());
+                    }
                     continue;
                 }
                 _ => {
@@ -110,6 +123,45 @@ pub(super) fn split(
         emit(Piece::Sql(statement.trim().to_string()));
     }
     Ok(())
+}
+
+/// The database a `\connect` line names: `\connect NAME`, `\connect "Name"`, or pg_dump's
+/// `\connect -reuse-previous=on "dbname='name'"`.
+fn connect_target(line: &str) -> Option<String> {
+    let rest = line.trim().split_once(char::is_whitespace)?.1.trim();
+    let start = rest
+        .split_whitespace()
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| rest.find(a))?;
+    let tail = &rest[start..];
+    let arg = if let Some(quoted) = tail.strip_prefix('"') {
+        // A quoted argument, `""` for a quote inside.
+        let mut out = String::new();
+        let mut chars = quoted.chars().peekable();
+        loop {
+            match chars.next()? {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    out.push('"');
+                }
+                '"' => break,
+                c => out.push(c),
+            }
+        }
+        out
+    } else {
+        tail.split_whitespace().next()?.to_string()
+    };
+    if let Some(value) = arg.strip_prefix("dbname=") {
+        let value = value.trim();
+        return Some(
+            match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(inner) => inner.replace("\\'", "'").replace("\\\\", "\\"),
+                None => value.to_string(),
+            },
+        );
+    }
+    Some(arg)
 }
 
 fn is_only_comments(text: &str) -> bool {
@@ -379,10 +431,29 @@ mod tests {
     }
 
     #[test]
+    fn connect_lines_name_their_database() {
+        assert_eq!(connect_target("\\connect shop\n").as_deref(), Some("shop"));
+        assert_eq!(
+            connect_target("\\c \"My \"\"Db\"\"\"\n").as_deref(),
+            Some("My \"Db\"")
+        );
+        assert_eq!(
+            connect_target("\\connect -reuse-previous=on \"dbname='it\\'s'\"\n").as_deref(),
+            Some("it's")
+        );
+        assert_eq!(
+            connect_target("\\connect -reuse-previous=on \"dbname='shop'\"\n").as_deref(),
+            Some("shop")
+        );
+        let got = pieces("SELECT 1;\n\\connect shop\nSELECT 2;\n");
+        assert_eq!(got[1], Piece::Connect("shop".into()));
+    }
+
+    #[test]
     fn other_meta_commands_are_refused_by_name() {
-        let err = split("SELECT 1;\n\\connect other\n".as_bytes(), |_| true).unwrap_err();
+        let err = split("SELECT 1;\n\\set x 1\n".as_bytes(), |_| true).unwrap_err();
         assert!(
-            err.to_string().contains("line 2") && err.to_string().contains("\\connect"),
+            err.to_string().contains("line 2") && err.to_string().contains("\\set"),
             "{err}"
         );
         let err = split("COPY t FROM stdin;\n1\n".as_bytes(), |_| true).unwrap_err();
