@@ -421,7 +421,6 @@ fn restore_into_a_new_branch_of_the_emulator_end_to_end() {
     ]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("not empty"), "{stderr}");
-    let _ = SUPERUSER;
 }
 
 /// zstd and lz4 (archive 1.15). No pg_restore on this machine kind reads them (Debian's is 15,

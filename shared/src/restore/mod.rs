@@ -905,7 +905,6 @@ async fn run_plain(
             .batch_execute("DROP SCHEMA IF EXISTS ferry_restore CASCADE")
             .await?;
     }
-    let _ = state;
     Ok(outcome)
 }
 

@@ -1358,7 +1358,7 @@ async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> 
     let mut attaches = Vec::new();
     for r in rows {
         let (index, table, name): (u32, u32, String) = (r.get(0), r.get(1), r.get(2));
-        let Some((table_name, kind, table_item)) = b.relations.get(&table).cloned() else {
+        let Some((table_name, _, table_item)) = b.relations.get(&table).cloned() else {
             continue;
         };
         let schema: String = r.get(12);
@@ -1413,7 +1413,6 @@ async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> 
             ));
         }
         item.deps.push(Dep::Item(table_item));
-        let _ = kind;
         let at = b.push(item);
         by_index.insert(index, at);
         b.indexes.insert(index, at);
