@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use futures::{SinkExt, pin_mut};
 
 use crate::{
-    archive::{ArchiveError, Section, TocEntry, plain::owner_statement},
+    archive::{ArchiveError, Section, TocEntry, glob, matches_table, plain::owner_statement},
     pg::{PgConfig, PgError, Session, connect, literal},
     progress::{ProgressEvent, SharedProgress, Unit},
     store::{ObjectUrl, Store, StoreError},
@@ -106,20 +106,6 @@ impl Default for Options {
     }
 }
 
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob(rest, &tail[i..]))
-        }
-    }
-}
-
 /// Kinds of entry a `--table` filter selects (pg_restore's `-t`).
 const TABLE_KINDS: &[&str] = &[
     "TABLE",
@@ -154,12 +140,7 @@ impl Options {
         if self.exclude_schemas.iter().any(|p| glob(p, schema)) {
             return false;
         }
-        let named = |patterns: &[String]| {
-            patterns.iter().any(|p| match p.split_once('.') {
-                Some((s, t)) => glob(s, ns) && glob(t, &e.tag),
-                None => glob(p, &e.tag),
-            })
-        };
+        let named = |patterns: &[String]| matches_table(patterns, ns, &e.tag);
         if TABLE_KINDS.contains(&e.desc.as_str()) && named(&self.exclude_tables) {
             return false;
         }
@@ -543,21 +524,10 @@ async fn restore_items(
 
     // Pass 1: definitions before data, in order.
     let mut applied = outcome.already_done;
-    for e in items
+    let pre_data = items
         .iter()
-        .filter(|e| e.section == Section::PreData && !done.contains(&e.dump_id))
-    {
-        apply(main, e, &state)
-            .await
-            .map_err(|reason| RestoreError::ItemFailed {
-                item: label(e),
-                reason,
-                applied,
-                total,
-            })?;
-        applied += 1;
-        state.report(applied);
-    }
+        .filter(|e| e.section == Section::PreData && !done.contains(&e.dump_id));
+    applied = apply_in_order(main, pre_data, &state, applied).await?;
 
     // Pass 2: data and post-data, in parallel as dependencies allow; foreign keys last.
     let phase: Vec<&TocEntry> = items
@@ -614,40 +584,42 @@ async fn restore_items(
     applied += count;
     outcome.rows += rows;
     outcome.tables += tables;
-    for e in items
+    let foreign_keys = items
         .iter()
-        .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id))
-    {
-        apply(main, e, &state)
-            .await
-            .map_err(|reason| RestoreError::ItemFailed {
-                item: label(e),
-                reason,
-                applied,
-                total,
-            })?;
-        applied += 1;
-        state.report(applied);
-    }
+        .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id));
+    applied = apply_in_order(main, foreign_keys, &state, applied).await?;
 
     // Pass 3: grants, then materialized views (over the data now in place).
-    for e in items.iter().filter(|e| {
+    let last = items.iter().filter(|e| {
         (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
             && !done.contains(&e.dump_id)
-    }) {
-        apply(main, e, &state)
+    });
+    applied = apply_in_order(main, last, &state, applied).await?;
+    outcome.applied = applied - outcome.already_done;
+    Ok(outcome)
+}
+
+/// Applies `entries` one after the other on `session`; returns the count of items applied so
+/// far, or the first failure naming its item.
+async fn apply_in_order<'a>(
+    session: &Session,
+    entries: impl Iterator<Item = &'a &'a TocEntry>,
+    state: &State,
+    mut applied: usize,
+) -> Result<usize, RestoreError> {
+    for e in entries {
+        apply(session, e, state)
             .await
             .map_err(|reason| RestoreError::ItemFailed {
                 item: label(e),
                 reason,
                 applied,
-                total,
+                total: state.total,
             })?;
         applied += 1;
         state.report(applied);
     }
-    outcome.applied = applied - outcome.already_done;
-    Ok(outcome)
+    Ok(applied)
 }
 
 /// `--clean`: drops what the archive creates, dependents first, each `IF EXISTS`. As with

@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 
 use super::SnapshotError;
 use crate::{
-    archive::Section,
+    archive::{Section, glob, matches_table},
     pg::{PgError, Session, literal},
 };
 
@@ -198,27 +198,6 @@ pub struct Filter {
     pub exclude_table_data: Vec<String>,
     pub schema_only: bool,
     pub data_only: bool,
-}
-
-fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob(rest, &tail[i..]))
-        }
-    }
-}
-
-fn matches_table(patterns: &[String], schema: &str, name: &str) -> bool {
-    patterns.iter().any(|p| match p.split_once('.') {
-        Some((s, t)) => glob(s, schema) && glob(t, name),
-        None => glob(p, name),
-    })
 }
 
 impl Filter {
