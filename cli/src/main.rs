@@ -156,24 +156,46 @@ struct RestoreArgs {
 
 #[derive(Args)]
 struct ImportCsvArgs {
-    /// The CSV object (s3://... or file:///...).
+    /// The CSV object (s3://... or file:///...), optionally .gz or .zst.
     #[arg(long)]
     from: String,
-    /// The target database (URL or Secrets Manager reference).
+    /// The target database (URL, Secrets Manager or neon:// reference).
     #[arg(long, env = "FERRY_TARGET")]
     target: String,
-    /// The table to load, as schema.table.
+    /// The table to load, as schema.table (default: routed from the key by FERRY_IMPORT_ROUTES
+    /// or the convention imports/<schema>.<table>/<file>).
     #[arg(long)]
-    table: String,
-    /// append (default), upsert or replace.
+    table: Option<String>,
+    /// append (default), upsert (on the primary key) or replace (atomically).
     #[arg(long)]
     mode: Option<String>,
-    /// Load good rows and set aside up to this many bad ones.
+    /// Load good rows and set aside up to this many bad ones (default 0: strict).
     #[arg(long)]
     max_rejected_rows: Option<u64>,
-    /// Where rejected rows go.
+    /// Where rejected rows are written (an object, or a prefix ending in /).
     #[arg(long)]
     rejects_to: Option<String>,
+    /// Field delimiter (one character; \t for tab).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Quote character.
+    #[arg(long)]
+    quote: Option<String>,
+    /// Escape character inside quoted fields (default: the quote).
+    #[arg(long)]
+    escape: Option<String>,
+    /// The unquoted text that means NULL (default: empty).
+    #[arg(long)]
+    null: Option<String>,
+    /// The file has no header line (give --columns).
+    #[arg(long)]
+    no_header: bool,
+    /// The file's fields in order, as column names (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// utf8 (default) or latin1.
+    #[arg(long)]
+    encoding: Option<String>,
 }
 
 #[derive(Args)]
@@ -361,22 +383,33 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
         }
         Command::ImportCsv(a) => {
             let out = jobs::import_csv(
-                jobs::ImportCsvInput {
+                jobs::ImportCsvInput::Request(Box::new(jobs::ImportRequest {
                     from: a.from,
-                    target: a.target,
+                    target: Some(a.target),
                     table: a.table,
-                    mode: a.mode,
-                    max_rejected_rows: a.max_rejected_rows,
-                    rejects_to: a.rejects_to,
-                },
+                    options: ferry::import::route::CsvOptions {
+                        mode: a.mode,
+                        delimiter: a.delimiter,
+                        quote: a.quote,
+                        escape: a.escape,
+                        null: a.null,
+                        header: a.no_header.then_some(false),
+                        encoding: a.encoding,
+                        columns: a.columns,
+                        max_rejected_rows: a.max_rejected_rows,
+                        rejects_to: a.rejects_to,
+                    },
+                    ..jobs::ImportRequest::default()
+                })),
                 ctx,
             )
             .await?;
             emit(json, &out, |o| {
-                format!(
-                    "read {} rows, loaded {}, rejected {}",
-                    o.rows_read, o.rows_loaded, o.rows_rejected
-                )
+                o.imports
+                    .iter()
+                    .map(describe_import)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             });
         }
         Command::Validate(a) => {
@@ -460,6 +493,37 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
         }
     }
     Ok(Outcome::Done)
+}
+
+fn describe_import(o: &jobs::ImportOutcome) -> String {
+    let table = o.table.as_deref().unwrap_or("-");
+    match (&o.status, &o.report) {
+        (jobs::ImportStatus::Imported, Some(r)) => {
+            let mut line = format!(
+                "imported {} into {table} ({}): read {} rows, loaded {}, rejected {}",
+                o.source,
+                r.mode.as_str(),
+                r.rows_read,
+                r.rows_loaded,
+                r.rows_rejected
+            );
+            if let Some(rejects) = &r.rejects {
+                line.push_str(&format!("\nrejected rows: {rejects}"));
+            }
+            line
+        }
+        (jobs::ImportStatus::AlreadyImported, Some(r)) => format!(
+            "already imported {} into {table} (at {}; {} rows loaded then): nothing done",
+            o.source,
+            r.imported_at.as_deref().unwrap_or("?"),
+            r.rows_loaded
+        ),
+        (status, _) => format!(
+            "{status:?} {}: {}",
+            o.source,
+            o.error.as_deref().unwrap_or("")
+        ),
+    }
 }
 
 fn describe_branches(o: &jobs::BranchOutput) -> String {

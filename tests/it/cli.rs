@@ -28,27 +28,6 @@ fn help_lists_the_five_jobs() {
 }
 
 #[test]
-fn unbuilt_jobs_say_so_and_exit_2() {
-    let out = ferry()
-        .args([
-            "--json",
-            "import-csv",
-            "--from",
-            "file:///tmp/x/orders.csv",
-            "--target",
-            "postgres://u@h/db",
-            "--table",
-            "public.orders",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body["error"]["type"], "Ferry.NotImplemented");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
-}
-
-#[test]
 fn check_reaches_postgres_and_both_stores_without_printing_secrets() {
     let pg = shared_pg();
     let s3 = shared_s3();

@@ -1,22 +1,8 @@
 //! Each Lambda binary, run under a local Runtime API: typed errors with stable error types,
-//! JSON log lines, and no fake success for jobs that are not built yet.
+//! and JSON log lines.
 
 use ferry_tests::lambda::{invoke, workspace_binary};
 use serde_json::json;
-
-#[tokio::test]
-async fn unbuilt_jobs_fail_with_a_typed_not_implemented_error() {
-    let cases = [(
-        "import-csv",
-        json!({"from": "s3://bucket/x.csv", "target": "postgres://u@h/db", "table": "public.t"}),
-    )];
-    for (function, event) in cases {
-        let run = invoke(&workspace_binary(function), event, &[]).await;
-        let (error_type, message) = run.result.expect_err(function);
-        assert_eq!(error_type, "Ferry.NotImplemented", "{function}: {message}");
-        assert!(message.contains("not implemented"), "{function}: {message}");
-    }
-}
 
 #[tokio::test]
 async fn a_malformed_event_is_bad_input() {

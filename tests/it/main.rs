@@ -3,6 +3,7 @@
 mod archive;
 mod cli;
 mod contract;
+mod import;
 mod lambda;
 mod neon;
 mod pg_connect;

@@ -26,7 +26,14 @@ fn committed_schemas_match_the_code() {
 #[test]
 fn inputs_refuse_unknown_fields() {
     for (name, schema) in ferry::jobs::schemas() {
-        if name.ends_with(".input.json") {
+        if name == "import-csv.input.json" {
+            // A request (closed) or an S3 event as AWS delivers it (open: AWS adds fields).
+            assert_eq!(
+                schema["$defs"]["ImportRequest"]["additionalProperties"], false,
+                "{name}"
+            );
+            assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2), "{name}");
+        } else if name.ends_with(".input.json") {
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }
     }

@@ -15,7 +15,10 @@ use std::{sync::Arc, time::SystemTime};
 
 pub use branch::{BranchAction, BranchInput, BranchOutput, BranchSummary, branch};
 pub use check::{CheckInput, CheckOutput, PgCheck, StoreCheck, check};
-pub use import_csv::{ImportCsvInput, ImportCsvOutput, import_csv};
+pub use import_csv::{
+    BatchItemFailure, ImportCsvInput, ImportCsvOutput, ImportOutcome, ImportRequest, ImportStatus,
+    UploadEvent, import_csv,
+};
 pub use restore::{RestoreInput, RestoreOutput, restore};
 pub use snapshot::{SnapshotInput, SnapshotOutput, snapshot};
 pub use validate::{ValidateInput, ValidateOutput, validate, validate_or_fail};
@@ -34,9 +37,6 @@ pub enum JobError {
     /// The input is wrong; retrying the same input cannot help.
     #[error("bad input: {0}")]
     BadInput(String),
-    /// The job is not built yet. Never a fake success.
-    #[error("ferry {job} is not implemented yet (tracked in issue #{issue})")]
-    NotImplemented { job: &'static str, issue: u32 },
     /// One option of a job that works otherwise is not built yet.
     #[error("not built yet: {0}")]
     NotBuilt(String),
@@ -52,6 +52,10 @@ pub enum JobError {
     /// A restore stopped at an item; running it again continues where it stopped.
     #[error("{0}")]
     RestoreFailed(String),
+    /// An object cannot be imported as it is (no table for it, a malformed file, bad rows past
+    /// the budget); running again cannot help. Nothing was imported.
+    #[error("{0}")]
+    ImportRejected(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -70,11 +74,12 @@ impl JobError {
     pub fn error_type(&self) -> &'static str {
         match self {
             JobError::BadInput(_) => "Ferry.BadInput",
-            JobError::NotImplemented { .. } | JobError::NotBuilt(_) => "Ferry.NotImplemented",
+            JobError::NotBuilt(_) => "Ferry.NotImplemented",
             JobError::Unsupported(_) => "Ferry.Unsupported",
             JobError::Archive(_) => "Ferry.BadArchive",
             JobError::Inconsistent(_) => "Ferry.Inconsistent",
             JobError::RestoreFailed(_) => "Ferry.RestoreFailed",
+            JobError::ImportRejected(_) => "Ferry.ImportRejected",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
             JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
@@ -110,12 +115,12 @@ impl JobError {
             JobError::Secret(e) => e.is_retryable(),
             JobError::Neon(e) => e.is_retryable(),
             JobError::BadInput(_)
-            | JobError::NotImplemented { .. }
             | JobError::NotBuilt(_)
             | JobError::Unsupported(_)
             | JobError::Archive(_)
             | JobError::Inconsistent(_)
             | JobError::RestoreFailed(_)
+            | JobError::ImportRejected(_)
             | JobError::ValidationFailed(_) => false,
         }
     }

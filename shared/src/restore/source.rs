@@ -11,14 +11,10 @@
 use std::{
     collections::HashMap,
     io::{self, Read, Write},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::Ordering,
 };
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::RestoreError;
@@ -28,53 +24,11 @@ use crate::{
         custom::{BlobSink, Reader, decode_data_file, directory_file_suffix, parse_blobs_toc},
     },
     manifest::Manifest,
-    store::{ByteStream, Key, ObjectUrl, Store},
+    store::{BlockingRead, Key, ObjectUrl, Store},
 };
 
 /// Bytes of COPY text per message from a decoding thread.
 const CHUNK: usize = 256 * 1024;
-
-/// A synchronous reader over an async byte stream (for use on a blocking thread).
-struct StreamRead {
-    rx: mpsc::Receiver<Result<Bytes, String>>,
-    current: Bytes,
-    position: Arc<AtomicU64>,
-}
-
-impl StreamRead {
-    fn new(mut stream: ByteStream) -> StreamRead {
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        StreamRead {
-            rx,
-            current: Bytes::new(),
-            position: Arc::default(),
-        }
-    }
-}
-
-impl Read for StreamRead {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(bytes)) => self.current = bytes,
-                Some(Err(e)) => return Err(io::Error::other(e)),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        self.position.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
 
 /// A `Write` that hands COPY text to the async side in chunks.
 struct ChunkSink {
@@ -194,7 +148,7 @@ impl Archive {
         // The header and table of contents, parsed on a blocking thread; the stream is dropped
         // after the table of contents (the data is read later, block by block).
         let (reader, entries, position) = tokio::task::spawn_blocking(move || {
-            let input = StreamRead::new_blocking(stream);
+            let input = BlockingRead::new_blocking(stream);
             let position = input.position.clone();
             let (reader, entries) = Reader::open(input)?;
             Ok::<_, ArchiveError>((reader, entries, position))
@@ -262,7 +216,7 @@ impl Archive {
         let stream = self.store.get(&self.key, Some(toc_end..self.size)).await?;
         let header = self.header.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let input = StreamRead::new_blocking(stream);
+            let input = BlockingRead::new_blocking(stream);
             let position = input.position.clone();
             let mut reader = Reader::at_block(input, header);
             let mut found = HashMap::new();
@@ -313,7 +267,7 @@ impl Archive {
                         })?;
                         let stream = store.get(&key, Some(at..size)).await?;
                         tokio::task::spawn_blocking(move || {
-                            let input = StreamRead::new_blocking(stream);
+                            let input = BlockingRead::new_blocking(stream);
                             let mut reader = Reader::at_block(input, header);
                             match reader.next_block()? {
                                 Some(id) if id == dump_id => {}
@@ -341,7 +295,7 @@ impl Archive {
                             let stream = store.get(&key.join(&name)?, None).await?;
                             let tx = tx.clone();
                             tokio::task::spawn_blocking(move || {
-                                let input = StreamRead::new_blocking(stream);
+                                let input = BlockingRead::new_blocking(stream);
                                 let mut sink = BlobChannel {
                                     tx,
                                     buffer: Vec::new(),
@@ -407,7 +361,7 @@ impl Archive {
             };
             let errors = tx.clone();
             let decoded = tokio::task::spawn_blocking(move || {
-                let input = StreamRead::new_blocking(stream);
+                let input = BlockingRead::new_blocking(stream);
                 let mut sink = ChunkSink {
                     tx,
                     buffer: Vec::with_capacity(CHUNK),
@@ -468,14 +422,5 @@ pub(super) async fn plain_reader(
     url: &ObjectUrl,
 ) -> Result<impl Read + Send + 'static, RestoreError> {
     let stream = store.get(&url.key, None).await?;
-    Ok(StreamRead::new(stream))
-}
-
-impl StreamRead {
-    /// Creates the reader from a blocking thread (the forwarding task goes on the runtime).
-    fn new_blocking(stream: ByteStream) -> StreamRead {
-        let handle = tokio::runtime::Handle::current();
-        let _guard = handle.enter();
-        StreamRead::new(stream)
-    }
+    Ok(BlockingRead::new(stream))
 }

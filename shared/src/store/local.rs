@@ -47,6 +47,8 @@ fn meta(key: &Key, m: &std::fs::Metadata) -> ObjectMeta {
         size: m.len(),
         etag: Some(format!("{:x}-{:x}", m.len(), nanos)),
         last_modified: modified,
+        version_id: None,
+        content_encoding: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - keys are validated [`Key`]s: no empty segments, no `.` or `..`, at most 1,024 bytes;
 //! - listings are complete (every page is read) and sorted by key bytes, as S3 sorts them.
 
+mod blocking;
 mod local;
 mod s3;
 
@@ -18,6 +19,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::secret::Secret;
 
+pub use blocking::BlockingRead;
 pub use local::LocalStore;
 pub use s3::S3Store;
 
@@ -64,6 +66,9 @@ pub enum StoreError {
     },
     #[error("{location}: {reason}")]
     Limit { location: String, reason: String },
+    /// The object was replaced between looking at it and reading it.
+    #[error("{location} changed while it was being read (a newer version was written)")]
+    Changed { location: String },
 }
 
 impl StoreError {
@@ -282,6 +287,10 @@ pub struct ObjectMeta {
     /// S3's ETag (quotes removed); for local files, size and modification time.
     pub etag: Option<String>,
     pub last_modified: Option<SystemTime>,
+    /// S3's version id, when the bucket keeps versions (head only).
+    pub version_id: Option<String>,
+    /// The `Content-Encoding` it was stored with (head only).
+    pub content_encoding: Option<String>,
 }
 
 /// How to reach S3 and how to upload. [`StoreConfig::from_env`] reads the environment; the AWS
@@ -414,6 +423,27 @@ impl Store {
         match self {
             Store::S3(s) => s.get(key, range).await,
             Store::Local(l) => l.get(key, range).await,
+        }
+    }
+
+    /// Streams exactly the version `meta` describes (its S3 version id, or else its ETag): a
+    /// newer object written meanwhile fails with [`StoreError::Changed`] instead of being read.
+    pub async fn get_version(
+        &self,
+        meta: &ObjectMeta,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StoreError> {
+        match self {
+            Store::S3(s) => s.get_version(meta, range).await,
+            Store::Local(l) => {
+                let now = l.head(&meta.key).await?;
+                if now.etag != meta.etag {
+                    return Err(StoreError::Changed {
+                        location: self.url(&meta.key).to_string(),
+                    });
+                }
+                l.get(&meta.key, range).await
+            }
         }
     }
 

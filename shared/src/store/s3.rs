@@ -123,12 +123,34 @@ impl S3Store {
             last_modified: out
                 .last_modified()
                 .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+            version_id: out
+                .version_id()
+                .filter(|v| *v != "null")
+                .map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
         })
     }
 
     pub(super) async fn get(
         &self,
         key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StoreError> {
+        self.get_if(key, None, range).await
+    }
+
+    pub(super) async fn get_version(
+        &self,
+        meta: &ObjectMeta,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream, StoreError> {
+        self.get_if(&meta.key, Some(meta), range).await
+    }
+
+    async fn get_if(
+        &self,
+        key: &Key,
+        version: Option<&ObjectMeta>,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream, StoreError> {
         let bad_range = |size: u64, range: &Range<u64>| StoreError::BadRange {
@@ -142,6 +164,16 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str());
+        match version {
+            Some(ObjectMeta {
+                version_id: Some(v),
+                ..
+            }) => request = request.version_id(v),
+            Some(ObjectMeta { etag: Some(e), .. }) => {
+                request = request.if_match(format!("\"{e}\""))
+            }
+            _ => {}
+        }
         if let Some(range) = &range {
             if range.start >= range.end {
                 // S3 cannot express an empty range; check existence and bounds instead.
@@ -158,6 +190,11 @@ impl S3Store {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
                 let size = self.head(key).await?.size;
                 return Err(bad_range(size, range.as_ref().unwrap_or(&(0..0))));
+            }
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                return Err(StoreError::Changed {
+                    location: self.location(key),
+                });
             }
             Err(e) => return Err(sdk_error("GetObject", self.location(key), e)),
         };
@@ -230,6 +267,8 @@ impl S3Store {
                     last_modified: object
                         .last_modified()
                         .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                    version_id: None,
+                    content_encoding: None,
                 });
             }
             match out.next_continuation_token() {
@@ -496,6 +535,8 @@ impl S3Upload {
                 size: self.written,
                 etag: out.e_tag().map(|t| t.trim_matches('"').to_string()),
                 last_modified: Some(std::time::SystemTime::now()),
+                version_id: out.version_id().map(str::to_string),
+                content_encoding: None,
             });
         };
         if !self.buffer.is_empty() {

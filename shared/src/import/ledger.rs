@@ -1,0 +1,180 @@
+//! The ledger of imports, in the target database: one row per object version and table, written
+//! in the transaction that loads the rows.
+//!
+//! An import inserts its row first (`ON CONFLICT DO NOTHING`): a committed row means the object
+//! is already imported; an uncommitted one (a concurrent import of the same version) makes the
+//! insert wait until that transaction ends, so two deliveries of one event never both load.
+
+use super::{ImportError, Mode, Report, Status, pg};
+use crate::pg::Session;
+
+const SCHEMA: &str = "\
+CREATE SCHEMA IF NOT EXISTS ferry_import;
+CREATE TABLE IF NOT EXISTS ferry_import.ledger (
+    bucket text NOT NULL,
+    key text NOT NULL,
+    version text NOT NULL,
+    target_table text NOT NULL,
+    mode text NOT NULL,
+    rows_read bigint,
+    rows_loaded bigint,
+    rows_rejected bigint,
+    bytes bigint,
+    sha256 text,
+    rejects text,
+    imported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (bucket, key, version, target_table)
+);
+COMMENT ON TABLE ferry_import.ledger IS
+    'ferry import-csv: one row per object version imported into a table, committed with its rows';";
+
+/// The ledger of one target database.
+pub struct Ledger;
+
+/// The key of one import.
+pub(super) struct Entry {
+    pub bucket: String,
+    pub key: String,
+    pub version: String,
+    pub table: String,
+}
+
+impl Ledger {
+    /// Creates the ledger where it is missing (two first imports at once may race: the loser
+    /// finds it made).
+    pub async fn ensure(session: &Session) -> Result<Ledger, ImportError> {
+        let exists = session
+            .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
+            .await
+            .map_err(pg)?
+            .get::<_, bool>(0);
+        if exists {
+            return Ok(Ledger);
+        }
+        for attempt in 0..3 {
+            match session
+                .batch_execute(&format!("BEGIN; {SCHEMA} COMMIT;"))
+                .await
+            {
+                Ok(()) => return Ok(Ledger),
+                Err(e) => {
+                    let _ = session.batch_execute("ROLLBACK").await;
+                    let raced = e
+                        .code()
+                        .is_some_and(|c| matches!(c.code(), "23505" | "42P06" | "42P07" | "42710"));
+                    if !raced || attempt == 2 {
+                        return Err(ImportError::BadInput(format!(
+                            "cannot create the import ledger ferry_import.ledger in the target \
+                             database (the target role needs CREATE on the database, or the \
+                             ledger created beforehand): {}",
+                            crate::pg::PgError::from(e)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Ledger)
+    }
+
+    /// Claims `entry` inside the open transaction. `Some(report)` when it was imported before.
+    pub(super) async fn claim(
+        &self,
+        session: &Session,
+        entry: &Entry,
+        mode: Mode,
+    ) -> Result<Option<Report>, ImportError> {
+        let inserted = session
+            .execute(
+                "INSERT INTO ferry_import.ledger (bucket, key, version, target_table, mode) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &entry.bucket,
+                    &entry.key,
+                    &entry.version,
+                    &entry.table,
+                    &mode.as_str(),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        Ledger::lookup(session, entry).await
+    }
+
+    /// The committed record of `entry`, if any (no ledger: none).
+    pub(super) async fn lookup(
+        session: &Session,
+        entry: &Entry,
+    ) -> Result<Option<Report>, ImportError> {
+        let exists = session
+            .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
+            .await
+            .map_err(pg)?
+            .get::<_, bool>(0);
+        if !exists {
+            return Ok(None);
+        }
+        let Some(row) = session
+            .query_opt(
+                "SELECT mode, rows_read, rows_loaded, rows_rejected, bytes, sha256, rejects, \
+                        to_char(imported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+                 FROM ferry_import.ledger \
+                 WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
+                &[&entry.bucket, &entry.key, &entry.version, &entry.table],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let count = |i: usize| row.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
+        Ok(Some(Report {
+            status: Status::AlreadyImported,
+            table: entry.table.clone(),
+            mode: Mode::parse(row.get::<_, &str>(0)).unwrap_or_default(),
+            version: entry.version.clone(),
+            rows_read: count(1),
+            rows_loaded: count(2),
+            rows_rejected: count(3),
+            blank_lines: 0,
+            bytes: count(4),
+            sha256: row.get(5),
+            columns: Vec::new(),
+            rejects: row.get(6),
+            imported_at: row.get(7),
+        }))
+    }
+
+    /// Records what the import did, in its transaction.
+    pub(super) async fn finish(
+        &self,
+        session: &Session,
+        entry: &Entry,
+        report: &Report,
+    ) -> Result<(), ImportError> {
+        let n = |v: u64| v as i64;
+        session
+            .execute(
+                "UPDATE ferry_import.ledger SET rows_read = $5, rows_loaded = $6, \
+                 rows_rejected = $7, bytes = $8, sha256 = $9, rejects = $10, imported_at = now() \
+                 WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
+                &[
+                    &entry.bucket,
+                    &entry.key,
+                    &entry.version,
+                    &entry.table,
+                    &n(report.rows_read),
+                    &n(report.rows_loaded),
+                    &n(report.rows_rejected),
+                    &n(report.bytes),
+                    &report.sha256,
+                    &report.rejects,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+}

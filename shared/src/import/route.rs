@@ -1,0 +1,382 @@
+//! Which table an uploaded object goes to: rules (key prefix or glob -> table and options), else
+//! the convention `imports/<schema>.<table>/<file>`, then the allow list. The key only ever
+//! selects among names; the table must then exist in the catalog (looked up with parameters).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Dialect, Encoding, Mode, Options, TableName};
+use crate::{
+    archive::{glob, matches_table},
+    store::ObjectUrl,
+};
+
+/// How to read a file and load it; every field optional (the CSV defaults of `COPY`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CsvOptions {
+    /// `append` (default), `upsert` (on the primary key) or `replace` (the table's rows become
+    /// the file's, atomically).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// One character; `,` by default (`\t` for keys ending in `.tsv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// One character; `"` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// One character; the quote by default (a doubled quote inside a quoted field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escape: Option<String>,
+    /// The unquoted text that means NULL; empty by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<String>,
+    /// Whether the first line names the columns (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// `utf8` (default; a byte order mark is skipped) or `latin1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// The file's fields in order, as column names (instead of matching the header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// Load the good rows and set aside up to this many bad ones (default 0: strict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rejected_rows: Option<u64>,
+    /// Where rejected rows are written: an object, or a prefix ending in `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejects_to: Option<String>,
+}
+
+impl CsvOptions {
+    /// `self`, with what it leaves unset taken from `base`.
+    pub fn over(&self, base: &CsvOptions) -> CsvOptions {
+        CsvOptions {
+            mode: self.mode.clone().or_else(|| base.mode.clone()),
+            delimiter: self.delimiter.clone().or_else(|| base.delimiter.clone()),
+            quote: self.quote.clone().or_else(|| base.quote.clone()),
+            escape: self.escape.clone().or_else(|| base.escape.clone()),
+            null: self.null.clone().or_else(|| base.null.clone()),
+            header: self.header.or(base.header),
+            encoding: self.encoding.clone().or_else(|| base.encoding.clone()),
+            columns: self.columns.clone().or_else(|| base.columns.clone()),
+            max_rejected_rows: self.max_rejected_rows.or(base.max_rejected_rows),
+            rejects_to: self.rejects_to.clone().or_else(|| base.rejects_to.clone()),
+        }
+    }
+
+    /// The import options these say, for the object at `key`.
+    pub fn to_options(&self, key: &str) -> Result<Options, String> {
+        let one_char = |name: &str, value: &Option<String>, default: u8| -> Result<u8, String> {
+            let Some(v) = value else { return Ok(default) };
+            let v = if v == "\\t" { "\t" } else { v.as_str() };
+            match v.as_bytes() {
+                [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Ok(*b),
+                _ => Err(format!(
+                    "{name} must be one ASCII character other than a line end, not {v:?}"
+                )),
+            }
+        };
+        let tsv = key
+            .to_ascii_lowercase()
+            .trim_end_matches(".gz")
+            .trim_end_matches(".zst")
+            .ends_with(".tsv");
+        let delimiter = one_char("delimiter", &self.delimiter, if tsv { b'\t' } else { b',' })?;
+        let quote = one_char("quote", &self.quote, b'"')?;
+        let escape = one_char("escape", &self.escape, quote)?;
+        if delimiter == quote {
+            return Err("the delimiter and the quote must differ".into());
+        }
+        let null = self.null.clone().unwrap_or_default();
+        if null.contains(['\n', '\r'])
+            || null.contains(delimiter as char)
+            || null.contains(quote as char)
+        {
+            return Err(format!(
+                "the NULL string {null:?} may not hold a line end, the delimiter or the quote"
+            ));
+        }
+        let encoding = match &self.encoding {
+            None => Encoding::Utf8,
+            Some(e) => Encoding::parse(e)
+                .ok_or_else(|| format!("unknown encoding {e:?}: expected utf8 or latin1"))?,
+        };
+        let mode = match &self.mode {
+            None => Mode::Append,
+            Some(m) => Mode::parse(m)?,
+        };
+        let rejects_to = self
+            .rejects_to
+            .as_deref()
+            .map(ObjectUrl::parse)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        Ok(Options {
+            mode,
+            dialect: Dialect {
+                delimiter,
+                quote,
+                escape,
+                null,
+                header: self.header.unwrap_or(true),
+                encoding,
+            },
+            columns: self.columns.clone(),
+            max_rejected_rows: self.max_rejected_rows.unwrap_or(0),
+            rejects_to,
+            ..Options::default()
+        })
+    }
+}
+
+/// One routing rule: objects whose key starts with `prefix` (or matches `glob`, `*` matching
+/// anything including `/`) go to `table`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub glob: Option<String>,
+    /// `schema.table`.
+    pub table: String,
+    #[serde(flatten)]
+    pub options: CsvOptions,
+}
+
+/// Where uploaded objects go, and what happens to them after.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Routes {
+    /// Tried in order; the first that matches decides.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Route `imports/<schema>.<table>/<file>` to that table when no rule matches (default true).
+    #[serde(default = "yes")]
+    pub convention: bool,
+    /// Tables that may be imported into (`schema.table` patterns, `*` globs). Empty: any table
+    /// outside the system schemas and ferry's own.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Where an object that cannot be imported is moved, with a report beside it.
+    #[serde(default = "rejected")]
+    pub rejected_prefix: String,
+    /// Where an imported object is moved (left in place when unset).
+    #[serde(default)]
+    pub processed_prefix: Option<String>,
+    /// Where rejected rows go when a rule allows some and names no place (default: the rejected
+    /// prefix of the same bucket).
+    #[serde(default)]
+    pub defaults: CsvOptions,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn rejected() -> String {
+    "rejected/".into()
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            rules: Vec::new(),
+            convention: true,
+            allow: Vec::new(),
+            rejected_prefix: rejected(),
+            processed_prefix: None,
+            defaults: CsvOptions::default(),
+        }
+    }
+}
+
+/// The convention's folder.
+pub const CONVENTION_PREFIX: &str = "imports/";
+
+const SYSTEM_SCHEMAS: [&str; 5] = [
+    "pg_catalog",
+    "information_schema",
+    "pg_toast",
+    "ferry_import",
+    "ferry_restore",
+];
+
+/// Where an object goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Into this table, with these options.
+    Table(TableName, Box<CsvOptions>),
+    /// Nowhere: the object is ferry's own output (under the rejected or processed prefix).
+    Ignore(String),
+}
+
+impl Routes {
+    /// Parses routes from JSON text.
+    pub fn from_json(text: &str) -> Result<Routes, String> {
+        serde_json::from_str(text).map_err(|e| format!("the import routes are not valid: {e}"))
+    }
+
+    /// Where the object at `key` goes, or why it goes nowhere. An error means it has no
+    /// (allowed) destination.
+    pub fn route(&self, key: &str) -> Result<Route, String> {
+        for own in [
+            Some(self.rejected_prefix.as_str()),
+            self.processed_prefix.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !own.is_empty() && key.starts_with(own) {
+                return Ok(Route::Ignore(format!(
+                    "{key:?} is under {own:?}, where ferry moves objects it has handled"
+                )));
+            }
+        }
+        let matched = self.rules.iter().find(|r| {
+            r.prefix.as_deref().is_some_and(|p| key.starts_with(p))
+                || r.glob.as_deref().is_some_and(|g| glob(g, key))
+        });
+        let (table, options) = match matched {
+            Some(rule) => (
+                TableName::parse(&rule.table)?,
+                rule.options.over(&self.defaults),
+            ),
+            None => {
+                let folder = key
+                    .strip_prefix(CONVENTION_PREFIX)
+                    .filter(|_| self.convention)
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(folder, _)| folder);
+                let Some(folder) = folder else {
+                    return Err(format!(
+                        "no rule routes {key:?} to a table{}",
+                        if self.convention {
+                            " (and it is not under imports/<schema>.<table>/)"
+                        } else {
+                            ""
+                        }
+                    ));
+                };
+                let table =
+                    TableName::parse(folder).map_err(|e| format!("{key:?} names no table: {e}"))?;
+                (table, self.defaults.clone())
+            }
+        };
+        self.authorise(&table)?;
+        Ok(Route::Table(table, Box::new(options)))
+    }
+
+    /// Whether imports may write into `table`.
+    pub fn authorise(&self, table: &TableName) -> Result<(), String> {
+        let allowed = if self.allow.is_empty() {
+            !SYSTEM_SCHEMAS.contains(&table.schema.as_str()) && !table.schema.starts_with("pg_")
+        } else {
+            matches_table(&self.allow, &table.schema, &table.table)
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!(
+                "imports into {table} are not allowed{}",
+                if self.allow.is_empty() {
+                    " (a system schema)".to_string()
+                } else {
+                    format!(" (allowed: {})", self.allow.join(", "))
+                }
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(s: &str, t: &str) -> TableName {
+        TableName {
+            schema: s.into(),
+            table: t.into(),
+        }
+    }
+
+    #[test]
+    fn convention_rules_and_allow_list() {
+        let routes = Routes::from_json(
+            r#"{"rules":[{"prefix":"drops/orders/","table":"sales.orders","mode":"upsert"},
+                         {"glob":"*/customers-*.csv.gz","table":"public.customers"}],
+                "allow":["public.*","sales.orders"]}"#,
+        )
+        .unwrap();
+        let Route::Table(t, o) = routes.route("drops/orders/2026-11-25.csv").unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (t, o.mode.as_deref()),
+            (table("sales", "orders"), Some("upsert"))
+        );
+        let Route::Table(t, _) = routes.route("x/y/customers-1.csv.gz").unwrap() else {
+            panic!()
+        };
+        assert_eq!(t, table("public", "customers"));
+        let Route::Table(t, _) = routes.route("imports/public.items/a b.csv").unwrap() else {
+            panic!()
+        };
+        assert_eq!(t, table("public", "items"));
+        let Route::Table(t, _) = routes
+            .route("imports/\"Odd \"\"Schema\"\"\".\"t.x\"/f.csv")
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|_| Route::Table(table("public", "denied"), Box::default()))
+        else {
+            panic!()
+        };
+        // Not in the allow list.
+        assert_eq!(t, table("public", "denied"));
+        assert!(
+            routes
+                .route("imports/sales.secrets/f.csv")
+                .unwrap_err()
+                .contains("not allowed")
+        );
+        assert!(
+            routes
+                .route("elsewhere/f.csv")
+                .unwrap_err()
+                .contains("no rule")
+        );
+        assert!(matches!(
+            routes.route("rejected/imports/public.items/a.csv"),
+            Ok(Route::Ignore(_))
+        ));
+        let open = Routes::default();
+        assert!(
+            open.route("imports/pg_catalog.pg_class/f.csv")
+                .unwrap_err()
+                .contains("system")
+        );
+        let Route::Table(t, _) = open
+            .route("imports/\"Odd \"\"S\"\"\".\"t.x\"/f.csv")
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(t, table("Odd \"S\"", "t.x"));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        let o = CsvOptions::default().to_options("a/b.tsv").unwrap();
+        assert_eq!(o.dialect.delimiter, b'\t');
+        let bad = CsvOptions {
+            delimiter: Some("ab".into()),
+            ..CsvOptions::default()
+        };
+        assert!(bad.to_options("x.csv").unwrap_err().contains("delimiter"));
+        let bad = CsvOptions {
+            mode: Some("merge".into()),
+            ..CsvOptions::default()
+        };
+        assert!(bad.to_options("x.csv").unwrap_err().contains("merge"));
+    }
+}
