@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # Runs inside local-stack (PG* variables point at its server): builds the dataset, then
-# alternates ours and theirs. Usage: jobs.sh SCALE ORDERS RUNS DATASET_SCRIPT
+# alternates ours and theirs. Usage: jobs.sh SCALE ORDERS RUNS DATASET_SCRIPT [JOBS]
+# JOBS: a comma-separated subset of validate,snapshot,restore,import (default: all).
 set -euo pipefail
-scale=$1 orders=$2 runs=$3 dataset=$4
+scale=$1 orders=$2 runs=$3 dataset=$4 only=${5:-validate,snapshot,restore,import}
+want() { [[ ",$only," == *",$1,"* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "bench: building the reference database (scale $scale, $orders orders) ..." >&2
-bash "$dataset" bench "$scale" "$orders"
+CSV_OUT="$work/orders.csv" bash "$dataset" bench "$scale" "$orders"
+# The CSV import reads the same file from the S3-compatible server (placed in the directory it
+# serves the bucket from) that psql \copy reads from local disk; both load an empty copy of orders.
+cp "$work/orders.csv" "$FERRY_S3_BUCKET_DIR/orders.csv"
+psql -X -q -d bench -c "CREATE TABLE orders_csv (LIKE orders INCLUDING ALL)"
+csv_bytes=$(stat -c %s "$work/orders.csv")
+echo "bench: orders.csv $csv_bytes bytes" >&2
 size=$(psql -X -A -t -d bench -c "SELECT pg_database_size(current_database())")
 echo "bench: database size $size bytes" >&2
 db="postgres://$PGUSER@localhost:$PGPORT/bench?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
 # The database's manifest (not timed), so that validate then profiles only one database.
-ferry validate --checksums --source "$db" --target "$db" --save-source-manifest "file://$work/manifest.json" >/dev/null
+want validate && ferry validate --checksums --source "$db" --target "$db" --save-source-manifest "file://$work/manifest.json" >/dev/null
 
 # The archive both restores read (pg_dump's, so pg_restore gets its data offsets).
-pg_dump -Fc -f "$work/archive.dump" bench
+want restore && pg_dump -Fc -f "$work/archive.dump" bench
 
 measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-bytes" to $work/times
   local name=$1 output=$2; shift 2
@@ -27,18 +35,38 @@ measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-b
   rm -rf "$output"
 }
 for _ in $(seq "$runs"); do
-  measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench
-  measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
-  measure pg_dump_custom "$work/dump.custom" pg_dump -Fc -f "$work/dump.custom" bench
-  measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
-  measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
-  measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
-  # Restore: the same pg_dump -Fc archive into a fresh empty database each time (not timed).
-  dropdb --if-exists restored; createdb restored
-  measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
-  dropdb restored; createdb restored
-  measure ferry_restore_j2 - ferry restore --jobs 2 --from "file://$work/archive.dump" \
-    --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
-  dropdb restored
+  if want validate; then
+    measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench
+    measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
+  fi
+  if want snapshot; then
+    measure pg_dump_custom "$work/dump.custom" pg_dump -Fc -f "$work/dump.custom" bench
+    measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
+    measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
+    measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
+  fi
+  if want restore; then
+    # The same pg_dump -Fc archive into a fresh empty database each time (not timed).
+    dropdb --if-exists restored; createdb restored
+    measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
+    dropdb restored; createdb restored
+    measure ferry_restore_j2 - ferry restore --jobs 2 --from "file://$work/archive.dump" \
+      --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+    dropdb restored
+  fi
+  if want import; then
+    # An empty table each time (and an empty ledger, or the import would be a no-op).
+    empty_csv_table() {
+      psql -X -q -d bench -c "TRUNCATE orders_csv" \
+        -c "DO \$\$ BEGIN IF to_regclass('ferry_import.ledger') IS NOT NULL THEN TRUNCATE ferry_import.ledger; END IF; END \$\$"
+    }
+    empty_csv_table
+    measure psql_copy - psql -X -q -d bench \
+      -c "\\copy orders_csv (customer_id, status, total, placed_at, note, meta) from '$work/orders.csv' csv header"
+    empty_csv_table
+    measure ferry_import_s3 - ferry import-csv --from "${FERRY_S3_BUCKET}orders.csv" --target "$db" --table public.orders_csv
+    empty_csv_table
+    measure ferry_import_local - ferry import-csv --from "file://$work/orders.csv" --target "$db" --table public.orders_csv
+  fi
 done
 python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"

@@ -12,6 +12,8 @@ PAIRS = [
     ("ferry_snapshot_custom", "pg_dump_custom", "snapshot (custom, gzip)", "pg_dump -Fc"),
     ("ferry_snapshot_directory", "pg_dump_directory", "snapshot --format directory --jobs 2", "pg_dump -Fd -j 2"),
     ("ferry_restore_j2", "pg_restore_j2", "restore --jobs 2 (pg_dump -Fc archive, + ANALYZE)", "pg_restore -j 2"),
+    ("ferry_import_s3", "psql_copy", "import-csv from S3 (+ ANALYZE)", "psql \\copy from local disk"),
+    ("ferry_import_local", "psql_copy", "import-csv from local disk (+ ANALYZE)", "psql \\copy from local disk"),
 ]
 
 

@@ -447,7 +447,10 @@ async fn upsert_and_replace() {
     );
     let dup = f.put("m/dup.csv", "id,customer\n4,a\n4,b\n").await;
     let err = f.import(&dup, mode("upsert")).await.unwrap_err();
-    assert!(err.to_string().contains("more than once"), "{err}");
+    assert!(
+        err.to_string().contains("line 3") && err.to_string().contains("duplicate key"),
+        "{err}"
+    );
     f.sql("CREATE TABLE public.nokey (a text)");
     let nokey = f.put("m/nokey.csv", "a\nx\n").await;
     let err = f
@@ -684,4 +687,143 @@ async fn the_command_line_imports_and_refuses_with_exit_code_2() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains(f.pg.password()));
     assert_eq!(f.sql("SELECT count(*) FROM orders"), "2");
+}
+
+/// Imports in pieces as a Lambda would run them: each call stops after one batch (its deadline
+/// is here), commits where it stopped, and the next call goes on; returns the report of each.
+async fn import_in_pieces(
+    f: &Fixture,
+    key: &str,
+    max_rejected_rows: u64,
+) -> Vec<Result<ferry::import::Report, ferry::import::ImportError>> {
+    use ferry::import::{Options, Source, Status, TableName};
+    let url = ObjectUrl::parse(&format!("s3://{}/{key}", f.bucket)).unwrap();
+    let store = Store::for_url(&url, &f.store()).await.unwrap();
+    let mut reports = Vec::new();
+    for _ in 0..200 {
+        let source = Source::open(store.clone(), url.clone()).await.unwrap();
+        let options = Options {
+            batch_bytes: 64 * 1024,
+            deadline: Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+            deadline_margin: Duration::from_secs(60),
+            max_rejected_rows,
+            rejects_to: Some(ObjectUrl::parse(&format!("s3://{}/rejects/", f.bucket)).unwrap()),
+            ..Options::default()
+        };
+        let report = ferry::import::run(
+            &f.pg.config(&f.db, ferry::pg::SslMode::Require),
+            &source,
+            &TableName::parse("public.orders").unwrap(),
+            &options,
+            &f.store(),
+        )
+        .await;
+        let more = matches!(&report, Ok(r) if r.status == Status::InProgress);
+        reports.push(report);
+        if !more {
+            return reports;
+        }
+        // Between pieces the table has none of the file's rows.
+        assert_eq!(f.sql("SELECT count(*) FROM orders"), "0");
+    }
+    panic!("the import never finished");
+}
+
+#[tokio::test]
+async fn a_file_too_large_for_one_invocation_goes_in_pieces() {
+    let f = Fixture::new(shared_pg(), "imp_pieces");
+    let rows = 40_000;
+    let body: String = std::iter::once("id,customer,note\n".to_string())
+        .chain((1..=rows).map(|i| match i {
+            // A quoted line end right where pieces may be cut, and a bad row to set aside.
+            _ if i % 997 == 0 => format!("{i},\"multi\nline {i}\",x\n"),
+            30_001 => "30001,bad,\"unterminated on purpose but closed\"\n30001,dup,y\n".to_string(),
+            _ => format!("{i},customer {i},note for row {i}\n"),
+        }))
+        .collect();
+    f.put("p/big.csv", body.clone()).await;
+    let reports = import_in_pieces(&f, "p/big.csv", 5).await;
+    let last = reports.last().unwrap().as_ref().unwrap();
+    assert!(reports.len() > 5, "{} pieces", reports.len());
+    assert_eq!(last.status, ferry::import::Status::Imported);
+    assert_eq!(last.pieces, Some(reports.len() as u32));
+    assert_eq!(
+        (last.rows_read, last.rows_loaded, last.rows_rejected),
+        (rows + 1, rows, 1)
+    );
+    assert_eq!(
+        f.sql("SELECT count(*), count(DISTINCT id), sum(id) FROM orders"),
+        format!("{rows}|{rows}|{}", rows * (rows + 1) / 2)
+    );
+    assert_eq!(
+        f.sql("SELECT customer FROM orders WHERE id = 997"),
+        "multi\nline 997"
+    );
+    let rejects = f.get("rejects/big.csv.rejects.csv").await;
+    assert!(
+        rejects
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(&format!("{},", 30_001 + 30_000 / 997 + 2)),
+        "{rejects}"
+    );
+    // Nothing left behind, and a repeat is a no-op.
+    assert_eq!(f.sql("SELECT count(*) FROM ferry_import.pieces"), "0");
+    assert_eq!(f.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry_import' AND tablename LIKE 'stage%'"), "0");
+    let again = import_in_pieces(&f, "p/big.csv", 5).await;
+    assert_eq!(
+        again[0].as_ref().unwrap().status,
+        ferry::import::Status::AlreadyImported
+    );
+
+    // gzip: each piece decompresses up to where the last stopped; a bad row late in the file
+    // fails the whole import strictly, and nothing stays.
+    f.sql("TRUNCATE orders");
+    let strict = body
+        .replace(
+            "30001,bad,\"unterminated on purpose but closed\"\n30001,dup,y\n",
+            "30001,bad,z\n",
+        )
+        .replace("39000,customer 39000", "39000,customer 39000,too,many");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, strict.as_bytes()).unwrap();
+    f.put("p/strict.csv.gz", gz.finish().unwrap()).await;
+    let reports = import_in_pieces(&f, "p/strict.csv.gz", 0).await;
+    let err = reports.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        reports.len() > 5
+            && err
+                .to_string()
+                .contains(&format!("line {}", 39_000 + 39_000 / 997 + 1)),
+        "{} pieces: {err}",
+        reports.len()
+    );
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), "0");
+    assert_eq!(f.sql("SELECT count(*) FROM ferry_import.pieces"), "0");
+    assert_eq!(f.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'ferry_import' AND tablename LIKE 'stage%'"), "0");
+    assert_eq!(
+        f.sql("SELECT count(*) FROM ferry_import.ledger WHERE key = 'p/strict.csv.gz'"),
+        "0"
+    );
+}
+
+#[tokio::test]
+async fn two_deliveries_at_once_import_once() {
+    let f = Fixture::new(shared_pg(), "imp_race");
+    let body: String = std::iter::once("id,customer\n".to_string())
+        .chain((1..=300_000).map(|i| format!("{i},c{i}\n")))
+        .collect();
+    let url = f.put("race/orders.csv", body).await;
+    let (a, b) = tokio::join!(
+        f.import(&url, CsvOptions::default()),
+        f.import(&url, CsvOptions::default())
+    );
+    let mut statuses = [a.unwrap().imports[0].status, b.unwrap().imports[0].status];
+    statuses.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(
+        statuses,
+        [ImportStatus::AlreadyImported, ImportStatus::Imported]
+    );
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), "300000");
 }

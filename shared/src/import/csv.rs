@@ -88,6 +88,10 @@ pub struct Record {
 pub struct Batch {
     pub data: Bytes,
     pub records: Vec<Record>,
+    /// Where the file goes on after this batch: its byte offset (in the decompressed stream)
+    /// and the line there.
+    pub end_offset: u64,
+    pub next_line: u64,
 }
 
 /// PostgreSQL before 18 ends `COPY` data at a line holding only `\.`, even in CSV; such a
@@ -189,6 +193,8 @@ pub struct Splitter<R> {
     pub blank_lines: u64,
     /// Bytes read from the input (after decompression).
     pub bytes_read: u64,
+    /// The offset in the file of the input's first byte.
+    origin: u64,
 }
 
 const READ_SIZE: usize = 256 * 1024;
@@ -212,7 +218,18 @@ impl<R: Read> Splitter<R> {
             bom_checked: false,
             blank_lines: 0,
             bytes_read: 0,
+            origin: 0,
         }
+    }
+
+    /// For input that starts at `offset` of the file, on line `line` (a resumed import: no
+    /// byte order mark there, and no header).
+    pub fn resumed_at(mut self, offset: u64, line: u64) -> Self {
+        self.origin = offset;
+        self.line = line;
+        self.record_line = line;
+        self.bom_checked = offset > 0;
+        self
     }
 
     /// The header's names and its line, or `None` when the file holds no record at all.
@@ -246,7 +263,13 @@ impl<R: Read> Splitter<R> {
                 self.scanned -= self.pending;
                 self.pending = 0;
                 let records = std::mem::take(&mut self.records);
-                return Ok(Some(Batch { data, records }));
+                let end_offset = self.origin + self.bytes_read - self.buffer.len() as u64;
+                return Ok(Some(Batch {
+                    data,
+                    records,
+                    end_offset,
+                    next_line: self.record_line,
+                }));
             }
             if !self.fill()? {
                 return Ok(None);
@@ -553,6 +576,8 @@ mod tests {
     #[test]
     fn server_lines_map_back_to_records() {
         let batch = Batch {
+            end_offset: 10,
+            next_line: 15,
             data: Bytes::from_static(b"a\n\"b\nc\"\nd\n"),
             records: vec![
                 Record {

@@ -26,7 +26,37 @@ CREATE TABLE IF NOT EXISTS ferry_import.ledger (
     PRIMARY KEY (bucket, key, version, target_table)
 );
 COMMENT ON TABLE ferry_import.ledger IS
-    'ferry import-csv: one row per object version imported into a table, committed with its rows';";
+    'ferry import-csv: one row per object version imported into a table, committed with its rows';
+CREATE TABLE IF NOT EXISTS ferry_import.pieces (
+    bucket text NOT NULL,
+    key text NOT NULL,
+    version text NOT NULL,
+    target_table text NOT NULL,
+    stage text NOT NULL,
+    columns text[] NOT NULL,
+    compression text NOT NULL,
+    next_offset bigint NOT NULL,
+    next_line bigint NOT NULL,
+    rows_read bigint NOT NULL,
+    rows_loaded bigint NOT NULL,
+    rows_rejected bigint NOT NULL,
+    blank_lines bigint NOT NULL,
+    pieces int NOT NULL,
+    PRIMARY KEY (bucket, key, version, target_table)
+);
+COMMENT ON TABLE ferry_import.pieces IS
+    'ferry import-csv: imports of large files under way, one invocation at a time, into a stage table';
+CREATE TABLE IF NOT EXISTS ferry_import.rejects (
+    bucket text NOT NULL,
+    key text NOT NULL,
+    version text NOT NULL,
+    target_table text NOT NULL,
+    line bigint NOT NULL,
+    col text,
+    value text,
+    reason text NOT NULL,
+    record bytea NOT NULL
+);";
 
 /// The ledger of one target database.
 pub struct Ledger;
@@ -44,7 +74,10 @@ impl Ledger {
     /// finds it made).
     pub async fn ensure(session: &Session) -> Result<Ledger, ImportError> {
         let exists = session
-            .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
+            .query_one(
+                "SELECT to_regclass('ferry_import.rejects') IS NOT NULL",
+                &[],
+            )
             .await
             .map_err(pg)?
             .get::<_, bool>(0);
@@ -144,6 +177,8 @@ impl Ledger {
             columns: Vec::new(),
             rejects: row.get(6),
             imported_at: row.get(7),
+            pieces: None,
+            next_line: None,
         }))
     }
 

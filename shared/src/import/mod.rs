@@ -14,6 +14,7 @@
 pub mod csv;
 pub mod events;
 mod ledger;
+mod pieces;
 pub mod route;
 
 use std::{
@@ -21,6 +22,7 @@ use std::{
     io::{BufRead, BufReader, Read},
     ops::Range,
     sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
 };
 
 use bytes::Bytes;
@@ -146,6 +148,11 @@ impl Mode {
     }
 }
 
+/// Bytes per second an import is assumed to load when it decides whether a file fits one
+/// invocation: a fraction of what the benchmark measures on 2 cores (see the README), so that
+/// a Lambda with less CPU still finishes in time.
+pub const ASSUMED_RATE: u64 = 8 * 1024 * 1024;
+
 /// How the object is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -202,6 +209,14 @@ pub struct Options {
     pub batch_bytes: usize,
     /// The longest record accepted.
     pub max_record_bytes: usize,
+    /// When the invocation must have stopped (a Lambda's deadline). A file that may not load
+    /// by then is imported in pieces: each invocation loads what it can into a stage table and
+    /// commits where it stopped; the last moves the rows into the table in one transaction.
+    pub deadline: Option<SystemTime>,
+    /// Time kept back before the deadline to commit a piece (or the whole import).
+    pub deadline_margin: Duration,
+    /// The rate assumed when deciding whether a file fits one invocation, in bytes per second.
+    pub assumed_rate: u64,
 }
 
 impl Default for Options {
@@ -214,6 +229,9 @@ impl Default for Options {
             rejects_to: None,
             batch_bytes: 4 * 1024 * 1024,
             max_record_bytes: 64 * 1024 * 1024,
+            deadline: None,
+            deadline_margin: Duration::from_secs(60),
+            assumed_rate: ASSUMED_RATE,
         }
     }
 }
@@ -293,6 +311,8 @@ fn pg(e: tokio_postgres::Error) -> ImportError {
 pub enum Status {
     Imported,
     AlreadyImported,
+    /// A piece of a large file was loaded and committed; run the same import again to go on.
+    InProgress,
 }
 
 /// What an import did (or, when already imported, what the ledger recorded).
@@ -317,6 +337,11 @@ pub struct Report {
     /// Where the rejected rows were written.
     pub rejects: Option<String>,
     pub imported_at: Option<String>,
+    /// For a file imported in pieces: the pieces so far, and where the next one starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_line: Option<u64>,
 }
 
 /// Where a file comes from: its store, its location and the version to read.
@@ -507,9 +532,22 @@ fn map_columns(
 
 /// What the reading thread hands the loader.
 enum Piece {
+    Compression(Compression),
     Header(Option<(Vec<String>, u64)>),
-    Batch(csv::Batch),
-    End { blank_lines: u64 },
+    /// A batch, and whether it is the file's last.
+    Batch(csv::Batch, bool),
+    End {
+        blank_lines: u64,
+    },
+}
+
+/// Where a resumed import goes on: an offset in the decompressed file, its line, and how the
+/// object is compressed.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    offset: u64,
+    line: u64,
+    compression: Compression,
 }
 
 /// Counts and hashes the bytes of the object as stored.
@@ -533,6 +571,7 @@ fn read_object(
     input: BlockingRead,
     declared: Option<Compression>,
     options: &Options,
+    resume: Option<Resume>,
     hash: Arc<Mutex<(Sha256, u64)>>,
     tx: mpsc::Sender<Result<Piece, CsvError>>,
 ) -> Result<(), CsvError> {
@@ -549,9 +588,19 @@ fn read_object(
             state: hash,
         },
     );
-    let sniffed = Compression::sniff(raw.fill_buf().map_err(io(1))?);
+    let sniffed = match resume {
+        // A range of an uncompressed object starts mid-file.
+        Some(Resume {
+            compression,
+            offset,
+            ..
+        }) if compression == Compression::None || offset == 0 => compression,
+        Some(Resume { compression, .. }) => compression,
+        None => Compression::sniff(raw.fill_buf().map_err(io(1))?),
+    };
     if let Some(declared) = declared
         && declared != sniffed
+        && resume.is_none()
     {
         return Err(CsvError {
             line: 1,
@@ -568,25 +617,61 @@ fn read_object(
             Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(io(1))?)
         }
     };
-    let mut splitter = csv::Splitter::new(
-        decoded,
-        options.dialect.clone(),
-        options.batch_bytes,
-        options.max_record_bytes,
-    );
-    let header = if options.dialect.header {
-        splitter.header()?
-    } else {
-        Some((Vec::new(), 0))
+    let mut decoded = decoded;
+    let mut splitter = match resume {
+        Some(r) => {
+            if r.compression != Compression::None {
+                // A compressed stream cannot be entered in the middle: decompress up to there.
+                let skipped =
+                    std::io::copy(&mut (&mut decoded).take(r.offset), &mut std::io::sink())
+                        .map_err(io(r.line))?;
+                if skipped != r.offset {
+                    return Err(CsvError {
+                        line: r.line,
+                        reason: "the object is shorter than when its import began".into(),
+                    });
+                }
+            }
+            csv::Splitter::new(
+                decoded,
+                options.dialect.clone(),
+                options.batch_bytes,
+                options.max_record_bytes,
+            )
+            .resumed_at(r.offset, r.line)
+        }
+        None => csv::Splitter::new(
+            decoded,
+            options.dialect.clone(),
+            options.batch_bytes,
+            options.max_record_bytes,
+        ),
     };
+    let header = if resume.is_some() || !options.dialect.header {
+        Some((Vec::new(), 0))
+    } else {
+        splitter.header()?
+    };
+    if resume.is_none() {
+        let _ = tx.blocking_send(Ok(Piece::Compression(sniffed)));
+    }
     let send = |piece| tx.blocking_send(Ok(piece)).is_ok();
     if !send(Piece::Header(header)) {
         return Ok(());
     }
+    // One batch is held back so that the last one goes out marked as such.
+    let mut held: Option<csv::Batch> = None;
     while let Some(batch) = splitter.next_batch()? {
-        if !send(Piece::Batch(batch)) {
+        if let Some(previous) = held.replace(batch)
+            && !send(Piece::Batch(previous, false))
+        {
             return Ok(());
         }
+    }
+    if let Some(last) = held
+        && !send(Piece::Batch(last, true))
+    {
+        return Ok(());
     }
     send(Piece::End {
         blank_lines: splitter.blank_lines,
@@ -669,37 +754,68 @@ struct Loaded {
     rows_loaded: u64,
     rejected: Vec<RejectedRow>,
     blank_lines: u64,
+    /// Whether the whole file was read (else it stopped for the deadline after a batch).
+    finished: bool,
+    /// Where the file goes on after the last batch loaded.
+    end_offset: u64,
+    next_line: u64,
 }
 
-/// Loads the batches into `relname` with `statement`, setting aside bad rows within budget.
+/// Where batches go: the `COPY` statement, the relation's name as the server's error context
+/// prints it, and the columns loaded.
+struct CopyInto<'a> {
+    statement: &'a str,
+    relname: &'a str,
+    columns: &'a [String],
+}
+
+/// How far a load may go: bad rows set aside earlier (by other pieces), and when to stop.
+struct Budget {
+    already_rejected: u64,
+    stop_at: Option<SystemTime>,
+}
+
+/// Loads the batches, setting aside bad rows within budget.
 async fn load(
     session: &Session,
     rx: &mut mpsc::Receiver<Result<Piece, CsvError>>,
-    statement: &str,
-    relname: &str,
-    columns: &[String],
+    into: CopyInto<'_>,
     options: &Options,
     url: &str,
+    budget: Budget,
 ) -> Result<Loaded, ImportError> {
+    let CopyInto {
+        statement,
+        relname,
+        columns,
+    } = into;
+    let Budget {
+        already_rejected,
+        stop_at,
+    } = budget;
     let lenient = options.max_rejected_rows > 0;
     let mut out = Loaded {
         rows_read: 0,
         rows_loaded: 0,
         rejected: Vec::new(),
         blank_lines: 0,
+        finished: false,
+        end_offset: 0,
+        next_line: 0,
     };
     let bad_file = |error: CsvError| ImportError::BadFile {
         url: url.to_string(),
         error,
     };
     loop {
-        let batch = match rx.recv().await {
-            Some(Ok(Piece::Batch(batch))) => batch,
+        let (batch, last) = match rx.recv().await {
+            Some(Ok(Piece::Batch(batch, last))) => (batch, last),
             Some(Ok(Piece::End { blank_lines })) => {
                 out.blank_lines = blank_lines;
+                out.finished = true;
                 return Ok(out);
             }
-            Some(Ok(Piece::Header(_))) => continue,
+            Some(Ok(Piece::Header(_) | Piece::Compression(_))) => continue,
             Some(Err(e)) => return Err(bad_file(e)),
             None => {
                 return Err(ImportError::BadInput(format!(
@@ -749,7 +865,7 @@ async fn load(
                         .await
                         .map_err(pg)?;
                     out.rejected.push(row);
-                    if out.rejected.len() as u64 > options.max_rejected_rows {
+                    if already_rejected + out.rejected.len() as u64 > options.max_rejected_rows {
                         return Err(ImportError::TooManyRejected {
                             url: url.to_string(),
                             max: options.max_rejected_rows,
@@ -770,6 +886,11 @@ async fn load(
                     todo.push_front(range.start..k);
                 }
             }
+        }
+        out.end_offset = batch.end_offset;
+        out.next_line = batch.next_line;
+        if !last && stop_at.is_some_and(|t| SystemTime::now() >= t) {
+            return Ok(out);
         }
     }
 }
@@ -871,6 +992,12 @@ pub async fn run(
         version: version.clone(),
         table: table.quoted(),
     };
+    if pieces::under_way(&session, &entry).await? || pieces::needed(source.meta.size, options) {
+        if let Some(done) = Ledger::lookup(&session, &entry).await? {
+            return Ok(done);
+        }
+        return pieces::run(&session, source, &target, &entry, options, store_config).await;
+    }
 
     session.batch_execute("BEGIN").await.map_err(pg)?;
     let result = async {
@@ -930,13 +1057,17 @@ async fn import_in_transaction(
         let input = BlockingRead::new(stream);
         tokio::task::spawn_blocking(move || {
             let failed = tx.clone();
-            if let Err(e) = read_object(input, declared, &options, hash, tx) {
+            if let Err(e) = read_object(input, declared, &options, None, hash, tx) {
                 let _ = failed.blocking_send(Err(e));
             }
         })
     };
     let result = async {
-        let (names, header_line) = match rx.recv().await {
+        let mut first = rx.recv().await;
+        if let Some(Ok(Piece::Compression(_))) = first {
+            first = rx.recv().await;
+        }
+        let (names, header_line) = match first {
             Some(Ok(Piece::Header(Some(header)))) => header,
             Some(Ok(Piece::Header(None))) => {
                 return Err(ImportError::BadFile {
@@ -951,7 +1082,12 @@ async fn import_in_transaction(
                     },
                 });
             }
-            Some(Err(error)) => return Err(ImportError::BadFile { url: url.clone(), error }),
+            Some(Err(error)) => {
+                return Err(ImportError::BadFile {
+                    url: url.clone(),
+                    error,
+                });
+            }
             _ => {
                 return Err(ImportError::BadInput(format!(
                     "{url}: reading the object stopped unexpectedly"
@@ -966,50 +1102,49 @@ async fn import_in_transaction(
         let (relname, copy_into) = match options.mode {
             Mode::Append => (target.name.table.clone(), target.name.quoted()),
             Mode::Upsert | Mode::Replace => {
-                if options.mode == Mode::Upsert {
-                    let key: Vec<&Column> =
-                        target.columns.iter().filter(|c| c.in_primary_key).collect();
-                    if key.is_empty() {
-                        return Err(ImportError::BadInput(format!(
-                            "upsert needs a primary key and {} has none",
-                            target.name
-                        )));
-                    }
-                    if let Some(c) = key.iter().find(|c| !columns.contains(&c.name)) {
-                        return Err(ImportError::BadInput(format!(
-                            "upsert matches rows on the primary key, and the file has no {} column",
-                            ident(&c.name)
-                        )));
-                    }
-                }
-                let list: Vec<String> = columns.iter().map(|c| ident(c)).collect();
+                check_mode(target, &columns, options.mode)?;
                 session
                     .batch_execute(&format!(
-                        "CREATE TEMPORARY TABLE ferry_import_stage ON COMMIT DROP AS \
-                         SELECT {} FROM {} WITH NO DATA",
-                        list.join(", "),
-                        target.name.quoted()
+                        "CREATE TEMPORARY TABLE ferry_import_stage ({}) ON COMMIT DROP",
+                        stage_like(target)
                     ))
                     .await
                     .map_err(pg)?;
-                ("ferry_import_stage".to_string(), "pg_temp.ferry_import_stage".to_string())
+                (
+                    "ferry_import_stage".to_string(),
+                    "pg_temp.ferry_import_stage".to_string(),
+                )
             }
         };
-        let d = &options.dialect;
-        let char_literal = |b: u8| literal(&(b as char).to_string());
-        let statement = format!(
-            "COPY {copy_into} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, QUOTE {}, ESCAPE {}, NULL {}, ENCODING {})",
-            columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
-            char_literal(d.delimiter),
-            char_literal(d.quote),
-            char_literal(d.escape),
-            literal(&d.null),
-            literal(d.encoding.copy_name()),
-        );
-        let loaded = load(session, &mut rx, &statement, &relname, &columns, options, &url).await?;
+        let statement = copy_statement(&copy_into, &columns, &options.dialect);
+        let loaded = load(
+            session,
+            &mut rx,
+            CopyInto {
+                statement: &statement,
+                relname: &relname,
+                columns: &columns,
+            },
+            options,
+            &url,
+            Budget {
+                already_rejected: 0,
+                stop_at: None,
+            },
+        )
+        .await?;
         let rows_loaded = match options.mode {
             Mode::Append => loaded.rows_loaded,
-            Mode::Upsert | Mode::Replace => apply_stage(session, target, &columns, options.mode).await?,
+            Mode::Upsert | Mode::Replace => {
+                apply_stage(
+                    session,
+                    target,
+                    &columns,
+                    options.mode,
+                    "pg_temp.ferry_import_stage",
+                )
+                .await?
+            }
         };
         Ok((columns, loaded, rows_loaded))
     }
@@ -1046,7 +1181,59 @@ async fn import_in_transaction(
         columns,
         rejects,
         imported_at: None,
+        pieces: None,
+        next_line: None,
     })
+}
+
+/// A stage table's definition: the target's columns with their defaults, NOT NULL, CHECK and
+/// unique constraints, so that a bad row is refused (and named) as it is staged. Foreign keys
+/// and conflicts with rows already in the table are checked when the rows move into it.
+fn stage_like(target: &Table) -> String {
+    format!(
+        "LIKE {} INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING GENERATED INCLUDING CONSTRAINTS \
+         INCLUDING INDEXES",
+        target.name.quoted()
+    )
+}
+
+/// What a mode needs of the file's columns (upsert: the whole primary key).
+fn check_mode(target: &Table, columns: &[String], mode: Mode) -> Result<(), ImportError> {
+    if mode != Mode::Upsert {
+        return Ok(());
+    }
+    let key: Vec<&Column> = target.columns.iter().filter(|c| c.in_primary_key).collect();
+    if key.is_empty() {
+        return Err(ImportError::BadInput(format!(
+            "upsert needs a primary key and {} has none",
+            target.name
+        )));
+    }
+    if let Some(c) = key.iter().find(|c| !columns.contains(&c.name)) {
+        return Err(ImportError::BadInput(format!(
+            "upsert matches rows on the primary key, and the file has no {} column",
+            ident(&c.name)
+        )));
+    }
+    Ok(())
+}
+
+/// `COPY into (columns) FROM STDIN` in the file's dialect.
+fn copy_statement(into: &str, columns: &[String], d: &Dialect) -> String {
+    let char_literal = |b: u8| literal(&(b as char).to_string());
+    format!(
+        "COPY {into} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, QUOTE {}, ESCAPE {}, NULL {}, ENCODING {})",
+        columns
+            .iter()
+            .map(|c| ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        char_literal(d.delimiter),
+        char_literal(d.quote),
+        char_literal(d.escape),
+        literal(&d.null),
+        literal(d.encoding.copy_name()),
+    )
 }
 
 /// Moves the staged rows into the table: upsert on the primary key, or replace its rows.
@@ -1055,12 +1242,12 @@ async fn apply_stage(
     target: &Table,
     columns: &[String],
     mode: Mode,
+    stage: &str,
 ) -> Result<u64, ImportError> {
     let list: Vec<String> = columns.iter().map(|c| ident(c)).collect();
     let list = list.join(", ");
     let table = target.name.quoted();
-    let insert =
-        format!("INSERT INTO {table} ({list}) SELECT {list} FROM pg_temp.ferry_import_stage");
+    let insert = format!("INSERT INTO {table} ({list}) SELECT {list} FROM {stage}");
     let statement = match mode {
         Mode::Upsert => {
             let key: Vec<String> = target

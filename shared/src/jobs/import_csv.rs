@@ -107,6 +107,9 @@ pub enum ImportStatus {
     Imported,
     /// The ledger shows this version was imported before; nothing was done.
     AlreadyImported,
+    /// A file too large for one invocation: a piece was loaded (into a stage, not the table
+    /// yet). Run the same import again to go on; the last piece moves every row in at once.
+    InProgress,
     /// It cannot be imported as it is (no table, bad file, too many bad rows); it was moved
     /// under the rejected prefix when one applies.
     Rejected,
@@ -267,14 +270,16 @@ async fn import_request(
             }
         }
     };
-    let options = options
+    let mut options = options
         .to_options(url.key.as_str())
         .map_err(JobError::BadInput)?;
+    set_deadline(&mut options, ctx);
     let store = Store::for_url(&url, &ctx.store).await?;
     let source = Source::open(store.clone(), url.clone()).await?;
     match Box::pin(import::run(&config, &source, &table, &options, &ctx.store)).await {
         Ok(report) => {
             let moved_to = match &request.processed_prefix {
+                Some(_) if report.status == import::Status::InProgress => None,
                 Some(prefix) => Some(move_object(&store, &url, prefix).await?),
                 None => None,
             };
@@ -291,6 +296,18 @@ async fn import_request(
     }
 }
 
+/// The invocation's deadline, with a quarter of the time left (at most a minute) kept back to
+/// commit.
+fn set_deadline(options: &mut import::Options, ctx: &Context) {
+    options.deadline = ctx.deadline;
+    if let Some(deadline) = ctx.deadline {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        options.deadline_margin = options.deadline_margin.min(left / 4);
+    }
+}
+
 fn imported(
     url: &ObjectUrl,
     table: &TableName,
@@ -302,6 +319,7 @@ fn imported(
         status: match report.status {
             import::Status::Imported => ImportStatus::Imported,
             import::Status::AlreadyImported => ImportStatus::AlreadyImported,
+            import::Status::InProgress => ImportStatus::InProgress,
         },
         table: Some(table.quoted()),
         report: Some(report),
@@ -512,6 +530,7 @@ async fn import_upload(
             .await;
         }
     };
+    set_deadline(&mut options, ctx);
     if options.max_rejected_rows > 0 && options.rejects_to.is_none() {
         options.rejects_to = Some(bucket_url.with_key(Key::new(format!(
             "{}{key}.rejects.csv",
@@ -524,6 +543,15 @@ async fn import_upload(
         meta,
     };
     match Box::pin(import::run(config, &source, &table, &options, &ctx.store)).await {
+        Ok(report) if report.status == import::Status::InProgress => {
+            // Delivered again (SQS after the visibility timeout, Lambda's retries of an
+            // asynchronous event), the import goes on from where this piece stopped.
+            Err(JobError::InProgress(format!(
+                "{url}: a piece of a file too large for one invocation was loaded (up to line {}); \
+                 the import goes on when the event is delivered again",
+                report.next_line.unwrap_or(0)
+            )))
+        }
         Ok(report) => {
             let moved_to = match &routes.processed_prefix {
                 Some(prefix) => Some(move_object(&store, &url, prefix).await?),

@@ -56,6 +56,9 @@ pub enum JobError {
     /// the budget); running again cannot help. Nothing was imported.
     #[error("{0}")]
     ImportRejected(String),
+    /// Part of the work was done and committed; the same input again goes on from there.
+    #[error("{0}")]
+    InProgress(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -80,6 +83,7 @@ impl JobError {
             JobError::Inconsistent(_) => "Ferry.Inconsistent",
             JobError::RestoreFailed(_) => "Ferry.RestoreFailed",
             JobError::ImportRejected(_) => "Ferry.ImportRejected",
+            JobError::InProgress(_) => "Ferry.InProgress",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
             JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
@@ -114,6 +118,7 @@ impl JobError {
             JobError::Store(e) => e.is_retryable(),
             JobError::Secret(e) => e.is_retryable(),
             JobError::Neon(e) => e.is_retryable(),
+            JobError::InProgress(_) => true,
             JobError::BadInput(_)
             | JobError::NotBuilt(_)
             | JobError::Unsupported(_)

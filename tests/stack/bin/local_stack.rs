@@ -5,6 +5,9 @@
 //! - `FERRY_SOURCE`: the demo database URL (no password; the password is in `PGPASSWORD`);
 //! - `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`;
 //! - `FERRY_BUCKET`: a `file://` URL of the bucket directory;
+//! - `FERRY_S3_BUCKET`: an `s3://` URL of a bucket on a local S3-compatible server (`s3s-fs`),
+//!   reachable with the `AWS_*` and `FERRY_S3_PATH_STYLE` variables it also sets, and
+//!   `FERRY_S3_BUCKET_DIR`, the directory that server keeps that bucket's objects in;
 //! - `NEON_API_HOST`, `NEON_API_KEY`, `FERRY_NEON_PROJECT`: a Neon API emulator whose project's
 //!   `main` branch holds a copy of the demo database.
 //!
@@ -13,7 +16,7 @@
 use std::process::{Command, ExitCode};
 
 use ferry_tests::{
-    EmulatorOptions, NeonEmulator, PgServer, PgServerOptions, pg::SUPERUSER, pg::test_ca,
+    EmulatorOptions, NeonEmulator, PgServer, PgServerOptions, S3Server, pg::SUPERUSER, pg::test_ca,
     process::scratch,
 };
 
@@ -53,6 +56,9 @@ fn main() -> ExitCode {
     );
     let bucket = scratch().join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
+    eprintln!("local-stack: starting the S3-compatible server ...");
+    let s3 = S3Server::start();
+    let s3_bucket = s3.create_bucket("ferry-local");
     eprintln!(
         "local-stack: PostgreSQL on 127.0.0.1:{} (database demo), Neon API emulator at {} (project {}), bucket file://{}/",
         pg.port,
@@ -78,10 +84,14 @@ fn main() -> ExitCode {
         .env("PGSSLMODE", "verify-full")
         .env("PGSSLROOTCERT", &test_ca().ca_cert)
         .env("FERRY_BUCKET", format!("file://{}/", bucket.display()))
+        .envs(s3.env())
+        .env("FERRY_S3_BUCKET", format!("s3://{s3_bucket}/"))
+        .env("FERRY_S3_BUCKET_DIR", s3.object_path(&s3_bucket, ""))
         .envs(neon.env())
         .env("FERRY_NEON_PROJECT", &neon.project_id)
         .status();
     drop(neon);
+    drop(s3);
     drop(pg);
     match status {
         Ok(status) => ExitCode::from(status.code().unwrap_or(1) as u8),
