@@ -200,7 +200,8 @@ struct ImportCsvArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
-    /// The source database, or a snapshot's manifest URL.
+    /// The source database, a snapshot's manifest URL, or an import-csv report (its JSON, or
+    /// the URL of it).
     #[arg(long)]
     source: String,
     /// The target database.

@@ -286,7 +286,12 @@ async fn dialects_encodings_and_compression() {
 #[tokio::test]
 async fn malformed_files_load_nothing_and_say_where() {
     let f = Fixture::new(shared_pg(), "imp_malformed");
-    let cases: [(&str, &[u8], &str); 9] = [
+    let cases: [(&str, &[u8], &str); 10] = [
+        (
+            "after-blank-lines.csv",
+            b"id,customer,amount\n\n1,a,1\n\n\n2,\"b\nb\",1\n3,c,x\n",
+            "line 8, column amount, value \"x\"",
+        ),
         (
             "unterminated.csv",
             b"id,customer\n1,ann\n2,\"bob\n3,cy\n",
@@ -826,4 +831,87 @@ async fn two_deliveries_at_once_import_once() {
         [ImportStatus::AlreadyImported, ImportStatus::Imported]
     );
     assert_eq!(f.sql("SELECT count(*) FROM orders"), "300000");
+}
+
+#[tokio::test]
+async fn validate_checks_an_import_report_against_its_table() {
+    let f = Fixture::new(shared_pg(), "imp_validate");
+    // Rows that were there before do not count for or against the import.
+    f.sql("INSERT INTO orders (id, customer) VALUES (100, 'before')");
+    let url = f.put("v/orders.csv", GOOD).await;
+    let out = f.import(&url, CsvOptions::default()).await.unwrap();
+    let report = serde_json::to_string(&out).unwrap();
+    let check = |source: String| {
+        jobs::validate(
+            jobs::ValidateInput {
+                source,
+                target: f.pg.url(&f.db),
+                checksums: false,
+                jobs: None,
+                save_source_manifest: None,
+            },
+            context(f.store()),
+        )
+    };
+    let v = check(report.clone()).await.unwrap();
+    assert!(v.matches, "{}", v.summary());
+    assert_eq!((v.tables_compared, v.rows_compared), (1, 2));
+    // The report saved as an object (as `ferry --json import-csv ... > report.json` writes it).
+    let saved = f.put("v/report.json", report.clone()).await;
+    assert!(check(saved).await.unwrap().matches);
+
+    // A row of the import changed since: it is no longer the import's row.
+    f.sql("UPDATE orders SET amount = 99 WHERE id = 1");
+    let v = check(report.clone()).await.unwrap();
+    assert!(!v.matches);
+    assert_eq!(v.differences[0].check, "rows", "{}", v.summary());
+    assert_eq!(
+        (
+            v.differences[0].expected.as_deref(),
+            v.differences[0].actual.as_deref()
+        ),
+        (Some("2"), Some("1"))
+    );
+
+    // A report that claims what the ledger does not hold.
+    let mut forged: Value = serde_json::from_str(&report).unwrap();
+    forged["imports"][0]["report"]["rowsLoaded"] = json!(3);
+    let v = check(forged.to_string()).await.unwrap();
+    assert!(
+        !v.matches && v.differences[0].check == "import",
+        "{}",
+        v.summary()
+    );
+    // Names from a report are never pasted into SQL.
+    forged["imports"][0]["report"]["table"] = json!("public.\"orders\"; DROP TABLE orders; --");
+    let err = check(forged.to_string()).await.unwrap_err();
+    assert_eq!(err.error_type(), "Ferry.BadInput", "{err}");
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), "3");
+
+    // Replace with a budget for bad rows (through a stage): every row is the import's; a row
+    // added afterwards is found.
+    let url = f.put("v/all.csv", "id,customer\n7,x\n8,y\n8,dup\n").await;
+    let out = f
+        .import(
+            &url,
+            CsvOptions {
+                mode: Some("replace".into()),
+                max_rejected_rows: Some(1),
+                rejects_to: Some(format!("s3://{}/rejects/", f.bucket)),
+                ..CsvOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let report = serde_json::to_string(&out).unwrap();
+    let v = check(report.clone()).await.unwrap();
+    assert!(v.matches, "{}", v.summary());
+    f.sql("INSERT INTO orders (id, customer) VALUES (9, 'later')");
+    let v = check(report).await.unwrap();
+    assert!(!v.matches);
+    assert!(
+        v.summary().contains("replaced by the import"),
+        "{}",
+        v.summary()
+    );
 }

@@ -23,8 +23,11 @@ CREATE TABLE IF NOT EXISTS ferry_import.ledger (
     sha256 text,
     rejects text,
     imported_at timestamptz NOT NULL DEFAULT now(),
+    xid text,
     PRIMARY KEY (bucket, key, version, target_table)
 );
+COMMENT ON COLUMN ferry_import.ledger.xid IS
+    'the transaction that wrote the rows: every row of the import has it as xmin until changed';
 COMMENT ON TABLE ferry_import.ledger IS
     'ferry import-csv: one row per object version imported into a table, committed with its rows';
 CREATE TABLE IF NOT EXISTS ferry_import.pieces (
@@ -57,6 +60,76 @@ CREATE TABLE IF NOT EXISTS ferry_import.rejects (
     reason text NOT NULL,
     record bytea NOT NULL
 );";
+
+/// What the ledger recorded of one import, for validation.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub mode: String,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_rejected: u64,
+    pub sha256: Option<String>,
+    /// The transaction that wrote the rows.
+    pub xid: Option<String>,
+}
+
+/// The ledger's record of importing `key` (version `version`) of `bucket` (empty for local
+/// files) into `table` (`"schema"."table"`), if any.
+pub async fn recorded(
+    session: &Session,
+    bucket: &str,
+    key: &str,
+    version: &str,
+    table: &str,
+) -> Result<Option<Recorded>, ImportError> {
+    let exists = session
+        .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
+        .await
+        .map_err(pg)?
+        .get::<_, bool>(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = session
+        .query_opt(
+            "SELECT mode, rows_read, rows_loaded, rows_rejected, sha256, xid \
+             FROM ferry_import.ledger \
+             WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
+            &[&bucket, &key, &version, &table],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(row.map(|r| {
+        let n = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
+        Recorded {
+            mode: r.get(0),
+            rows_read: n(1),
+            rows_loaded: n(2),
+            rows_rejected: n(3),
+            sha256: r.get(4),
+            xid: r.get(5),
+        }
+    }))
+}
+
+/// Rows of `table` written by transaction `xid` (and not changed since), and all its rows.
+pub async fn rows_of(
+    session: &Session,
+    table: &super::TableName,
+    xid: &str,
+) -> Result<(u64, u64), ImportError> {
+    let row = session
+        .query_one(
+            &format!(
+                "SELECT count(*) FILTER (WHERE xmin = $1::text::xid), count(*) FROM {}",
+                table.quoted()
+            ),
+            &[&xid],
+        )
+        .await
+        .map_err(pg)?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+}
 
 /// The ledger of one target database.
 pub struct Ledger;
@@ -193,7 +266,8 @@ impl Ledger {
         session
             .execute(
                 "UPDATE ferry_import.ledger SET rows_read = $5, rows_loaded = $6, \
-                 rows_rejected = $7, bytes = $8, sha256 = $9, rejects = $10, imported_at = now() \
+                 rows_rejected = $7, bytes = $8, sha256 = $9, rejects = $10, imported_at = now(), \
+                 xid = pg_current_xact_id()::xid::text \
                  WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
                 &[
                     &entry.bucket,

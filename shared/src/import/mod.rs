@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 pub use csv::{CsvError, Dialect, Encoding};
-pub use ledger::Ledger;
+pub use ledger::{Ledger, Recorded, recorded, rows_of};
 
 use crate::{
     pg::{PgConfig, PgError, Session, literal},
@@ -227,7 +227,7 @@ impl Default for Options {
             columns: None,
             max_rejected_rows: 0,
             rejects_to: None,
-            batch_bytes: 4 * 1024 * 1024,
+            batch_bytes: 1024 * 1024,
             max_record_bytes: 64 * 1024 * 1024,
             deadline: None,
             deadline_margin: Duration::from_secs(60),
@@ -794,6 +794,9 @@ async fn load(
         stop_at,
     } = budget;
     let lenient = options.max_rejected_rows > 0;
+    if !lenient {
+        return load_streaming(session, rx, statement, relname, columns, url, stop_at).await;
+    }
     let mut out = Loaded {
         rows_read: 0,
         rows_loaded: 0,
@@ -861,7 +864,9 @@ async fn load(
                         });
                     }
                     session
-                        .batch_execute("ROLLBACK TO SAVEPOINT ferry_batch")
+                        .batch_execute(
+                            "ROLLBACK TO SAVEPOINT ferry_batch; RELEASE SAVEPOINT ferry_batch",
+                        )
                         .await
                         .map_err(pg)?;
                     out.rejected.push(row);
@@ -893,6 +898,96 @@ async fn load(
             return Ok(out);
         }
     }
+}
+
+/// Strict: every batch streams through one `COPY`, so the server never waits between batches;
+/// the first row it refuses fails the load. Its error names a line counted from the start of
+/// that `COPY`; anchors (where the file's lines and the lines sent part, after skipped blank
+/// lines) turn it back into the file's line.
+async fn load_streaming(
+    session: &Session,
+    rx: &mut mpsc::Receiver<Result<Piece, CsvError>>,
+    statement: &str,
+    relname: &str,
+    columns: &[String],
+    url: &str,
+    stop_at: Option<SystemTime>,
+) -> Result<Loaded, ImportError> {
+    let mut out = Loaded {
+        rows_read: 0,
+        rows_loaded: 0,
+        rejected: Vec::new(),
+        blank_lines: 0,
+        finished: false,
+        end_offset: 0,
+        next_line: 0,
+    };
+    let sink = session.copy_in::<_, Bytes>(statement).await.map_err(pg)?;
+    pin_mut!(sink);
+    // (line sent, line of the file) where a run of consecutive lines starts.
+    let mut anchors: Vec<(u64, u64)> = Vec::new();
+    let mut sent = 1u64;
+    let mut expected_file_line = None;
+    let refused = |e: tokio_postgres::Error, anchors: &[(u64, u64)]| {
+        let Some((copy_line, mut row)) = row_error(&e, relname, columns) else {
+            return pg(e);
+        };
+        let at = anchors.partition_point(|(s, _)| *s <= copy_line);
+        row.line = match at.checked_sub(1).map(|i| anchors[i]) {
+            Some((s, f)) => f + (copy_line - s),
+            None => copy_line,
+        };
+        ImportError::BadRow {
+            url: url.to_string(),
+            row: Box::new(row),
+        }
+    };
+    loop {
+        let (batch, last) = match rx.recv().await {
+            Some(Ok(Piece::Batch(batch, last))) => (batch, last),
+            Some(Ok(Piece::End { blank_lines })) => {
+                out.blank_lines = blank_lines;
+                out.finished = true;
+                break;
+            }
+            Some(Ok(Piece::Header(_) | Piece::Compression(_))) => continue,
+            Some(Err(error)) => {
+                return Err(ImportError::BadFile {
+                    url: url.to_string(),
+                    error,
+                });
+            }
+            None => {
+                return Err(ImportError::BadInput(format!(
+                    "{url}: reading the object stopped unexpectedly"
+                )));
+            }
+        };
+        for r in &batch.records {
+            if expected_file_line != Some(r.line) {
+                anchors.push((sent, r.line));
+            }
+            let lines = u64::from(r.lines.max(1));
+            sent += lines;
+            expected_file_line = Some(r.line + lines);
+        }
+        out.rows_read += batch.records.len() as u64;
+        for piece in batch.slice(0..batch.records.len()) {
+            if let Err(e) = sink.as_mut().feed(piece).await {
+                return Err(refused(e, &anchors));
+            }
+        }
+        if let Err(e) = sink.as_mut().flush().await {
+            return Err(refused(e, &anchors));
+        }
+        out.end_offset = batch.end_offset;
+        out.next_line = batch.next_line;
+        if !last && stop_at.is_some_and(|t| SystemTime::now() >= t) {
+            break;
+        }
+    }
+    out.rows_loaded = sink.finish().await.map_err(|e| refused(e, &anchors))?;
+    Ok(out)
 }
 
 /// The rejected rows as CSV: line, column, value, reason, and the record as the file had it.
@@ -1099,9 +1194,14 @@ async fn import_in_transaction(
             None => map_columns(target, &names, false, header_line),
         }
         .map_err(|e| ImportError::BadInput(format!("{url}: {e}")))?;
-        let (relname, copy_into) = match options.mode {
-            Mode::Append => (target.name.table.clone(), target.name.quoted()),
-            Mode::Upsert | Mode::Replace => {
+        // Rows set aside roll back a savepoint, and rows written under one carry its
+        // subtransaction's id: with a budget for bad rows, append goes through a stage too, so
+        // that every row of an import carries the import's transaction id (validate finds them
+        // by it).
+        let staged = options.mode != Mode::Append || options.max_rejected_rows > 0;
+        let (relname, copy_into) = match staged {
+            false => (target.name.table.clone(), target.name.quoted()),
+            true => {
                 check_mode(target, &columns, options.mode)?;
                 session
                     .batch_execute(&format!(
@@ -1133,9 +1233,9 @@ async fn import_in_transaction(
             },
         )
         .await?;
-        let rows_loaded = match options.mode {
-            Mode::Append => loaded.rows_loaded,
-            Mode::Upsert | Mode::Replace => {
+        let rows_loaded = match staged {
+            false => loaded.rows_loaded,
+            true => {
                 apply_stage(
                     session,
                     target,

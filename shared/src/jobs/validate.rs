@@ -3,8 +3,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, JobError};
+use super::{Context, ImportCsvOutput, ImportStatus, JobError};
 use crate::{
+    import::{self, TableName},
     manifest::Manifest,
     store::{ObjectUrl, Store},
     validate::{self, Difference, Expected, Options, Problem},
@@ -13,8 +14,9 @@ use crate::{
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidateInput {
-    /// A database (URL, Secrets Manager or `neon://` reference) or a snapshot's `manifest.json`
-    /// (`s3://...` or `file:///...`).
+    /// A database (URL, Secrets Manager or `neon://` reference), a snapshot's `manifest.json`
+    /// (`s3://...` or `file:///...`), or a CSV import's report: the output of `import-csv` as
+    /// JSON text or the URL of a JSON object holding it.
     pub source: String,
     /// The database to check (URL, Secrets Manager or `neon://` reference).
     pub target: String,
@@ -101,6 +103,10 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
         }
         Err(_) => None,
     };
+    if input.source.trim_start().starts_with('{') {
+        let report = import_report(input.source.as_bytes(), "the source")?;
+        return validate_import(report, &target_config, &input).await;
+    }
     let (expected, target) = match manifest_url {
         Some(url) => {
             if input.save_source_manifest.is_some() {
@@ -108,7 +114,15 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
                     "saveSourceManifest needs a source database, not a manifest".into(),
                 ));
             }
-            let manifest = read_manifest(&url, &ctx).await?;
+            let store = Store::for_url(&url, &ctx.store).await?;
+            let bytes = store.get_bytes(&url.key).await?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| JobError::BadInput(format!("{url} is not JSON: {e}")))?;
+            if value.get("imports").is_some() {
+                let report = import_report(&bytes, &url.to_string())?;
+                return validate_import(report, &target_config, &input).await;
+            }
+            let manifest = read_manifest(&url, value)?;
             if options.checksums && manifest.tables.iter().any(|t| t.checksum.is_none()) {
                 return Err(JobError::BadInput(format!(
                     "{url} records no checksums; validate without --checksums"
@@ -151,10 +165,8 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
     })
 }
 
-async fn read_manifest(url: &ObjectUrl, ctx: &Context) -> Result<Manifest, JobError> {
-    let store = Store::for_url(url, &ctx.store).await?;
-    let bytes = store.get_bytes(&url.key).await?;
-    let manifest: Manifest = serde_json::from_slice(&bytes)
+fn read_manifest(url: &ObjectUrl, value: serde_json::Value) -> Result<Manifest, JobError> {
+    let manifest: Manifest = serde_json::from_value(value)
         .map_err(|e| JobError::BadInput(format!("{url} is not a ferry manifest: {e}")))?;
     if manifest.format_version > crate::manifest::FORMAT_VERSION {
         return Err(JobError::BadInput(format!(
@@ -164,6 +176,185 @@ async fn read_manifest(url: &ObjectUrl, ctx: &Context) -> Result<Manifest, JobEr
         )));
     }
     Ok(manifest)
+}
+
+fn import_report(bytes: &[u8], what: &str) -> Result<ImportCsvOutput, JobError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        JobError::BadInput(format!(
+            "{what} is not the report of an import-csv run (its JSON output): {e}"
+        ))
+    })
+}
+
+/// Checks a CSV import's report against the target: the ledger holds what the report says,
+/// every row the import loaded is in its table (found by the transaction that wrote it, so
+/// other rows of the table do not count), a replaced table holds nothing else, the columns are
+/// there, and the table has no integrity problem.
+async fn validate_import(
+    report: ImportCsvOutput,
+    target: &crate::pg::PgConfig,
+    input: &ValidateInput,
+) -> Result<ValidateOutput, JobError> {
+    if input.checksums || input.save_source_manifest.is_some() {
+        return Err(JobError::BadInput(
+            "an import report is checked by counts and the ledger; checksums and \
+             saveSourceManifest need a source database or a manifest"
+                .into(),
+        ));
+    }
+    let session = crate::pg::connect(target).await?;
+    let profile = validate::profile(
+        target,
+        Options {
+            checksums: false,
+            jobs: 1,
+        },
+    )
+    .await?;
+    let mut differences = Vec::new();
+    let mut tables = Vec::new();
+    let mut rows_compared = 0;
+    let differ = |check: &str, object: &str, expected: String, actual: Option<String>| Difference {
+        check: check.into(),
+        object: object.into(),
+        expected: Some(expected),
+        actual,
+    };
+    for outcome in &report.imports {
+        let what = format!("import of {}", outcome.source);
+        let Some(done) = outcome.report.as_ref().filter(|_| {
+            matches!(
+                outcome.status,
+                ImportStatus::Imported | ImportStatus::AlreadyImported
+            )
+        }) else {
+            differences.push(differ(
+                "import",
+                &what,
+                "imported".into(),
+                Some(format!("{:?}", outcome.status).to_lowercase()),
+            ));
+            continue;
+        };
+        let url = ObjectUrl::parse(&outcome.source)?;
+        let table = TableName::parse(&done.table).map_err(JobError::BadInput)?;
+        let recorded = import::recorded(
+            &session,
+            url.bucket.as_deref().unwrap_or(""),
+            url.key.as_str(),
+            &done.version,
+            &table.quoted(),
+        )
+        .await?;
+        let Some(recorded) = recorded else {
+            differences.push(differ(
+                "import",
+                &what,
+                format!("a ledger row for version {} into {table}", done.version),
+                None,
+            ));
+            continue;
+        };
+        for (name, want, got) in [
+            ("rows read", done.rows_read, recorded.rows_read),
+            ("rows loaded", done.rows_loaded, recorded.rows_loaded),
+            ("rows rejected", done.rows_rejected, recorded.rows_rejected),
+        ] {
+            if want != got {
+                differences.push(differ(
+                    "import",
+                    &format!("{what}: {name} in the ledger"),
+                    want.to_string(),
+                    Some(got.to_string()),
+                ));
+            }
+        }
+        if let (Some(want), Some(got)) = (&done.sha256, &recorded.sha256)
+            && want != got
+        {
+            differences.push(differ(
+                "import",
+                &format!("{what}: SHA-256 of the object in the ledger"),
+                want.clone(),
+                Some(got.clone()),
+            ));
+        }
+        let Some(xid) = &recorded.xid else {
+            differences.push(differ(
+                "import",
+                &what,
+                "the importing transaction in the ledger".into(),
+                None,
+            ));
+            continue;
+        };
+        let (mine, all) = import::rows_of(&session, &table, xid).await?;
+        rows_compared += mine;
+        if mine != recorded.rows_loaded {
+            differences.push(differ(
+                "rows",
+                &format!("{table}: rows of the {what}"),
+                recorded.rows_loaded.to_string(),
+                Some(mine.to_string()),
+            ));
+        }
+        if recorded.mode == "replace" && all != recorded.rows_loaded {
+            differences.push(differ(
+                "rows",
+                &format!("{table} (replaced by the {what})"),
+                recorded.rows_loaded.to_string(),
+                Some(all.to_string()),
+            ));
+        }
+        let have: Vec<String> = session
+            .query(
+                "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&table.quoted()],
+            )
+            .await
+            .map_err(crate::pg::PgError::from)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for column in done.columns.iter().filter(|c| !have.contains(c)) {
+            differences.push(differ(
+                "schema",
+                &format!("{table}.{}", import::ident(column)),
+                "the column the import loaded".into(),
+                None,
+            ));
+        }
+        tables.push(table);
+    }
+    tables.dedup();
+    let integrity: Vec<Problem> = profile
+        .integrity
+        .into_iter()
+        .filter(|p| {
+            tables.iter().any(|t| {
+                let name = format!(
+                    "{}.{}",
+                    validate::quote(&t.schema),
+                    validate::quote(&t.table)
+                );
+                p.object == name
+                    || p.object.starts_with(&format!("{name}."))
+                    || p.detail.contains(&name)
+            })
+        })
+        .collect();
+    Ok(ValidateOutput {
+        matches: differences.is_empty() && integrity.is_empty(),
+        checksums: false,
+        tables_compared: tables.len(),
+        rows_compared,
+        source_fingerprint: None,
+        target_fingerprint: profile.schema.fingerprint,
+        differences,
+        integrity,
+        inherited: Vec::new(),
+    })
 }
 
 /// For Lambdas and workflows: a mismatch fails with `Ferry.ValidationFailed`, so that a state
