@@ -280,7 +280,18 @@ async fn piece(
         pieces: Some(pieces),
         next_line: None,
     };
-    if !loaded.finished {
+    // The move into the table runs in the piece that ends the file only if it has the time
+    // (at the assumed rate for everything staged); otherwise the next invocation, which stages
+    // nothing more, does it with all of its time.
+    let move_time = std::time::Duration::from_secs_f64(
+        loaded.end_offset.max(state.resume.offset) as f64 / options.assumed_rate.max(1) as f64,
+    );
+    let stop_at = options
+        .deadline
+        .map(|d| d.checked_sub(options.deadline_margin).unwrap_or(d));
+    let short_of_time = stop_at
+        .is_some_and(|t| t.duration_since(SystemTime::now()).unwrap_or_default() < move_time);
+    if !loaded.finished || (short_of_time && loaded.rows_read > 0) {
         let (offset, line) = if loaded.rows_read == 0 && loaded.end_offset == 0 {
             (state.resume.offset, state.resume.line)
         } else {
