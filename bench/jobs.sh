@@ -25,6 +25,7 @@ want validate && ferry validate --checksums --source "$db" --target "$db" --save
 
 # The archive both restores read (pg_dump's, so pg_restore gets its data offsets).
 want restore && pg_dump -Fc -f "$work/archive.dump" bench
+want restore && s3-put "$work/archive.dump" "${FERRY_S3_BUCKET}archive.dump"
 
 measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-bytes" to $work/times
   local name=$1 output=$2; shift 2
@@ -45,6 +46,9 @@ for _ in $(seq "$runs"); do
     measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
     measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
     measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
+    # The same into the S3-compatible server (sizes read from the directory it keeps them in).
+    measure ferry_snapshot_custom_s3 "$FERRY_S3_BUCKET_DIR/snap" ferry snapshot --source "$db" --to "${FERRY_S3_BUCKET}snap/"
+    measure ferry_snapshot_directory_s3 "$FERRY_S3_BUCKET_DIR/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "${FERRY_S3_BUCKET}snap/"
   fi
   if want restore; then
     # The same pg_dump -Fc archive into a fresh empty database each time (not timed).
@@ -52,6 +56,9 @@ for _ in $(seq "$runs"); do
     measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
     dropdb restored; createdb restored
     measure ferry_restore_j2 - ferry restore --jobs 2 --from "file://$work/archive.dump" \
+      --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+    dropdb restored; createdb restored
+    measure ferry_restore_j2_s3 - ferry restore --jobs 2 --from "${FERRY_S3_BUCKET}archive.dump" \
       --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
     dropdb restored
   fi

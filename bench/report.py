@@ -11,7 +11,10 @@ PAIRS = [
     ("ferry_validate", "pg_dump_plain", "validate --checksums (one database)", "pg_dump -Fp"),
     ("ferry_snapshot_custom", "pg_dump_custom", "snapshot (custom, gzip)", "pg_dump -Fc"),
     ("ferry_snapshot_directory", "pg_dump_directory", "snapshot --format directory --jobs 2", "pg_dump -Fd -j 2"),
+    ("ferry_snapshot_custom_s3", "pg_dump_custom", "snapshot (custom, gzip) to S3", "pg_dump -Fc to local disk"),
+    ("ferry_snapshot_directory_s3", "pg_dump_directory", "snapshot --format directory --jobs 2 to S3", "pg_dump -Fd -j 2 to local disk"),
     ("ferry_restore_j2", "pg_restore_j2", "restore --jobs 2 (pg_dump -Fc archive, + ANALYZE)", "pg_restore -j 2"),
+    ("ferry_restore_j2_s3", "pg_restore_j2", "restore --jobs 2 from S3 (+ ANALYZE)", "pg_restore -j 2 from local disk"),
     ("ferry_import_s3", "psql_copy", "import-csv from S3 (+ ANALYZE)", "psql \\copy from local disk"),
     ("ferry_import_local", "psql_copy", "import-csv from local disk (+ ANALYZE)", "psql \\copy from local disk"),
 ]
