@@ -30,7 +30,8 @@ want restore && s3-put "$work/archive.dump" "${FERRY_S3_BUCKET}archive.dump"
 measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-bytes" to $work/times
   local name=$1 output=$2; shift 2
   rm -rf "$output"
-  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>"$work/err" || {
+    echo "bench: $name failed: $*" >&2; cat "$work/out" "$work/err" >&2; exit 1; }
   local bytes=0
   [[ -e $output ]] && bytes=$(du -sb "$output" | cut -f1)
   echo "$name $(cat "$work/t") $bytes" >> "$work/times"
@@ -75,6 +76,8 @@ for _ in $(seq "$runs"); do
     measure ferry_import_s3 - ferry import-csv --from "${FERRY_S3_BUCKET}orders.csv" --target "$db" --table public.orders_csv
     empty_csv_table
     measure ferry_import_local - ferry import-csv --from "file://$work/orders.csv" --target "$db" --table public.orders_csv
+    # Back to the state the manifest recorded (validate compares against it on the next run).
+    psql -X -q -d bench -c "TRUNCATE orders_csv" -c "DROP SCHEMA IF EXISTS ferry_import CASCADE" -c "ANALYZE orders_csv"
   fi
 done
 python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"
