@@ -221,38 +221,21 @@ async fn dialects_encodings_and_compression() {
     .await
     .unwrap();
     // Semicolons, single quotes, a backslash escape, NULL spelled out, no header.
+    let odd_dialect = || CsvOptions {
+        delimiter: Some(";".into()),
+        quote: Some("'".into()),
+        escape: Some("\\".into()),
+        null: Some("N".into()),
+        header: Some(false),
+        columns: Some(vec!["id".into(), "customer".into(), "note".into()]),
+        ..CsvOptions::default()
+    };
     let odd = f.put("d/odd.txt", "4;'it\\'s';N\n5;N;'N'\n").await;
-    f.import(
-        &odd,
-        CsvOptions {
-            delimiter: Some(";".into()),
-            quote: Some("'".into()),
-            escape: Some("\\".into()),
-            null: Some("N".into()),
-            header: Some(false),
-            columns: Some(vec!["id".into(), "customer".into(), "note".into()]),
-            ..CsvOptions::default()
-        },
-    )
-    .await
-    .unwrap_err();
+    f.import(&odd, odd_dialect()).await.unwrap_err();
     // customer is NOT NULL: the N of row 5 is refused by the server, strictly.
     assert_eq!(f.sql("SELECT count(*) FROM orders WHERE id >= 4"), "0");
     let odd = f.put("d/odd2.txt", "4;'it\\'s';N\n5;x;'N'\n").await;
-    f.import(
-        &odd,
-        CsvOptions {
-            delimiter: Some(";".into()),
-            quote: Some("'".into()),
-            escape: Some("\\".into()),
-            null: Some("N".into()),
-            header: Some(false),
-            columns: Some(vec!["id".into(), "customer".into(), "note".into()]),
-            ..CsvOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    f.import(&odd, odd_dialect()).await.unwrap();
     // gzip by extension, zstd by Content-Encoding-less sniffing of its bytes, a tab-separated file.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gz, b"id,customer\n6,gz\n").unwrap();

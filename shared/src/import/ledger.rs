@@ -61,6 +61,18 @@ CREATE TABLE IF NOT EXISTS ferry_import.rejects (
     record bytea NOT NULL
 );";
 
+/// Whether `ferry_import.<table>` exists.
+async fn exists(session: &Session, table: &str) -> Result<bool, ImportError> {
+    Ok(session
+        .query_one(
+            "SELECT to_regclass(format('ferry_import.%I', $1::text)) IS NOT NULL",
+            &[&table],
+        )
+        .await
+        .map_err(pg)?
+        .get(0))
+}
+
 /// What the ledger recorded of one import, for validation.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -82,12 +94,7 @@ pub async fn recorded(
     version: &str,
     table: &str,
 ) -> Result<Option<Recorded>, ImportError> {
-    let exists = session
-        .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
-        .await
-        .map_err(pg)?
-        .get::<_, bool>(0);
-    if !exists {
+    if !exists(session, "ledger").await? {
         return Ok(None);
     }
     let row = session
@@ -146,15 +153,7 @@ impl Ledger {
     /// Creates the ledger where it is missing (two first imports at once may race: the loser
     /// finds it made).
     pub async fn ensure(session: &Session) -> Result<Ledger, ImportError> {
-        let exists = session
-            .query_one(
-                "SELECT to_regclass('ferry_import.rejects') IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .get::<_, bool>(0);
-        if exists {
+        if exists(session, "rejects").await? {
             return Ok(Ledger);
         }
         for attempt in 0..3 {
@@ -214,12 +213,7 @@ impl Ledger {
         session: &Session,
         entry: &Entry,
     ) -> Result<Option<Report>, ImportError> {
-        let exists = session
-            .query_one("SELECT to_regclass('ferry_import.ledger') IS NOT NULL", &[])
-            .await
-            .map_err(pg)?
-            .get::<_, bool>(0);
-        if !exists {
+        if !exists(session, "ledger").await? {
             return Ok(None);
         }
         let Some(row) = session

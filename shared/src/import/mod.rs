@@ -589,13 +589,8 @@ fn read_object(
         },
     );
     let sniffed = match resume {
-        // A range of an uncompressed object starts mid-file.
-        Some(Resume {
-            compression,
-            offset,
-            ..
-        }) if compression == Compression::None || offset == 0 => compression,
-        Some(Resume { compression, .. }) => compression,
+        // Known from the first piece: a range of the object does not start with its magic.
+        Some(r) => r.compression,
         None => Compression::sniff(raw.fill_buf().map_err(io(1))?),
     };
     if let Some(declared) = declared
@@ -806,24 +801,13 @@ async fn load(
         end_offset: 0,
         next_line: 0,
     };
-    let bad_file = |error: CsvError| ImportError::BadFile {
-        url: url.to_string(),
-        error,
-    };
     loop {
-        let (batch, last) = match rx.recv().await {
-            Some(Ok(Piece::Batch(batch, last))) => (batch, last),
-            Some(Ok(Piece::End { blank_lines })) => {
+        let (batch, last) = match next_piece(rx, url).await? {
+            Next::Batch(batch, last) => (batch, last),
+            Next::End { blank_lines } => {
                 out.blank_lines = blank_lines;
                 out.finished = true;
                 return Ok(out);
-            }
-            Some(Ok(Piece::Header(_) | Piece::Compression(_))) => continue,
-            Some(Err(e)) => return Err(bad_file(e)),
-            None => {
-                return Err(ImportError::BadInput(format!(
-                    "{url}: reading the object stopped unexpectedly"
-                )));
             }
         };
         out.rows_read += batch.records.len() as u64;
@@ -943,24 +927,12 @@ async fn load_streaming(
         }
     };
     loop {
-        let (batch, last) = match rx.recv().await {
-            Some(Ok(Piece::Batch(batch, last))) => (batch, last),
-            Some(Ok(Piece::End { blank_lines })) => {
+        let (batch, last) = match next_piece(rx, url).await? {
+            Next::Batch(batch, last) => (batch, last),
+            Next::End { blank_lines } => {
                 out.blank_lines = blank_lines;
                 out.finished = true;
                 break;
-            }
-            Some(Ok(Piece::Header(_) | Piece::Compression(_))) => continue,
-            Some(Err(error)) => {
-                return Err(ImportError::BadFile {
-                    url: url.to_string(),
-                    error,
-                });
-            }
-            None => {
-                return Err(ImportError::BadInput(format!(
-                    "{url}: reading the object stopped unexpectedly"
-                )));
             }
         };
         for r in &batch.records {
@@ -988,6 +960,95 @@ async fn load_streaming(
     }
     out.rows_loaded = sink.finish().await.map_err(|e| refused(e, &anchors))?;
     Ok(out)
+}
+
+/// What the reader hands the loader next: a batch (and whether it is the last), or the end.
+enum Next {
+    Batch(csv::Batch, bool),
+    End { blank_lines: u64 },
+}
+
+async fn next_piece(
+    rx: &mut mpsc::Receiver<Result<Piece, CsvError>>,
+    url: &str,
+) -> Result<Next, ImportError> {
+    loop {
+        match rx.recv().await {
+            Some(Ok(Piece::Batch(batch, last))) => return Ok(Next::Batch(batch, last)),
+            Some(Ok(Piece::End { blank_lines })) => return Ok(Next::End { blank_lines }),
+            Some(Ok(Piece::Header(_) | Piece::Compression(_))) => continue,
+            Some(Err(error)) => {
+                return Err(ImportError::BadFile {
+                    url: url.to_string(),
+                    error,
+                });
+            }
+            None => {
+                return Err(ImportError::BadInput(format!(
+                    "{url}: reading the object stopped unexpectedly"
+                )));
+            }
+        }
+    }
+}
+
+/// The first things the reader hands over: how the object is compressed and its header,
+/// turned into the table columns the file loads.
+async fn header_columns(
+    rx: &mut mpsc::Receiver<Result<Piece, CsvError>>,
+    target: &Table,
+    options: &Options,
+    url: &str,
+    size: u64,
+) -> Result<(Compression, Vec<String>), ImportError> {
+    let mut compression = Compression::None;
+    let (names, header_line) = loop {
+        match rx.recv().await {
+            Some(Ok(Piece::Compression(c))) => compression = c,
+            Some(Ok(Piece::Header(Some(header)))) => break header,
+            Some(Ok(Piece::Header(None))) => {
+                return Err(ImportError::BadFile {
+                    url: url.to_string(),
+                    error: CsvError {
+                        line: 1,
+                        reason: if size == 0 {
+                            "the object is empty (0 bytes): there is no header line".into()
+                        } else {
+                            "the file holds no header line (only blank lines)".into()
+                        },
+                    },
+                });
+            }
+            Some(Err(error)) => {
+                return Err(ImportError::BadFile {
+                    url: url.to_string(),
+                    error,
+                });
+            }
+            _ => {
+                return Err(ImportError::BadInput(format!(
+                    "{url}: reading the object stopped unexpectedly"
+                )));
+            }
+        }
+    };
+    let columns = match &options.columns {
+        Some(list) => map_columns(target, list, true, header_line),
+        None => map_columns(target, &names, false, header_line),
+    }
+    .map_err(|e| ImportError::BadInput(format!("{url}: {e}")))?;
+    Ok((compression, columns))
+}
+
+/// Statistics for the planner once an import's rows are committed (a failure is logged: the
+/// rows are in).
+async fn analyze(session: &Session, table: &TableName) {
+    if let Err(e) = session
+        .batch_execute(&format!("ANALYZE {}", table.quoted()))
+        .await
+    {
+        tracing::warn!(table = %table, error = %PgError::from(e), "ANALYZE after the import failed");
+    }
 }
 
 /// The rejected rows as CSV: line, column, value, reason, and the record as the file had it.
@@ -1111,13 +1172,7 @@ pub async fn run(
             if report.status == Status::AlreadyImported {
                 let _ = session.batch_execute("ROLLBACK").await;
             } else {
-                // Statistics for the planner; the rows are already committed.
-                if let Err(e) = session
-                    .batch_execute(&format!("ANALYZE {}", table.quoted()))
-                    .await
-                {
-                    tracing::warn!(table = %table, error = %PgError::from(e), "ANALYZE after the import failed");
-                }
+                analyze(&session, table).await;
                 report.version = version;
             }
             Ok(report)
@@ -1158,42 +1213,7 @@ async fn import_in_transaction(
         })
     };
     let result = async {
-        let mut first = rx.recv().await;
-        if let Some(Ok(Piece::Compression(_))) = first {
-            first = rx.recv().await;
-        }
-        let (names, header_line) = match first {
-            Some(Ok(Piece::Header(Some(header)))) => header,
-            Some(Ok(Piece::Header(None))) => {
-                return Err(ImportError::BadFile {
-                    url: url.clone(),
-                    error: CsvError {
-                        line: 1,
-                        reason: if source.meta.size == 0 {
-                            "the object is empty (0 bytes): there is no header line".into()
-                        } else {
-                            "the file holds no header line (only blank lines)".into()
-                        },
-                    },
-                });
-            }
-            Some(Err(error)) => {
-                return Err(ImportError::BadFile {
-                    url: url.clone(),
-                    error,
-                });
-            }
-            _ => {
-                return Err(ImportError::BadInput(format!(
-                    "{url}: reading the object stopped unexpectedly"
-                )));
-            }
-        };
-        let columns = match &options.columns {
-            Some(list) => map_columns(target, list, true, header_line),
-            None => map_columns(target, &names, false, header_line),
-        }
-        .map_err(|e| ImportError::BadInput(format!("{url}: {e}")))?;
+        let (_, columns) = header_columns(&mut rx, target, options, &url, source.meta.size).await?;
         // Rows set aside roll back a savepoint, and rows written under one carry its
         // subtransaction's id: with a budget for bad rows, append goes through a stage too, so
         // that every row of an import carries the import's transaction id (validate finds them
@@ -1246,7 +1266,7 @@ async fn import_in_transaction(
                 .await?
             }
         };
-        Ok((columns, loaded, rows_loaded))
+        Ok::<_, ImportError>((columns, loaded, rows_loaded))
     }
     .await;
     drop(rx);

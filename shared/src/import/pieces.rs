@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 
 use super::{
     Budget, Compression, CopyInto, CsvError, ImportError, Ledger, Options, Piece, RejectedRow,
-    Report, Resume, Source, Status, Table, apply_stage, check_mode, copy_statement, ident,
-    ledger::Entry, load, map_columns, pg, read_object, rejects_csv, rejects_location, stage_like,
+    Report, Resume, Source, Status, Table, analyze, apply_stage, check_mode, copy_statement,
+    header_columns, ident, ledger::Entry, load, pg, read_object, rejects_csv, rejects_location,
+    stage_like,
 };
 use crate::{
     pg::Session,
@@ -146,13 +147,20 @@ pub(super) async fn run(
     }
 }
 
-/// Drops what an import under way keeps.
+/// Drops what an import under way keeps, in its own transaction.
 async fn forget(session: &Session, entry: &Entry) -> Result<(), ImportError> {
-    let stage = stage_name(entry);
+    session.batch_execute("BEGIN").await.map_err(pg)?;
+    clear(session, entry).await?;
+    session.batch_execute("COMMIT").await.map_err(pg)?;
+    Ok(())
+}
+
+/// Drops an import's stage, position and set-aside rows (in the open transaction).
+async fn clear(session: &Session, entry: &Entry) -> Result<(), ImportError> {
     session
         .batch_execute(&format!(
-            "BEGIN; DROP TABLE IF EXISTS ferry_import.{}",
-            ident(&stage)
+            "DROP TABLE IF EXISTS ferry_import.{}",
+            ident(&stage_name(entry))
         ))
         .await
         .map_err(pg)?;
@@ -168,7 +176,6 @@ async fn forget(session: &Session, entry: &Entry) -> Result<(), ImportError> {
             .await
             .map_err(pg)?;
     }
-    session.batch_execute("COMMIT").await.map_err(pg)?;
     Ok(())
 }
 
@@ -208,7 +215,18 @@ async fn piece(
     let result = async {
         let state = match known {
             Some(state) => state,
-            None => first_piece(session, &mut rx, target, entry, options, &url).await?,
+            None => {
+                first_piece(
+                    session,
+                    &mut rx,
+                    target,
+                    entry,
+                    options,
+                    &url,
+                    source.meta.size,
+                )
+                .await?
+            }
         };
         let stage = format!("ferry_import.{}", ident(&state.stage));
         let statement = copy_statement(&stage, &state.columns, &options.dialect);
@@ -359,29 +377,9 @@ async fn piece(
     }
     report.status = Status::Imported;
     ledger.finish(session, entry, &report).await?;
-    session
-        .batch_execute(&format!("DROP TABLE {stage}"))
-        .await
-        .map_err(pg)?;
-    for table in ["pieces", "rejects"] {
-        session
-            .execute(
-                &format!(
-                    "DELETE FROM ferry_import.{table} \
-                     WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4"
-                ),
-                &[&entry.bucket, &entry.key, &entry.version, &entry.table],
-            )
-            .await
-            .map_err(pg)?;
-    }
+    clear(session, entry).await?;
     session.batch_execute("COMMIT").await.map_err(pg)?;
-    if let Err(e) = session
-        .batch_execute(&format!("ANALYZE {}", target.name.quoted()))
-        .await
-    {
-        tracing::warn!(table = %target.name, error = %crate::pg::PgError::from(e), "ANALYZE after the import failed");
-    }
+    analyze(session, &target.name).await;
     Ok(report)
 }
 
@@ -393,39 +391,9 @@ async fn first_piece(
     entry: &Entry,
     options: &Options,
     url: &str,
+    size: u64,
 ) -> Result<State, ImportError> {
-    let mut compression = Compression::None;
-    let (names, header_line) = loop {
-        match rx.recv().await {
-            Some(Ok(Piece::Compression(c))) => compression = c,
-            Some(Ok(Piece::Header(Some(header)))) => break header,
-            Some(Ok(Piece::Header(None))) => {
-                return Err(ImportError::BadFile {
-                    url: url.to_string(),
-                    error: CsvError {
-                        line: 1,
-                        reason: "the file holds no header line".into(),
-                    },
-                });
-            }
-            Some(Err(error)) => {
-                return Err(ImportError::BadFile {
-                    url: url.to_string(),
-                    error,
-                });
-            }
-            _ => {
-                return Err(ImportError::BadInput(format!(
-                    "{url}: reading the object stopped unexpectedly"
-                )));
-            }
-        }
-    };
-    let columns = match &options.columns {
-        Some(list) => map_columns(target, list, true, header_line),
-        None => map_columns(target, &names, false, header_line),
-    }
-    .map_err(|e| ImportError::BadInput(format!("{url}: {e}")))?;
+    let (compression, columns) = header_columns(rx, target, options, url, size).await?;
     check_mode(target, &columns, options.mode)?;
     let stage = stage_name(entry);
     session

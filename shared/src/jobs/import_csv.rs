@@ -142,6 +142,36 @@ pub struct ImportOutcome {
     pub rejection_report: Option<String>,
 }
 
+impl ImportOutcome {
+    /// Not for import, and why.
+    fn ignored(source: String, table: Option<String>, why: String) -> ImportOutcome {
+        ImportOutcome {
+            source,
+            status: ImportStatus::Ignored,
+            table,
+            report: None,
+            error: Some(why),
+            error_type: None,
+            moved_to: None,
+            rejection_report: None,
+        }
+    }
+
+    /// Failed for a reason outside the file.
+    fn failed(source: String, error: &JobError) -> ImportOutcome {
+        ImportOutcome {
+            source,
+            status: ImportStatus::Failed,
+            table: None,
+            report: None,
+            error: Some(error.to_string()),
+            error_type: Some(error.error_type().to_string()),
+            moved_to: None,
+            rejection_report: None,
+        }
+    }
+}
+
 /// An SQS message to deliver again (AWS Lambda's partial batch response).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct BatchItemFailure {
@@ -256,16 +286,11 @@ async fn import_request(
             {
                 Route::Table(table, options) => (table, request.options.over(&options)),
                 Route::Ignore(why) => {
-                    return Ok(ImportCsvOutput::of(vec![ImportOutcome {
-                        source: url.to_string(),
-                        status: ImportStatus::Ignored,
-                        table: None,
-                        report: None,
-                        error: Some(why),
-                        error_type: None,
-                        moved_to: None,
-                        rejection_report: None,
-                    }]));
+                    return Ok(ImportCsvOutput::of(vec![ImportOutcome::ignored(
+                        url.to_string(),
+                        None,
+                        why,
+                    )]));
                 }
             }
         }
@@ -392,18 +417,10 @@ async fn import_event(event: Value, ctx: &Context) -> Result<ImportCsvOutput, Jo
             Ok(uploads) => uploads,
             Err(why) => {
                 tracing::error!(message_id = ?delivery.message_id, error = %why, "an unreadable delivery");
-                outcomes.push(ImportOutcome {
-                    source: String::new(),
-                    status: ImportStatus::Failed,
-                    table: None,
-                    report: None,
-                    error: Some(why.clone()),
-                    error_type: Some("Ferry.BadInput".into()),
-                    moved_to: None,
-                    rejection_report: None,
-                });
+                let error = JobError::BadInput(why);
+                outcomes.push(ImportOutcome::failed(String::new(), &error));
                 failures.extend(delivery.message_id.clone());
-                first_error.get_or_insert(JobError::BadInput(why));
+                first_error.get_or_insert(error);
                 continue;
             }
         };
@@ -413,16 +430,8 @@ async fn import_event(event: Value, ctx: &Context) -> Result<ImportCsvOutput, Jo
                 Ok(outcome) => outcome,
                 Err(e) => {
                     tracing::error!(bucket = %upload.bucket, key = %upload.key, error_type = e.error_type(), error = %e, "import failed");
-                    let outcome = ImportOutcome {
-                        source: format!("s3://{}/{}", upload.bucket, upload.key),
-                        status: ImportStatus::Failed,
-                        table: None,
-                        report: None,
-                        error: Some(e.to_string()),
-                        error_type: Some(e.error_type().to_string()),
-                        moved_to: None,
-                        rejection_report: None,
-                    };
+                    let outcome =
+                        ImportOutcome::failed(format!("s3://{}/{}", upload.bucket, upload.key), &e);
                     first_error.get_or_insert(e);
                     outcome
                 }
@@ -471,16 +480,7 @@ async fn import_upload(
     let (table, options) = match routes.route(&key) {
         Ok(Route::Table(table, options)) => (table, options),
         Ok(Route::Ignore(why)) => {
-            return Ok(ImportOutcome {
-                source: url.to_string(),
-                status: ImportStatus::Ignored,
-                table: None,
-                report: None,
-                error: Some(why),
-                error_type: None,
-                moved_to: None,
-                rejection_report: None,
-            });
+            return Ok(ImportOutcome::ignored(url.to_string(), None, why));
         }
         Err(why) => {
             return reject(
@@ -504,16 +504,11 @@ async fn import_upload(
             {
                 return Ok(imported(&url, &table, report, None));
             }
-            return Ok(ImportOutcome {
-                source: url.to_string(),
-                status: ImportStatus::Ignored,
-                table: Some(table.quoted()),
-                report: None,
-                error: Some(format!("{url} no longer exists and was not imported")),
-                error_type: None,
-                moved_to: None,
-                rejection_report: None,
-            });
+            return Ok(ImportOutcome::ignored(
+                url.to_string(),
+                Some(table.quoted()),
+                format!("{url} no longer exists and was not imported"),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
