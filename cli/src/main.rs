@@ -243,6 +243,12 @@ enum BranchCommand {
         /// Expiry such as 7d or 12h (at most 30 days).
         #[arg(long)]
         expires_in: Option<String>,
+        /// Branch from the parent as it was at this time (RFC 3339).
+        #[arg(long, conflicts_with = "at_lsn")]
+        at: Option<String>,
+        /// Branch from the parent at this WAL position (such as 0/1F2A3B8).
+        #[arg(long)]
+        at_lsn: Option<String>,
     },
     /// Show one branch.
     Get(BranchRef),
@@ -417,6 +423,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
             let out = jobs::validate(
                 jobs::ValidateInput {
                     source: a.source,
+                    import_report: None,
                     target: a.target,
                     checksums: a.checksums,
                     jobs: a.jobs,
@@ -437,12 +444,16 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     name,
                     parent,
                     expires_in,
+                    at,
+                    at_lsn,
                 } => jobs::BranchInput {
                     action: BranchAction::Create,
                     project,
                     branch: Some(name),
                     parent,
                     expires_in,
+                    at,
+                    at_lsn,
                 },
                 BranchCommand::Get(r) => branch_input(BranchAction::Get, r),
                 BranchCommand::Delete(r) => branch_input(BranchAction::Delete, r),
@@ -453,6 +464,8 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     branch: None,
                     parent: None,
                     expires_in: None,
+                    at: None,
+                    at_lsn: None,
                 },
             };
             let out = jobs::branch(input, ctx).await?;
@@ -583,6 +596,8 @@ fn branch_input(action: BranchAction, r: BranchRef) -> jobs::BranchInput {
         branch: Some(r.branch),
         parent: None,
         expires_in: None,
+        at: None,
+        at_lsn: None,
     }
 }
 

@@ -828,6 +828,7 @@ async fn validate_checks_an_import_report_against_its_table() {
         jobs::validate(
             jobs::ValidateInput {
                 source,
+                import_report: None,
                 target: f.pg.url(&f.db),
                 checksums: false,
                 jobs: None,

@@ -13,3 +13,4 @@ mod secrets;
 mod snapshot;
 mod store;
 mod validate;
+mod workflows;

@@ -199,7 +199,7 @@ async fn a_target_that_is_not_empty_is_refused_and_left_alone() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.error_type(), "Ferry.BadInput", "{err}");
+    assert_eq!(err.error_type(), "Ferry.TargetNotEmpty", "{err}");
     assert!(err.to_string().contains("not empty"), "{err}");
     assert_eq!(
         pg.psql(

@@ -141,6 +141,7 @@ pub(crate) async fn validate(source: String, pg: &PgServer, target: &str, store:
     let out = jobs::validate(
         ValidateInput {
             source: source.clone(),
+            import_report: None,
             target: pg.url(target),
             checksums: true,
             jobs: Some(2),

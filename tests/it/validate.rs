@@ -101,6 +101,7 @@ async fn run(source: String, case: &str) -> ValidateOutput {
     validate(
         ValidateInput {
             source,
+            import_report: None,
             target: copy(case),
             checksums: true,
             jobs: Some(2),
@@ -351,4 +352,77 @@ async fn the_lambda_fails_with_validation_failed_on_a_mismatch() {
     let (error_type, message) = bad.result.unwrap_err();
     assert_eq!(error_type, "Ferry.ValidationFailed");
     assert!(message.contains("orders_placed_at_idx"), "{message}");
+}
+
+/// A pg_dump archive of the source (no manifest) as the source: the rows it holds, counted by
+/// reading it, against each copy; custom, directory and plain formats.
+#[tokio::test]
+async fn a_pg_dump_archive_is_a_source_by_its_row_counts() {
+    let pg = shared_pg();
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    for (format, name) in [("c", "app.dump"), ("d", "app.dir"), ("p", "app.sql")] {
+        let path = dir.path().join(name);
+        let out = std::process::Command::new(pg.bin("pg_dump"))
+            .args(["-F", format, "-f"])
+            .arg(&path)
+            .arg(pg.url(&f.source))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = if format == "d" {
+            format!("file://{}/", path.display())
+        } else {
+            format!("file://{}", path.display())
+        };
+        let check = |case: &'static str| {
+            let url = url.clone();
+            async move {
+                validate(
+                    ValidateInput {
+                        source: url,
+                        import_report: None,
+                        target: copy(case),
+                        checksums: false,
+                        jobs: Some(2),
+                        save_source_manifest: None,
+                    },
+                    Context::from_env().unwrap(),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let same = check("identical").await;
+        assert!(same.matches, "{format}: {}", same.summary());
+        assert_eq!(same.tables_compared, 5, "{format}: {}", same.summary());
+        assert_eq!(same.rows_compared, 1000 + 20000 + 1000000 + 2 + 100);
+        let missing = check("missing_row").await;
+        assert!(!missing.matches);
+        assert_eq!(missing.differences.len(), 1, "{}", missing.summary());
+        assert_eq!(missing.differences[0].object, "public.events");
+        assert_eq!(missing.differences[0].expected.as_deref(), Some("1000000"));
+        let extra = check("extra_row").await;
+        assert!(!extra.matches, "{format}: {}", extra.summary());
+        assert_eq!(extra.differences[0].object, "public.customers");
+    }
+    // With checksums asked for, it says why it cannot.
+    let err = validate(
+        ValidateInput {
+            source: format!("file://{}", dir.path().join("app.dump").display()),
+            import_report: None,
+            target: copy("identical"),
+            checksums: true,
+            jobs: Some(2),
+            save_source_manifest: None,
+        },
+        Context::from_env().unwrap(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("row counts"), "{err}");
 }

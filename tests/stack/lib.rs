@@ -16,6 +16,7 @@ pub mod pg;
 pub mod process;
 pub mod s3;
 
+pub use lambda::LambdaHost;
 pub use neon::{EmulatorOptions, NeonEmulator, shared_emulator};
 pub use pg::{
     PgServer, PgServerOptions, shared_pg, shared_pg_without_tls, shared_pg17, shared_pg18,

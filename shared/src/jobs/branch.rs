@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Context, JobError};
-use crate::neon::{CreateBranch, NeonClient, models::Branch, parse_expiry};
+use crate::neon::{CreateBranch, NeonClient, PointInTime, models::Branch, parse_expiry};
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -28,15 +28,24 @@ pub struct BranchInput {
     pub action: BranchAction,
     /// The Neon project id.
     pub project: String,
-    /// Branch name (create) or name or id (get, delete, reset); not used by `list`.
+    /// Branch name (create) or name or id (get, delete, reset); not used by `list`; `get`
+    /// without it answers the project's default branch.
     #[serde(default)]
     pub branch: Option<String>,
-    /// Parent branch name or id, for `create`; the project's default branch when omitted.
+    /// Parent branch name or id, for `create`; the project's default branch when omitted or
+    /// empty.
     #[serde(default)]
     pub parent: Option<String>,
     /// Expiry for `create`, such as `7d` or `12h` (at most 30 days).
     #[serde(default)]
     pub expires_in: Option<String>,
+    /// For `create`: branch from the parent as it was at this time (RFC 3339), within the
+    /// project's history retention.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// For `create`: branch from the parent at this WAL position (such as `0/1F2A3B8`).
+    #[serde(default)]
+    pub at_lsn: Option<String>,
 }
 
 /// One branch, as workflows need it. Carries no secret.
@@ -96,7 +105,41 @@ pub async fn branch(input: BranchInput, _ctx: Context) -> Result<BranchOutput, J
         }
         (None, _) => None,
     };
-    let target = if input.action == BranchAction::List {
+    let point_in_time = match (&input.at, &input.at_lsn, input.action) {
+        (None, None, _) => None,
+        (Some(_), Some(_), _) => {
+            return Err(JobError::BadInput("give at or atLsn, not both".into()));
+        }
+        (_, _, action) if action != BranchAction::Create => {
+            return Err(JobError::BadInput(
+                "at and atLsn apply to create only".into(),
+            ));
+        }
+        (Some(at), None, _) => {
+            humantime::parse_rfc3339_weak(at).map_err(|e| {
+                JobError::BadInput(format!("at {at:?} is not an RFC 3339 time: {e}"))
+            })?;
+            Some(PointInTime::Timestamp(at.clone()))
+        }
+        (None, Some(lsn), _) => {
+            let valid = lsn.split_once('/').is_some_and(|(hi, lo)| {
+                !hi.is_empty()
+                    && !lo.is_empty()
+                    && hi.chars().chain(lo.chars()).all(|c| c.is_ascii_hexdigit())
+            });
+            if !valid {
+                return Err(JobError::BadInput(format!(
+                    "atLsn {lsn:?} is not a WAL position such as 0/1F2A3B8"
+                )));
+            }
+            Some(PointInTime::Lsn(lsn.clone()))
+        }
+    };
+    // `get` without a branch: the project's default branch (a workflow's "the branch" input
+    // may be empty).
+    let default_branch =
+        input.action == BranchAction::Get && input.branch.as_deref().is_none_or(str::is_empty);
+    let target = if input.action == BranchAction::List || default_branch {
         None
     } else {
         Some(named()?)
@@ -118,8 +161,9 @@ pub async fn branch(input: BranchInput, _ctx: Context) -> Result<BranchOutput, J
                     project,
                     &CreateBranch {
                         name: target.unwrap_or_default(),
-                        parent: input.parent.clone(),
+                        parent: input.parent.clone().filter(|p| !p.is_empty()),
                         expires_at,
+                        point_in_time,
                         with_endpoint: true,
                         ..CreateBranch::default()
                     },
@@ -129,9 +173,17 @@ pub async fn branch(input: BranchInput, _ctx: Context) -> Result<BranchOutput, J
             output.branch = Some(summarize(&client, project, &info.branch, true).await?);
         }
         BranchAction::Get => {
-            let b = client
-                .resolve_branch(project, &target.unwrap_or_default())
-                .await?;
+            let b = match target {
+                Some(name) => client.resolve_branch(project, &name).await?,
+                None => client
+                    .list_branches(project)
+                    .await?
+                    .into_iter()
+                    .find(|b| b.default)
+                    .ok_or_else(|| {
+                        JobError::BadInput(format!("project {project} has no default branch"))
+                    })?,
+            };
             output.branch = Some(summarize(&client, project, &b, true).await?);
         }
         BranchAction::Reset => {

@@ -47,6 +47,10 @@ pub struct ImportRequest {
     /// Move an imported object under this prefix (of its bucket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processed_prefix: Option<String>,
+    /// Import nothing: move the object under `rejectedPrefix` with a report giving this reason
+    /// (a workflow's compensation when an import did not validate). Status `rejected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_aside: Option<String>,
     #[serde(flatten)]
     pub options: CsvOptions,
 }
@@ -269,6 +273,21 @@ async fn import_request(
     ctx: &Context,
 ) -> Result<ImportCsvOutput, JobError> {
     let url = ObjectUrl::parse(&request.from)?;
+    if let Some(reason) = &request.set_aside {
+        let prefix = request.rejected_prefix.as_deref().ok_or_else(|| {
+            JobError::BadInput("setAside needs rejectedPrefix: where to move the object".into())
+        })?;
+        let table = request
+            .table
+            .as_deref()
+            .map(TableName::parse)
+            .transpose()
+            .map_err(JobError::BadInput)?;
+        let store = Store::for_url(&url, &ctx.store).await?;
+        let why = JobError::ImportRejected(format!("set aside: {reason}"));
+        let outcome = reject(&store, &url, table.as_ref(), &why, prefix).await?;
+        return Ok(ImportCsvOutput::of(vec![outcome]));
+    }
     let config = target_from(request.target.as_deref()).await?;
     let (table, options) = match &request.table {
         Some(t) => (

@@ -59,6 +59,10 @@ pub enum JobError {
     /// Part of the work was done and committed; the same input again goes on from there.
     #[error("{0}")]
     InProgress(String),
+    /// A restore's target already holds objects (and is not a restore of the same archive
+    /// to resume).
+    #[error("{0}")]
+    TargetNotEmpty(String),
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
@@ -84,6 +88,7 @@ impl JobError {
             JobError::RestoreFailed(_) => "Ferry.RestoreFailed",
             JobError::ImportRejected(_) => "Ferry.ImportRejected",
             JobError::InProgress(_) => "Ferry.InProgress",
+            JobError::TargetNotEmpty(_) => "Ferry.TargetNotEmpty",
             JobError::Postgres(PgError::BadConfig(_)) => "Ferry.BadInput",
             JobError::Postgres(PgError::Auth { .. }) => "Ferry.AuthFailed",
             JobError::Postgres(PgError::Secret(e)) | JobError::Secret(e) => match e {
@@ -126,6 +131,7 @@ impl JobError {
             | JobError::Inconsistent(_)
             | JobError::RestoreFailed(_)
             | JobError::ImportRejected(_)
+            | JobError::TargetNotEmpty(_)
             | JobError::ValidationFailed(_) => false,
         }
     }

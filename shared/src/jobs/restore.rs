@@ -106,7 +106,7 @@ impl From<RestoreError> for JobError {
                 JobError::NotBuilt(what.to_string())
             }
             RestoreError::Archive(e) => JobError::Archive(e),
-            e @ RestoreError::NotEmpty(_) => JobError::BadInput(e.to_string()),
+            e @ RestoreError::NotEmpty(_) => JobError::TargetNotEmpty(e.to_string()),
             e => JobError::RestoreFailed(e.to_string()),
         }
     }
@@ -181,6 +181,8 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
                 branch: input.branch.clone(),
                 parent: input.parent.clone(),
                 expires_in: input.expires_in.clone(),
+                at: None,
+                at_lsn: None,
             },
             ctx.clone(),
         )

@@ -15,9 +15,16 @@ use crate::{
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ValidateInput {
     /// A database (URL, Secrets Manager or `neon://` reference), a snapshot's `manifest.json`
-    /// (`s3://...` or `file:///...`), or a CSV import's report: the output of `import-csv` as
-    /// JSON text or the URL of a JSON object holding it.
+    /// (`s3://...` or `file:///...`), a CSV import's report (the output of `import-csv` as
+    /// JSON text or the URL of a JSON object holding it), or an archive without a manifest
+    /// (a pg_dump custom or directory archive or plain dump: row counts are compared).
+    /// Not with `importReport`.
+    #[serde(default)]
     pub source: String,
+    /// A CSV import's report as a JSON object (what `import-csv` answered), instead of
+    /// `source`: how a workflow hands it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_report: Option<Box<ImportCsvOutput>>,
     /// The database to check (URL, Secrets Manager or `neon://` reference).
     pub target: String,
     /// Compare per-table content checksums as well as counts, schema and integrity.
@@ -96,6 +103,22 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
         jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
     };
     let target_config = super::database(&input.target).await?.direct();
+    match (&input.import_report, input.source.is_empty()) {
+        (Some(report), true) => {
+            return validate_import((**report).clone(), &target_config, &input).await;
+        }
+        (Some(_), false) => {
+            return Err(JobError::BadInput(
+                "give source or importReport, not both".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(JobError::BadInput(
+                "source is required (or importReport)".into(),
+            ));
+        }
+        (None, false) => {}
+    }
     let manifest_url = match ObjectUrl::parse(&input.source) {
         Ok(url) => Some(url),
         Err(e) if input.source.starts_with("s3://") || input.source.starts_with("file://") => {
@@ -115,6 +138,9 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
                 ));
             }
             let store = Store::for_url(&url, &ctx.store).await?;
+            if !is_json(&store, &url).await? {
+                return validate_against_archive(&store, &url, &target_config, &input).await;
+            }
             let bytes = store.get_bytes(&url.key).await?;
             let value: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| JobError::BadInput(format!("{url} is not JSON: {e}")))?;
@@ -158,6 +184,93 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
         tables_compared: comparison.tables_compared,
         rows_compared: comparison.rows_compared,
         source_fingerprint: expected.schema.map(|s| s.fingerprint),
+        target_fingerprint: target.schema.fingerprint,
+        differences: comparison.differences,
+        integrity: comparison.integrity,
+        inherited: comparison.inherited,
+    })
+}
+
+/// Whether the object at `url` is JSON (a manifest or an import report) rather than an
+/// archive: a prefix is a directory archive; otherwise its first byte says.
+async fn is_json(store: &Store, url: &ObjectUrl) -> Result<bool, JobError> {
+    let key = url.key.as_str();
+    if key.ends_with('/') || key.ends_with("toc.dat") {
+        return Ok(false);
+    }
+    if key.ends_with(".json") {
+        return Ok(true);
+    }
+    let head = store.get(&url.key, Some(0..1)).await?;
+    let bytes: Vec<bytes::Bytes> = futures::TryStreamExt::try_collect(head).await?;
+    Ok(bytes.concat().first() == Some(&b'{'))
+}
+
+/// Checks a database restored from an archive that has no manifest (a pg_dump archive or
+/// plain dump from elsewhere): every table the archive holds data for has exactly the rows
+/// the archive holds (counted by reading it), the database has no other table with rows, and
+/// no integrity problem. The schema is not compared: the archive's DDL is not a profile.
+async fn validate_against_archive(
+    store: &Store,
+    url: &ObjectUrl,
+    target: &crate::pg::PgConfig,
+    input: &ValidateInput,
+) -> Result<ValidateOutput, JobError> {
+    if input.checksums || input.save_source_manifest.is_some() {
+        return Err(JobError::BadInput(
+            "an archive without a manifest is checked by row counts; checksums and \
+             saveSourceManifest need a source database or a manifest"
+                .into(),
+        ));
+    }
+    let options = Options {
+        checksums: false,
+        jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
+    };
+    let (contents, target) = tokio::try_join!(
+        async {
+            crate::restore::contents(store, url)
+                .await
+                .map_err(JobError::from)
+        },
+        async {
+            validate::profile(target, options)
+                .await
+                .map_err(JobError::from)
+        }
+    )?;
+    let expected = Expected {
+        tables: contents
+            .tables
+            .iter()
+            .map(|t| validate::TableStats {
+                schema: t.schema.clone(),
+                name: t.name.clone(),
+                rows: t.rows,
+                checksum: None,
+            })
+            .collect(),
+        schema: None,
+        integrity: Vec::new(),
+    };
+    let views: Vec<String> = contents
+        .materialized_views
+        .iter()
+        .map(|(schema, name)| format!("{}.{}", validate::quote(schema), validate::quote(name)))
+        .collect();
+    let mut comparison = validate::compare(&expected, &target);
+    // Materialized views are refreshed, not loaded; a table the archive has no data for
+    // (excluded when it was dumped) may exist as long as it is empty.
+    comparison.differences.retain(|d| {
+        let unexpected = d.check == "table" && d.expected.as_deref() == Some("absent");
+        !(unexpected && (views.contains(&d.object) || d.actual.as_deref() == Some("0 rows")))
+    });
+    Ok(ValidateOutput {
+        matches: comparison.matches(),
+        checksums: false,
+        tables_compared: comparison.tables_compared,
+        rows_compared: comparison.rows_compared,
+        source_fingerprint: None,
         target_fingerprint: target.schema.fingerprint,
         differences: comparison.differences,
         integrity: comparison.integrity,

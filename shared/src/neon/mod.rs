@@ -63,7 +63,9 @@ impl NeonConfig {
         }
     }
 
-    /// `NEON_API_KEY` (the key itself, or a Secrets Manager reference to it) and `NEON_API_HOST`.
+    /// `NEON_API_KEY` (the key itself, or a Secrets Manager reference to it), `NEON_API_HOST`,
+    /// and `FERRY_NEON_RETRY_SECONDS`: how long one call keeps retrying 423/429/5xx (default
+    /// 120; a workflow may prefer to retry in its own state instead).
     pub async fn from_env() -> Result<NeonConfig, NeonError> {
         let key = std::env::var("NEON_API_KEY")
             .ok()
@@ -78,7 +80,19 @@ impl NeonConfig {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| DEFAULT_API_HOST.to_string());
-        Ok(NeonConfig::new(key, host))
+        let mut config = NeonConfig::new(key, host);
+        if let Ok(seconds) = std::env::var("FERRY_NEON_RETRY_SECONDS") {
+            config.retry.max_elapsed = seconds
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| {
+                    NeonError::BadInput(format!(
+                        "FERRY_NEON_RETRY_SECONDS {seconds:?} is not a number of seconds"
+                    ))
+                })?;
+        }
+        Ok(config)
     }
 }
 

@@ -13,8 +13,11 @@
 //! a table's COPY and its progress row commit together, so a half-loaded table is rolled back,
 //! never left half full. The progress schema is dropped when the restore completes.
 
+mod contents;
 mod plain;
 mod source;
+
+pub use contents::{ArchivedTable, Contents, contents};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 

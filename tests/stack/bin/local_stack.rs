@@ -9,15 +9,17 @@
 //!   reachable with the `AWS_*` and `FERRY_S3_PATH_STYLE` variables it also sets, and
 //!   `FERRY_S3_BUCKET_DIR`, the directory that server keeps that bucket's objects in;
 //! - `NEON_API_HOST`, `NEON_API_KEY`, `FERRY_NEON_PROJECT`: a Neon API emulator whose project's
-//!   `main` branch holds a copy of the demo database.
+//!   `main` branch holds a copy of the demo database;
+//! - `FERRY_LAMBDA_HOST`: the Lambda Invoke API of the five function binaries (`lambda-host`,
+//!   run with all of the above), which `infra/local/run-workflow` sends Task states to.
 //!
 //! Everything lives in a scratch directory that is removed when COMMAND ends.
 
 use std::process::{Command, ExitCode};
 
 use ferry_tests::{
-    EmulatorOptions, NeonEmulator, PgServer, PgServerOptions, S3Server, pg::SUPERUSER, pg::test_ca,
-    process::scratch,
+    EmulatorOptions, LambdaHost, NeonEmulator, PgServer, PgServerOptions, S3Server, pg::SUPERUSER,
+    pg::test_ca, process::scratch,
 };
 
 const SAMPLE: &str = "
@@ -66,30 +68,45 @@ fn main() -> ExitCode {
         neon.project_id,
         bucket.display()
     );
-    let status = Command::new(program)
-        .args(rest)
-        .env(
-            "FERRY_SOURCE",
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "FERRY_SOURCE".into(),
             format!(
                 "postgres://{SUPERUSER}@localhost:{}/demo?sslmode=verify-full&sslrootcert={}",
                 pg.port,
                 test_ca().ca_cert.display()
             ),
-        )
-        .env("PGHOST", "localhost")
-        .env("PGPORT", pg.port.to_string())
-        .env("PGUSER", SUPERUSER)
-        .env("PGPASSWORD", pg.password())
-        .env("PGDATABASE", "demo")
-        .env("PGSSLMODE", "verify-full")
-        .env("PGSSLROOTCERT", &test_ca().ca_cert)
-        .env("FERRY_BUCKET", format!("file://{}/", bucket.display()))
-        .envs(s3.env())
-        .env("FERRY_S3_BUCKET", format!("s3://{s3_bucket}/"))
-        .env("FERRY_S3_BUCKET_DIR", s3.object_path(&s3_bucket, ""))
-        .envs(neon.env())
-        .env("FERRY_NEON_PROJECT", &neon.project_id)
-        .status();
+        ),
+        ("PGHOST".into(), "localhost".into()),
+        ("PGPORT".into(), pg.port.to_string()),
+        ("PGUSER".into(), SUPERUSER.into()),
+        ("PGPASSWORD".into(), pg.password().to_string()),
+        ("PGDATABASE".into(), "demo".into()),
+        ("PGSSLMODE".into(), "verify-full".into()),
+        (
+            "PGSSLROOTCERT".into(),
+            test_ca().ca_cert.display().to_string(),
+        ),
+        (
+            "FERRY_BUCKET".into(),
+            format!("file://{}/", bucket.display()),
+        ),
+        ("FERRY_S3_BUCKET".into(), format!("s3://{s3_bucket}/")),
+        (
+            "FERRY_S3_BUCKET_DIR".into(),
+            s3.object_path(&s3_bucket, "").display().to_string(),
+        ),
+        ("FERRY_NEON_PROJECT".into(), neon.project_id.clone()),
+    ];
+    env.extend(s3.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+    env.extend(neon.env().into_iter().map(|(k, v)| (k.to_string(), v)));
+    eprintln!(
+        "local-stack: starting lambda-host (the Lambda Invoke API for the function binaries) ..."
+    );
+    let host = LambdaHost::start(&env);
+    env.push(("FERRY_LAMBDA_HOST".into(), host.url.clone()));
+    let status = Command::new(program).args(rest).envs(env).status();
+    drop(host);
     drop(neon);
     drop(s3);
     drop(pg);
