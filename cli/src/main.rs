@@ -48,6 +48,48 @@ enum Command {
     },
     /// Check that ferry can reach a database and an object store with the given settings.
     Check(CheckArgs),
+    /// The snapshots under a prefix.
+    Snapshots {
+        #[command(subcommand)]
+        action: SnapshotsCommand,
+    },
+    /// Delete old snapshots by a retention policy (a dry run unless --delete).
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand)]
+enum SnapshotsCommand {
+    /// Complete snapshots (with their manifest), newest first, and incomplete ones.
+    List {
+        /// The prefix to look under (s3://bucket/backups/ or file:///dir/), at any depth.
+        #[arg(long)]
+        from: String,
+    },
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// The prefix to prune under; each series (the prefix a snapshot sits under) on its own.
+    #[arg(long)]
+    from: String,
+    /// Keep the newest N snapshots.
+    #[arg(long)]
+    keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days (UTC) that have one.
+    #[arg(long)]
+    keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    #[arg(long)]
+    keep_weekly: Option<u32>,
+    /// Keep every snapshot taken within this long (30d, 12h).
+    #[arg(long)]
+    keep_within: Option<String>,
+    /// Delete for real (without it: a dry run that says what would go).
+    #[arg(long)]
+    delete: bool,
+    /// Also delete snapshots without a manifest older than this (default 2d).
+    #[arg(long)]
+    incomplete_older_than: Option<String>,
 }
 
 #[derive(Args)]
@@ -55,6 +97,14 @@ struct SnapshotArgs {
     /// The database to dump (URL, Secrets Manager or neon://PROJECT/BRANCH/DB?role=R reference).
     #[arg(long, env = "FERRY_SOURCE")]
     source: String,
+    /// The snapshot's prefix under --to from {project}, {branch}, {database}, {timestamp},
+    /// {date}, such as "{project}/{branch}/{database}/{timestamp}/".
+    #[arg(long)]
+    key_template: Option<String>,
+    /// Snapshot these databases of the source's server or branch, each on its own (repeatable;
+    /// `*` for all but postgres); the key template defaults to "{database}/{timestamp}/".
+    #[arg(long = "database")]
+    databases: Vec<String>,
     /// The prefix to write the archive and its manifest under (s3://bucket/prefix/ or file:///dir/).
     #[arg(long)]
     to: String,
@@ -92,9 +142,16 @@ struct SnapshotArgs {
 
 #[derive(Args)]
 struct RestoreArgs {
-    /// The archive to restore (s3://... or file:///...).
+    /// The archive to restore (s3://... or file:///...); with --latest or --as-of, a prefix
+    /// holding snapshots.
     #[arg(long)]
     from: String,
+    /// Restore the newest complete snapshot under the prefix --from.
+    #[arg(long, conflicts_with = "as_of")]
+    latest: bool,
+    /// Restore the newest complete snapshot under --from taken at or before this time (RFC 3339).
+    #[arg(long)]
+    as_of: Option<String>,
     /// The target database (URL or Secrets Manager reference).
     #[arg(long, env = "FERRY_TARGET", conflicts_with = "neon_project")]
     target: Option<String>,
@@ -304,11 +361,61 @@ enum Outcome {
     Done,
     /// A comparison found differences (exit code 1).
     Different,
+    /// Some of several pieces of work failed; the result says which (exit code 2).
+    PartlyFailed,
 }
 
 async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
     let json = cli.json;
     match cli.command {
+        Command::Snapshot(a) if !a.databases.is_empty() => {
+            let out = jobs::snapshot_databases(
+                jobs::SnapshotInput {
+                    source: a.source,
+                    to: a.to,
+                    format: a.format,
+                    compress: a.compress,
+                    jobs: a.jobs,
+                    schemas: a.schemas,
+                    tables: a.tables,
+                    exclude_tables: a.exclude_tables,
+                    exclude_table_data: a.exclude_table_data,
+                    schema_only: a.schema_only,
+                    data_only: a.data_only,
+                    checksums: a.checksums,
+                    key_template: a.key_template,
+                    databases: a.databases,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                o.databases
+                    .iter()
+                    .map(|d| match (&d.snapshot, &d.error) {
+                        (Some(s), _) => format!(
+                            "{}: {} tables, {} rows -> {}",
+                            d.database, s.tables, s.rows, s.manifest
+                        ),
+                        (None, error) => format!(
+                            "{}: FAILED ({}): {}",
+                            d.database,
+                            d.error_type.as_deref().unwrap_or("?"),
+                            error.as_deref().unwrap_or("")
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            if out.failed > 0 {
+                eprintln!(
+                    "ferry: {} of {} databases failed (the others' snapshots are complete)",
+                    out.failed,
+                    out.databases.len()
+                );
+                return Ok(Outcome::PartlyFailed);
+            }
+        }
         Command::Snapshot(a) => {
             let out = jobs::snapshot(
                 jobs::SnapshotInput {
@@ -324,6 +431,8 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     schema_only: a.schema_only,
                     data_only: a.data_only,
                     checksums: a.checksums,
+                    key_template: a.key_template,
+                    databases: Vec::new(),
                 },
                 ctx,
             )
@@ -342,10 +451,93 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                 )
             });
         }
+        Command::Snapshots {
+            action: SnapshotsCommand::List { from },
+        } => {
+            let out = jobs::list_snapshots(jobs::ListInput { from }, ctx).await?;
+            emit(json, &out, |o| {
+                let mut lines: Vec<String> = o
+                    .snapshots
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {}  {} tables, {} rows, {} bytes  {}",
+                            s.created_at, s.database, s.tables, s.rows, s.bytes, s.location
+                        )
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    lines.push("no complete snapshot".into());
+                }
+                for i in &o.incomplete {
+                    lines.push(format!(
+                        "incomplete (no manifest): {} ({} objects, {} bytes, last written {})",
+                        i.location,
+                        i.objects,
+                        i.bytes,
+                        i.last_written.as_deref().unwrap_or("?")
+                    ));
+                }
+                lines.join("\n")
+            });
+        }
+        Command::Prune(a) => {
+            let out = jobs::prune(
+                jobs::PruneInput {
+                    from: a.from,
+                    policy: ferry::catalog::RetentionPolicy {
+                        keep_last: a.keep_last,
+                        keep_daily: a.keep_daily,
+                        keep_weekly: a.keep_weekly,
+                        keep_within: a.keep_within,
+                    },
+                    delete: a.delete,
+                    incomplete_older_than: a.incomplete_older_than,
+                },
+                ctx,
+            )
+            .await?;
+            emit(json, &out, |o| {
+                let verb = if o.dry_run { "would delete" } else { "deleted" };
+                let mut lines = Vec::new();
+                for k in &o.kept {
+                    lines.push(format!(
+                        "keep     {}  {} ({})",
+                        k.created_at,
+                        k.location,
+                        k.reasons.join(", ")
+                    ));
+                }
+                for d in &o.deleted {
+                    lines.push(format!(
+                        "{verb} {}  {} ({} objects, {} bytes)",
+                        d.created_at, d.location, d.objects, d.bytes
+                    ));
+                }
+                for d in &o.incomplete_deleted {
+                    lines.push(format!(
+                        "{verb} incomplete {} ({} objects)",
+                        d.location, d.objects
+                    ));
+                }
+                for d in &o.incomplete_left {
+                    lines.push(format!(
+                        "left     incomplete {} (young: may be being written)",
+                        d.location
+                    ));
+                }
+                if o.dry_run {
+                    lines.push("dry run: nothing deleted (--delete to delete)".into());
+                }
+                lines.join("\n")
+            });
+        }
         Command::Restore(a) => {
             let out = jobs::restore(
                 jobs::RestoreInput {
                     from: a.from,
+                    latest: a.latest,
+                    as_of: a.as_of,
                     target: a.target,
                     neon_project: a.neon_project,
                     branch: a.branch,
@@ -383,8 +575,16 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
             emit(json, &out, |o| match &o.listing {
                 Some(listing) => listing.trim_end().to_string(),
                 None => format!(
-                    "restored into {}: {} items ({} already done by an earlier run), {} tables, {} rows",
-                    o.target, o.items, o.already_done, o.tables, o.rows
+                    "{}restored into {}: {} items ({} already done by an earlier run), {} tables, {} rows",
+                    o.snapshot
+                        .as_deref()
+                        .map(|m| format!("snapshot {m}\n"))
+                        .unwrap_or_default(),
+                    o.target,
+                    o.items,
+                    o.already_done,
+                    o.tables,
+                    o.rows
                 ),
             });
         }
@@ -614,6 +814,7 @@ async fn main() -> ExitCode {
     match run(cli, ctx).await {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Different) => ExitCode::from(1),
+        Ok(Outcome::PartlyFailed) => ExitCode::from(2),
         Err(e) => fail(json, &e),
     }
 }

@@ -13,6 +13,7 @@
 //!   retries have one shape).
 
 pub mod archive;
+pub mod catalog;
 pub mod import;
 pub mod jobs;
 #[cfg(feature = "lambda")]

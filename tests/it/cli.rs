@@ -93,3 +93,95 @@ fn check_with_a_wrong_password_explains_and_hides_it() {
     assert!(stderr.contains("authentication failed"), "{stderr}");
     assert!(!stderr.contains("not-the-password-42"), "{stderr}");
 }
+
+/// Snapshots in a local-directory bucket: listed newest first, pruned (dry run, then for real),
+/// the latest restored.
+#[test]
+fn snapshots_list_prune_and_restore_latest() {
+    let pg = shared_pg();
+    let db = pg.create_database("cli_snaps");
+    pg.psql(&db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("cli-snaps"));
+    let bucket = format!("file://{}/", dir.display());
+    for name in ["a", "b", "c"] {
+        let out = ferry()
+            .args(["snapshot", "--source", &pg.url(&db)])
+            .args(["--to", &format!("{bucket}app/{name}/")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.psql(&db, "INSERT INTO t VALUES (2)");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let out = ferry()
+        .args(["--json", "snapshots", "list", "--from", &bucket])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let locations: Vec<&str> = listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["location"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            format!("{bucket}app/c/"),
+            format!("{bucket}app/b/"),
+            format!("{bucket}app/a/")
+        ]
+    );
+    let out = ferry()
+        .args(["prune", "--from", &bucket, "--keep-last", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("would delete") && text.contains("app/a/"),
+        "{text}"
+    );
+    assert!(
+        dir.join("app/a/manifest.json").exists(),
+        "a dry run deleted"
+    );
+    let out = ferry()
+        .args(["prune", "--from", &bucket, "--keep-last", "2", "--delete"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!dir.join("app/a/manifest.json").exists() && !dir.join("app/a/archive.dump").exists());
+    assert!(dir.join("app/b/archive.dump").exists());
+    // Without a rule: refused, exit 2, nothing deleted.
+    let out = ferry()
+        .args(["prune", "--from", &bucket, "--delete"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(dir.join("app/b/archive.dump").exists());
+
+    let target = pg.create_database("cli_snaps_latest");
+    let out = ferry()
+        .args(["restore", "--latest", "--from", &format!("{bucket}app/")])
+        .args(["--target", &pg.url(&target)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("app/c/manifest.json"), "{text}");
+    assert_eq!(pg.psql(&target, "SELECT count(*) FROM t").trim(), "3");
+}

@@ -11,6 +11,7 @@ mod restore;
 mod schemas;
 mod secrets;
 mod snapshot;
+mod snapshots;
 mod store;
 mod validate;
 mod workflows;

@@ -33,6 +33,19 @@ fn inputs_refuse_unknown_fields() {
                 "{name}"
             );
             assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2), "{name}");
+        } else if name == "snapshot.input.json" {
+            // A snapshot, or a prune: each closed.
+            let alternatives = schema["anyOf"].as_array().unwrap();
+            assert_eq!(alternatives.len(), 2, "{name}");
+            assert_eq!(
+                schema["$defs"]["SnapshotInput"]["additionalProperties"], false,
+                "{name}"
+            );
+            assert_eq!(alternatives[1]["additionalProperties"], false, "{name}");
+            assert_eq!(
+                schema["$defs"]["PruneInput"]["additionalProperties"], false,
+                "{name}"
+            );
         } else if name.ends_with(".input.json") {
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }

@@ -813,7 +813,7 @@ async fn backup_snapshots_each_database_from_a_temporary_branch_and_one_failing_
     let to = format!("s3://{}/backups/", stack.bucket);
     let report = stack.run(
         "BackupStateMachine",
-        json!({"project": stack.neon.project_id, "to": to}),
+        json!({"project": stack.neon.project_id, "to": to, "retention": {"keepLast": 2}}),
     );
     assert_eq!(
         report["status"],
@@ -851,7 +851,8 @@ async fn backup_snapshots_each_database_from_a_temporary_branch_and_one_failing_
     // run fails naming the missing one, and the temporary branch is removed.
     let report = stack.run(
         "BackupStateMachine",
-        json!({"project": stack.neon.project_id, "to": to, "databases": ["neondb", "nope"]}),
+        json!({"project": stack.neon.project_id, "to": to, "databases": ["neondb", "nope"],
+               "retention": {"keepLast": 1}}),
     );
     assert_eq!(report["status"], "FAILED", "{report:#}");
     let notes = report["notifications"].as_array().unwrap();
@@ -864,12 +865,34 @@ async fn backup_snapshots_each_database_from_a_temporary_branch_and_one_failing_
         .into_iter()
         .filter(|k| k.ends_with("manifest.json"))
         .collect();
+    // Nothing was pruned by a run that failed.
     assert_eq!(manifests.len(), 2, "{manifests:?}");
     assert!(stack.keys("backups/nope/").await.is_empty());
     let branches = stack.branch_names().await;
     assert!(
         !branches.iter().any(|b| b.starts_with("ferry-backup-")),
         "{branches:?}"
+    );
+
+    // A good run with a policy of one: the two older snapshots are pruned, whole.
+    let report = stack.run(
+        "BackupStateMachine",
+        json!({"project": stack.neon.project_id, "to": to, "retention": {"keepLast": 1}}),
+    );
+    assert_eq!(report["status"], "SUCCEEDED", "{report:#}");
+    assert_eq!(
+        report["output"]["pruned"].as_array().unwrap().len(),
+        2,
+        "{report:#}"
+    );
+    let left = stack.keys("backups/neondb/").await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    let newest = report["output"]["databases"][0]["manifest"]
+        .as_str()
+        .unwrap();
+    assert!(
+        left.iter().any(|k| newest.ends_with(k.as_str())),
+        "{left:?}"
     );
 }
 

@@ -9,6 +9,7 @@ mod check;
 mod import_csv;
 mod restore;
 mod snapshot;
+mod snapshots;
 mod validate;
 
 use std::{sync::Arc, time::SystemTime};
@@ -20,7 +21,11 @@ pub use import_csv::{
     UploadEvent, import_csv,
 };
 pub use restore::{RestoreInput, RestoreOutput, restore};
-pub use snapshot::{SnapshotInput, SnapshotOutput, snapshot};
+pub use snapshot::{
+    DatabaseSnapshot, DatabasesOutput, SnapshotInput, SnapshotOutput, SnapshotRequest,
+    SnapshotResponse, snapshot, snapshot_databases, snapshot_request,
+};
+pub use snapshots::{ListInput, ListOutput, PruneInput, PruneOutput, list_snapshots, prune};
 pub use validate::{ValidateInput, ValidateOutput, validate, validate_or_fail};
 
 use crate::{
@@ -186,6 +191,24 @@ pub fn neon_reference(project: &str, branch_id: &str, database: &str, role: &str
     )
 }
 
+/// The parts of a `neon://PROJECT/BRANCH/DATABASE?role=ROLE` reference, decoded.
+pub fn neon_parts(spec: &str) -> Option<(String, String, String, String)> {
+    let rest = spec.strip_prefix("neon://")?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let [project, branch, db] = parts.as_slice() else {
+        return None;
+    };
+    let role = query.split('&').find_map(|kv| kv.strip_prefix("role="))?;
+    Some((dec(project)?, dec(branch)?, dec(db)?, dec(role)?))
+}
+
 /// Resolves where a job connects: a PostgreSQL URL, a `key=value` string, a Secrets Manager
 /// reference, or a `neon://PROJECT/BRANCH/DATABASE?role=ROLE` reference, whose connection URI
 /// (direct, not pooled) is read from the Neon API with `NEON_API_KEY`.
@@ -236,8 +259,8 @@ pub fn schemas() -> Vec<(String, serde_json::Value)> {
         serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialize")
     }
     vec![
-        ("snapshot.input.json".into(), schema::<SnapshotInput>()),
-        ("snapshot.output.json".into(), schema::<SnapshotOutput>()),
+        ("snapshot.input.json".into(), schema::<SnapshotRequest>()),
+        ("snapshot.output.json".into(), schema::<SnapshotResponse>()),
         ("restore.input.json".into(), schema::<RestoreInput>()),
         ("restore.output.json".into(), schema::<RestoreOutput>()),
         ("import-csv.input.json".into(), schema::<ImportCsvInput>()),

@@ -15,8 +15,16 @@ use crate::{
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RestoreInput {
     /// The archive: a custom-format object, or a directory archive's prefix (ending in `/`)
-    /// or its `toc.dat` (`s3://...` or `file:///...`).
+    /// or its `toc.dat` (`s3://...` or `file:///...`). With `latest` or `asOf`: a prefix
+    /// holding snapshots, of which the newest complete one (with its manifest) is restored.
     pub from: String,
+    /// Restore the newest complete snapshot under the prefix `from`.
+    #[serde(default)]
+    pub latest: bool,
+    /// Restore the newest complete snapshot under the prefix `from` taken at or before this
+    /// time (RFC 3339).
+    #[serde(default)]
+    pub as_of: Option<String>,
     /// A PostgreSQL URL, Secrets Manager or `neon://` reference of an empty database; or give
     /// `neonProject` and `branch`.
     #[serde(default)]
@@ -95,6 +103,9 @@ pub struct RestoreOutput {
     /// With `list`: the table of contents, nothing restored.
     #[serde(default)]
     pub listing: Option<String>,
+    /// With `latest` or `asOf`: the manifest of the snapshot that was chosen.
+    #[serde(default)]
+    pub snapshot: Option<String>,
 }
 
 impl From<RestoreError> for JobError {
@@ -112,6 +123,35 @@ impl From<RestoreError> for JobError {
     }
 }
 
+/// The archive to restore: `from` itself, or with `latest`/`asOf` the archive of the snapshot
+/// chosen under the prefix `from` (and that snapshot's manifest).
+async fn source_archive(
+    input: &RestoreInput,
+    ctx: &Context,
+) -> Result<(ObjectUrl, Option<String>), JobError> {
+    let from = ObjectUrl::parse(&input.from)?;
+    let as_of = match &input.as_of {
+        Some(text) => Some(humantime::parse_rfc3339_weak(text).map_err(|e| {
+            JobError::BadInput(format!("asOf {text:?} is not an RFC 3339 time: {e}"))
+        })?),
+        None => None,
+    };
+    if !input.latest && as_of.is_none() {
+        return Ok((from, None));
+    }
+    if input.latest && as_of.is_some() {
+        return Err(JobError::BadInput("give latest or asOf, not both".into()));
+    }
+    let store = Store::for_url(&from, &ctx.store).await?;
+    let found = crate::catalog::catalog(&store, &from).await?;
+    let chosen = found.choose(as_of)?;
+    tracing::info!(snapshot = %chosen.location, taken = %chosen.created_at, "chose a snapshot");
+    Ok((
+        ObjectUrl::parse(&chosen.archive)?,
+        Some(chosen.manifest.clone()),
+    ))
+}
+
 fn section(name: &str) -> Result<Section, JobError> {
     match name {
         "pre-data" => Ok(Section::PreData),
@@ -124,7 +164,7 @@ fn section(name: &str) -> Result<Section, JobError> {
 }
 
 pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput, JobError> {
-    let from = ObjectUrl::parse(&input.from)?;
+    let (from, chosen) = source_archive(&input, &ctx).await?;
     let sections = input
         .sections
         .iter()
@@ -141,6 +181,7 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
             tables: 0,
             rows: 0,
             listing: Some(restore::listing(&store, &from).await?),
+            snapshot: chosen,
         });
     }
     let use_list = match &input.use_list {
@@ -241,5 +282,6 @@ pub async fn restore(input: RestoreInput, ctx: Context) -> Result<RestoreOutput,
         tables: outcome.tables,
         rows: outcome.rows,
         listing: None,
+        snapshot: chosen,
     })
 }

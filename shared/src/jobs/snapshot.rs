@@ -51,6 +51,17 @@ pub struct SnapshotInput {
     /// Record per-table content checksums in the manifest (reads every table once more).
     #[serde(default)]
     pub checksums: bool,
+    /// The snapshot's own prefix under `to`, from `{project}`, `{branch}`, `{database}`,
+    /// `{timestamp}` (UTC, sorts by time) and `{date}`, such as
+    /// `{project}/{branch}/{database}/{timestamp}/`. Values become one safe key segment each.
+    /// Without it, `to` is the snapshot's prefix (with `databases`, `{database}/{timestamp}/`).
+    #[serde(default)]
+    pub key_template: Option<String>,
+    /// Several databases of the source's server or branch (the source names the first to
+    /// connect to), or `["*"]` for all of them but `postgres` and templates: each gets its own
+    /// archive and manifest under the key template, and one failing does not stop the others.
+    #[serde(default)]
+    pub databases: Vec<String>,
 }
 
 /// Where the snapshot landed.
@@ -104,11 +115,170 @@ fn compression(name: Option<&str>) -> Result<Compression, JobError> {
     }
 }
 
-pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
+/// The Neon project and branch a `neon://` source names.
+fn neon_source(source: &str) -> Option<(String, String)> {
+    super::neon_parts(source).map(|(project, branch, _, _)| (project, branch))
+}
+
+/// Where one database's snapshot goes: `to`, plus the rendered key template when there is one.
+fn snapshot_prefix(
+    input: &SnapshotInput,
+    database: &str,
+    taken: std::time::SystemTime,
+    template: Option<&str>,
+) -> Result<ObjectUrl, JobError> {
     let mut to = ObjectUrl::parse(&input.to)?;
     if !to.key.as_str().is_empty() && !to.key.as_str().ends_with('/') {
         to = ObjectUrl::parse(&format!("{}/", input.to))?;
     }
+    let Some(template) = template else {
+        return Ok(to);
+    };
+    let neon = neon_source(&input.source);
+    let rendered = crate::catalog::render_key_template(
+        template,
+        &crate::catalog::KeyValues {
+            project: neon.as_ref().map(|n| n.0.clone()),
+            branch: neon.map(|n| n.1),
+            database: database.to_string(),
+            taken: Some(taken),
+        },
+    )
+    .map_err(JobError::BadInput)?;
+    Ok(ObjectUrl::parse(&format!("{to}{rendered}"))?)
+}
+
+pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
+    if !input.databases.is_empty() {
+        return Err(JobError::BadInput(
+            "databases: several databases are snapshotted by snapshot_request".into(),
+        ));
+    }
+    let config = super::database(&input.source).await?;
+    let to = snapshot_prefix(
+        &input,
+        &config.dbname,
+        std::time::SystemTime::now(),
+        input.key_template.as_deref(),
+    )?;
+    snapshot_into(&input, config, to, &ctx).await
+}
+
+/// One database's snapshot in a request for several.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSnapshot {
+    pub database: String,
+    /// The snapshot, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotOutput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+}
+
+/// Snapshots of several databases: which succeeded, which failed and why.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabasesOutput {
+    pub databases: Vec<DatabaseSnapshot>,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+/// Snapshots every database `input.databases` names, one after the other, each under the key
+/// template (`{database}/{timestamp}/` by default); a failure is recorded and the rest go on.
+pub async fn snapshot_databases(
+    input: SnapshotInput,
+    ctx: Context,
+) -> Result<DatabasesOutput, JobError> {
+    let template = input
+        .key_template
+        .clone()
+        .unwrap_or_else(|| "{database}/{timestamp}/".into());
+    if !template.contains("{database}") {
+        return Err(JobError::BadInput(format!(
+            "key template {template:?} has no {{database}}: the databases' snapshots would overwrite each other"
+        )));
+    }
+    let base = super::database(&input.source).await?;
+    let names = if input.databases.iter().any(|d| d == "*") {
+        if input.databases.len() > 1 {
+            return Err(JobError::BadInput(
+                "databases: `*` means all of them; give it alone".into(),
+            ));
+        }
+        let session = crate::pg::connect(&base.direct()).await?;
+        session
+            .query(
+                "SELECT datname::text FROM pg_catalog.pg_database \
+                 WHERE datallowconn AND NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
+                &[],
+            )
+            .await
+            .map_err(crate::pg::PgError::from)?
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect()
+    } else {
+        let mut names = input.databases.clone();
+        names.dedup();
+        names
+    };
+    let taken = std::time::SystemTime::now();
+    let mut out = DatabasesOutput {
+        databases: Vec::new(),
+        succeeded: 0,
+        failed: 0,
+    };
+    for name in names {
+        let one = async {
+            let config = match super::neon_parts(&input.source) {
+                Some((project, branch, _, role)) => {
+                    super::database(&super::neon_reference(&project, &branch, &name, &role)).await?
+                }
+                None => {
+                    let mut c = base.clone();
+                    c.dbname = name.clone();
+                    c
+                }
+            };
+            let to = snapshot_prefix(&input, &name, taken, Some(&template))?;
+            Box::pin(snapshot_into(&input, config, to, &ctx)).await
+        };
+        match one.await {
+            Ok(snapshot) => {
+                out.succeeded += 1;
+                out.databases.push(DatabaseSnapshot {
+                    database: name,
+                    snapshot: Some(snapshot),
+                    error: None,
+                    error_type: None,
+                });
+            }
+            Err(e) => {
+                tracing::error!(database = %name, error = %e, "snapshot of one database failed");
+                out.failed += 1;
+                out.databases.push(DatabaseSnapshot {
+                    database: name,
+                    snapshot: None,
+                    error: Some(e.to_string()),
+                    error_type: Some(e.error_type().to_string()),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn snapshot_into(
+    input: &SnapshotInput,
+    config: crate::pg::PgConfig,
+    to: ObjectUrl,
+    ctx: &Context,
+) -> Result<SnapshotOutput, JobError> {
+    let input = input.clone();
     let format = match input.format.as_deref() {
         None => Format::Custom,
         Some(name) => Format::parse(name).ok_or_else(|| {
@@ -127,11 +297,7 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
         ));
     }
     let jobs = input.jobs.unwrap_or(2).clamp(1, 64) as usize;
-    let neon = input.source.strip_prefix("neon://").and_then(|rest| {
-        let mut parts = rest.split(['/', '?']);
-        Some((parts.next()?.to_string(), parts.next()?.to_string()))
-    });
-    let config = super::database(&input.source).await?;
+    let neon = neon_source(&input.source);
     let store = Store::for_url(&to, &ctx.store).await?;
     let options = snapshot::Options {
         format,
@@ -170,4 +336,65 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
         rows: m.tables.iter().map(|t| t.rows).sum(),
         bytes_written: m.objects.iter().map(|o| o.size).sum::<u64>() + manifest_size,
     })
+}
+
+/// What the `snapshot` function accepts: a snapshot to take, or `{"prune": {...}}` (the
+/// backup workflow's retention step).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum SnapshotRequest {
+    Snapshot(Box<SnapshotInput>),
+    Prune { prune: super::PruneInput },
+}
+
+impl<'de> Deserialize<'de> for SnapshotRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        match value.get("prune") {
+            Some(prune) => {
+                if let Some(other) = value
+                    .as_object()
+                    .and_then(|m| m.keys().find(|k| *k != "prune"))
+                {
+                    return Err(D::Error::custom(format!(
+                        "unknown field `{other}` beside `prune`"
+                    )));
+                }
+                serde_json::from_value(prune.clone())
+                    .map(|prune| SnapshotRequest::Prune { prune })
+                    .map_err(|e| D::Error::custom(format!("prune: {e}")))
+            }
+            None => serde_json::from_value(value)
+                .map(|s| SnapshotRequest::Snapshot(Box::new(s)))
+                .map_err(D::Error::custom),
+        }
+    }
+}
+
+/// What the `snapshot` function answers.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SnapshotResponse {
+    Snapshot(SnapshotOutput),
+    Databases(DatabasesOutput),
+    Prune(super::PruneOutput),
+}
+
+/// The `snapshot` function: a snapshot, or a prune.
+pub async fn snapshot_request(
+    request: SnapshotRequest,
+    ctx: Context,
+) -> Result<SnapshotResponse, JobError> {
+    match request {
+        SnapshotRequest::Snapshot(input) if !input.databases.is_empty() => Ok(
+            SnapshotResponse::Databases(Box::pin(snapshot_databases(*input, ctx)).await?),
+        ),
+        SnapshotRequest::Snapshot(input) => Ok(SnapshotResponse::Snapshot(
+            Box::pin(snapshot(*input, ctx)).await?,
+        )),
+        SnapshotRequest::Prune { prune } => {
+            Ok(SnapshotResponse::Prune(super::prune(prune, ctx).await?))
+        }
+    }
 }
