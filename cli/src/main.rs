@@ -105,6 +105,18 @@ struct SnapshotArgs {
     /// `*` for all but postgres); the key template defaults to "{database}/{timestamp}/".
     #[arg(long = "database")]
     databases: Vec<String>,
+    /// S3 server-side encryption of what is written: AES256 (SSE-S3) or aws:kms (SSE-KMS).
+    #[arg(long)]
+    sse: Option<String>,
+    /// The KMS key for --sse aws:kms (id, ARN or alias/NAME).
+    #[arg(long)]
+    sse_kms_key_id: Option<String>,
+    /// S3 storage class of what is written (STANDARD_IA, INTELLIGENT_TIERING, ...).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// An object tag KEY=VALUE (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
     /// The prefix to write the archive and its manifest under (s3://bucket/prefix/ or file:///dir/).
     #[arg(long)]
     to: String,
@@ -345,6 +357,28 @@ fn init_logging(verbose: u8) {
 }
 
 /// Prints a job's result: JSON when asked, otherwise the human summary.
+/// `--sse`, `--sse-kms-key-id`, `--storage-class`, `--tag K=V` as the job's storage settings.
+fn storage_settings(
+    encryption: Option<String>,
+    kms_key_id: Option<String>,
+    storage_class: Option<String>,
+    tags: &[String],
+) -> Result<ferry::store::WriteSettings, JobError> {
+    let mut parsed = std::collections::BTreeMap::new();
+    for tag in tags {
+        let (k, v) = tag
+            .split_once('=')
+            .ok_or_else(|| JobError::BadInput(format!("--tag {tag:?}: expected KEY=VALUE")))?;
+        parsed.insert(k.to_string(), v.to_string());
+    }
+    Ok(ferry::store::WriteSettings {
+        encryption,
+        kms_key_id,
+        storage_class,
+        tags: parsed,
+    })
+}
+
 fn emit<T: Serialize>(json: bool, result: &T, human: impl FnOnce(&T) -> String) {
     if json {
         println!(
@@ -384,6 +418,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     data_only: a.data_only,
                     checksums: a.checksums,
                     key_template: a.key_template,
+                    storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
                     databases: a.databases,
                 },
                 ctx,
@@ -432,6 +467,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     data_only: a.data_only,
                     checksums: a.checksums,
                     key_template: a.key_template,
+                    storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
                     databases: Vec::new(),
                 },
                 ctx,

@@ -39,6 +39,10 @@ pub struct Manifest {
     /// before the data); with these a restore reads blocks in parallel by ranged reads.
     #[serde(default)]
     pub data_offsets: BTreeMap<i32, u64>,
+    /// How the snapshot's objects are stored (S3 encryption, KMS key, storage class, tags),
+    /// when anything was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::store::WriteSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -265,3 +265,69 @@ async fn connection_strings_from_the_environment_style_parameters() {
     .unwrap();
     assert!(tls_in_use(&config).await.unwrap());
 }
+
+/// A host that accepts the TCP connection and then says nothing (what a missing route or a
+/// blackholing security group looks like from inside a VPC): each attempt ends at the connect
+/// timeout, and the error says which timeout and what to check.
+#[tokio::test]
+async fn a_silent_host_fails_naming_the_connect_timeout_and_the_network_path() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let mut config = PgConfig::parse(&format!(
+        "postgres://nobody@127.0.0.1:{port}/db?sslmode=disable&connect_timeout=1"
+    ))
+    .unwrap();
+    config.retry = Backoff {
+        initial: Duration::from_millis(100),
+        max_delay: Duration::from_millis(200),
+        max_elapsed: Duration::from_secs(2),
+    };
+    let error = connect(&config).await.err().expect("nothing answers");
+    held.abort();
+    let text = error.to_string();
+    assert!(matches!(error, PgError::Unreachable { .. }), "{text}");
+    assert!(
+        text.contains("connect timeout (1s") && text.contains("VPC") && text.contains("NAT"),
+        "{text}"
+    );
+    // A refused connection is a different failure: no such hint.
+    let closed = ferry_tests::process::free_port();
+    let mut refused = PgConfig::parse(&format!(
+        "postgres://nobody@127.0.0.1:{closed}/db?sslmode=disable"
+    ))
+    .unwrap();
+    refused.retry = config.retry;
+    let text = connect(&refused).await.err().unwrap().to_string();
+    assert!(!text.contains("VPC"), "{text}");
+}
+
+/// FERRY_PG_STATEMENT_TIMEOUT reaches the server, and a statement it stops says so.
+#[tokio::test]
+async fn the_statement_timeout_applies_and_is_named_when_it_fires() {
+    let pg = shared_pg();
+    let mut config = PgConfig::parse(&pg.url("postgres")).unwrap();
+    config.statement_timeout = Some(Duration::from_secs(1));
+    let session = connect(&config).await.unwrap();
+    let shown: String = session
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "1s");
+    let error = session
+        .query_one("SELECT pg_sleep(3)", &[])
+        .await
+        .map_err(PgError::from)
+        .expect_err("the timeout fires");
+    let text = error.to_string();
+    assert!(
+        text.contains("statement timeout") && text.contains("FERRY_PG_STATEMENT_TIMEOUT"),
+        "{text}"
+    );
+}

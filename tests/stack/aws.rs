@@ -1,4 +1,5 @@
-//! A local AWS Secrets Manager (moto's server) for the credential-reference tests.
+//! moto's server: a local AWS Secrets Manager for the credential-reference tests, and an S3
+//! that keeps and reports encryption, storage class and tags (which s3s-fs ignores).
 
 use std::{
     process::{Child, Command, Stdio},
@@ -65,6 +66,43 @@ impl SecretsServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl SecretsServer {
+    /// Creates an S3 bucket on this server.
+    pub fn create_s3_bucket(&self, name: &str) {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import boto3, sys; from botocore.config import Config; \
+                 c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='testing', aws_secret_access_key='testing', \
+                 config=Config(s3={'addressing_style': 'path'})); c.create_bucket(Bucket=sys.argv[2])",
+                &self.endpoint,
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create_bucket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Store settings that reach this server's S3.
+    pub fn store_config(&self) -> ferry::store::StoreConfig {
+        ferry::store::StoreConfig {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            path_style: true,
+            credentials: Some((
+                "testing".into(),
+                ferry::secret::Secret::new("testing".to_string()),
+            )),
+            ..ferry::store::StoreConfig::default()
+        }
     }
 }
 

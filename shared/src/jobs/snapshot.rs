@@ -57,6 +57,11 @@ pub struct SnapshotInput {
     /// Without it, `to` is the snapshot's prefix (with `databases`, `{database}/{timestamp}/`).
     #[serde(default)]
     pub key_template: Option<String>,
+    /// How the objects are stored on S3: `encryption` (`AES256`, `aws:kms`), `kmsKeyId`,
+    /// `storageClass`, `tags`, over `FERRY_S3_SSE`, `FERRY_S3_SSE_KMS_KEY_ID`,
+    /// `FERRY_S3_STORAGE_CLASS`, `FERRY_S3_TAGS`. Recorded in the manifest.
+    #[serde(default)]
+    pub storage: crate::store::WriteSettings,
     /// Several databases of the source's server or branch (the source names the first to
     /// connect to), or `["*"]` for all of them but `postgres` and templates: each gets its own
     /// archive and manifest under the key template, and one failing does not stop the others.
@@ -298,7 +303,15 @@ async fn snapshot_into(
     }
     let jobs = input.jobs.unwrap_or(2).clamp(1, 64) as usize;
     let neon = neon_source(&input.source);
-    let store = Store::for_url(&to, &ctx.store).await?;
+    let mut store_config = ctx.store.clone();
+    store_config.write = input.storage.over(&ctx.store.write);
+    store_config.write.check().map_err(JobError::BadInput)?;
+    if to.bucket.is_none() && !input.storage.is_empty() {
+        return Err(JobError::BadInput(
+            "storage (encryption, storage class, tags) applies to s3:// locations".into(),
+        ));
+    }
+    let store = Store::for_url(&to, &store_config).await?;
     let options = snapshot::Options {
         format,
         compression,

@@ -91,6 +91,9 @@ pub struct PgConfig {
     pub options: Option<String>,
     /// Time limit for one connection attempt.
     pub connect_timeout: Duration,
+    /// Time limit for one statement (`FERRY_PG_STATEMENT_TIMEOUT`, seconds); the server's own
+    /// setting when `None`. Restores lift it for their own statements.
+    pub statement_timeout: Option<Duration>,
     /// How long to keep retrying while the server is not up yet (60 s, or
     /// `FERRY_PG_RETRY_SECONDS`).
     pub retry: Backoff,
@@ -253,10 +256,33 @@ impl PgConfig {
             c.password(password.expose());
         }
         c.application_name(self.application_name.as_deref().unwrap_or("ferry"));
-        if let Some(options) = &self.options {
-            c.options(options);
+        if let Some(options) = self.startup_options() {
+            c.options(&options);
         }
         c
+    }
+
+    /// The startup `options`: what was given, the statement timeout, and for a Neon endpoint
+    /// host the `endpoint=ep-...` that Neon's proxy reads when the client's TLS handshake does
+    /// not name the endpoint (no SNI: an IP address, a CNAME, a proxy in between).
+    fn startup_options(&self) -> Option<String> {
+        let mut parts: Vec<String> = self.options.iter().cloned().collect();
+        if let Some(t) = self.statement_timeout {
+            parts.push(format!("-c statement_timeout={}", t.as_millis()));
+        }
+        if let Some(endpoint) = self.neon_endpoint()
+            && !parts.iter().any(|p| p.contains("endpoint="))
+        {
+            parts.push(format!("endpoint={endpoint}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// The Neon endpoint id of a `ep-....neon.tech` host (without `-pooler`).
+    pub fn neon_endpoint(&self) -> Option<String> {
+        let (label, rest) = self.host.split_once('.')?;
+        (label.starts_with("ep-") && (rest.ends_with("neon.tech") || rest.ends_with("neon.build")))
+            .then(|| label.trim_end_matches("-pooler").to_string())
     }
 }
 
@@ -494,6 +520,21 @@ impl Fields {
             application_name: self.application_name.or_else(|| env("PGAPPNAME")),
             options: self.options.or_else(|| env("PGOPTIONS")),
             connect_timeout,
+            statement_timeout: match env("FERRY_PG_STATEMENT_TIMEOUT") {
+                None => None,
+                Some(t) => Some(
+                    t.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .map(Duration::from_secs)
+                        .ok_or_else(|| {
+                            PgError::BadConfig(format!(
+                                "FERRY_PG_STATEMENT_TIMEOUT {t:?} is not a positive number of seconds"
+                            ))
+                        })?,
+                ),
+            },
             retry,
         })
     }
@@ -623,6 +664,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("arn:x") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn startup_options_carry_the_neon_endpoint_and_the_statement_timeout() {
+        let neon = parse(
+            "postgres://u@ep-misty-truth-a5favp6j-pooler.c-2.us-east-1.aws.neon.tech/d",
+            &[("FERRY_PG_STATEMENT_TIMEOUT", "30")],
+        )
+        .unwrap();
+        assert_eq!(
+            neon.startup_options().as_deref(),
+            Some("-c statement_timeout=30000 endpoint=ep-misty-truth-a5favp6j")
+        );
+        // Given explicitly (an IP address or a CNAME in front of Neon): kept, not doubled.
+        let given = parse(
+            "postgres://u@ep-a-1.us-east-2.aws.neon.tech/d?options=endpoint%3Dep-other",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            given.startup_options().as_deref(),
+            Some("endpoint=ep-other")
+        );
+        let plain = parse("postgres://u@db.example.com/d", &[]).unwrap();
+        assert_eq!(plain.startup_options(), None);
+        assert_eq!(plain.neon_endpoint(), None);
+        let err = parse(
+            "postgres://u@db.example.com/d",
+            &[("FERRY_PG_STATEMENT_TIMEOUT", "soon")],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("FERRY_PG_STATEMENT_TIMEOUT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Opening a session: TLS per `sslmode`, and retries with the one backoff policy while the
 //! server is starting or unreachable; permanent failures are classified into clear errors.
 
-use std::ops::Deref;
+use std::{ops::Deref, time::Duration};
 
 use tokio_postgres::{Client, NoTls, error::SqlState};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     PgConfig, PgError,
-    error::{describe, io_error, is_transient, tls_error},
+    error::{describe, io_error, is_transient, reach_hint, silent_hint, tls_error},
     tls,
 };
 
@@ -52,11 +52,20 @@ pub async fn connect(config: &PgConfig) -> Result<Session, PgError> {
     let driver = config.driver_config();
     let mut attempts = config.retry.start();
     loop {
-        let result = match &tls {
-            Some(tls) => driver
-                .connect(tls.clone())
-                .await
-                .map(|(client, conn)| Session {
+        let attempt = async {
+            match &tls {
+                Some(tls) => driver
+                    .connect(tls.clone())
+                    .await
+                    .map(|(client, conn)| Session {
+                        client,
+                        connection: tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                tracing::debug!(error = %e, "PostgreSQL connection ended");
+                            }
+                        }),
+                    }),
+                None => driver.connect(NoTls).await.map(|(client, conn)| Session {
                     client,
                     connection: tokio::spawn(async move {
                         if let Err(e) = conn.await {
@@ -64,35 +73,42 @@ pub async fn connect(config: &PgConfig) -> Result<Session, PgError> {
                         }
                     }),
                 }),
-            None => driver.connect(NoTls).await.map(|(client, conn)| Session {
-                client,
-                connection: tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "PostgreSQL connection ended");
-                    }
-                }),
-            }),
+            }
         };
-        let error = match result {
-            Ok(session) => return Ok(session),
-            Err(e) => e,
+        // The driver's connect_timeout covers the TCP connect only; a host that accepts and
+        // then says nothing (a proxy or firewall swallowing the packets) would hang the whole
+        // attempt. The handshake gets the same limit, plus TLS setup time.
+        let limit = config.connect_timeout + Duration::from_secs(5);
+        let (last_error, hint) = match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(session)) => return Ok(session),
+            Ok(Err(error)) => {
+                if !is_transient(&error) {
+                    return Err(classify(config, &error));
+                }
+                (describe(&error), reach_hint(&error, config.connect_timeout))
+            }
+            Err(_) => (
+                format!(
+                    "the server accepted the connection but did not answer within {}s",
+                    limit.as_secs()
+                ),
+                silent_hint(config.connect_timeout),
+            ),
         };
-        if !is_transient(&error) {
-            return Err(classify(config, &error));
-        }
         let Some(delay) = attempts.next_delay(None) else {
             return Err(PgError::Unreachable {
                 target: config.target(),
                 attempts: attempts.count(),
                 elapsed: attempts.elapsed(),
-                last_error: describe(&error),
+                last_error,
+                hint,
             });
         };
         tracing::info!(
             target = %config.target(),
             attempt = attempts.count() - 1,
             retry_in_ms = delay.as_millis() as u64,
-            error = %describe(&error),
+            error = %last_error,
             "PostgreSQL not reachable yet; retrying"
         );
         tokio::time::sleep(delay).await;

@@ -26,7 +26,7 @@ pub enum PgError {
 
     /// The server could not be reached, every attempt failed with a transient error.
     #[error(
-        "could not connect to {target} after {attempts} attempt(s) over {:.1}s: {last_error}",
+        "could not connect to {target} after {attempts} attempt(s) over {:.1}s: {last_error}{hint}",
         elapsed.as_secs_f64()
     )]
     Unreachable {
@@ -34,6 +34,8 @@ pub enum PgError {
         attempts: u32,
         elapsed: Duration,
         last_error: String,
+        /// What to check, when the failure suggests it (empty or starting with `; `).
+        hint: String,
     },
 
     /// Connecting failed for a reason retrying would not fix.
@@ -58,6 +60,35 @@ impl PgError {
             _ => false,
         }
     }
+}
+
+/// What to check when nothing answered: the usual cause is a network path that does not exist
+/// (a Lambda function in a VPC without a route to the database).
+pub(crate) fn reach_hint(error: &tokio_postgres::Error, connect_timeout: Duration) -> String {
+    let silent = match io_error(error) {
+        Some(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::HostUnreachable
+                | std::io::ErrorKind::NetworkUnreachable
+        ),
+        None => error.to_string().contains("timed out") && error.as_db_error().is_none(),
+    };
+    if !silent {
+        return String::new();
+    }
+    silent_hint(connect_timeout)
+}
+
+/// The hint for a host that did not answer: which timeout, and the network path to check.
+pub(crate) fn silent_hint(connect_timeout: Duration) -> String {
+    format!(
+        "; nothing answered within the connect timeout ({}s; connect_timeout in the URL or \
+         PGCONNECT_TIMEOUT): check the network path. A Lambda function attached to a VPC reaches \
+         only what the VPC routes to: a public database such as Neon needs a NAT gateway (or \
+         the function outside the VPC); a private one, the right subnets and security groups",
+        connect_timeout.as_secs()
+    )
 }
 
 /// The SQLSTATE codes a starting, restarting or overloaded server answers with.
@@ -132,6 +163,13 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
             }
             if let Some(hint) = db.hint() {
                 s.push_str(&format!("; hint: {hint}"));
+            }
+            if *db.code() == SqlState::QUERY_CANCELED && db.message().contains("statement timeout")
+            {
+                s.push_str(
+                    "; the statement timeout stopped it (FERRY_PG_STATEMENT_TIMEOUT, or \
+                     -c statement_timeout in the connection's options): raise it or leave it unset",
+                );
             }
             s
         }

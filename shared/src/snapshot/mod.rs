@@ -266,6 +266,8 @@ pub async fn run(
     manifest.archive = Some(archive.to_string());
     manifest.objects = objects;
     manifest.data_offsets = offsets;
+    let write = store.write_settings();
+    manifest.storage = (!write.is_empty()).then_some(write);
     let manifest_url = to.join("manifest.json")?;
     let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     store.put(&manifest_url.key, Bytes::from(body)).await?;

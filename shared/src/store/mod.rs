@@ -315,6 +315,130 @@ pub struct StoreConfig {
     pub max_single_copy: u64,
     /// Bytes per UploadPartCopy part.
     pub copy_part_size: u64,
+    /// Encryption, storage class and tags of the objects written (S3 only).
+    pub write: WriteSettings,
+}
+
+/// How objects are stored when written to S3: server-side encryption, storage class, tags.
+/// Reading needs nothing: S3 decrypts SSE-S3 and SSE-KMS objects for a reader allowed to.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WriteSettings {
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS); the bucket's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// The KMS key (id, ARN or `alias/...`) for `aws:kms`; S3's managed key when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// `STANDARD`, `STANDARD_IA`, `INTELLIGENT_TIERING`, `ONEZONE_IA`, `GLACIER_IR`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Object tags (at most 10).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+const STORAGE_CLASSES: [&str; 9] = [
+    "STANDARD",
+    "STANDARD_IA",
+    "INTELLIGENT_TIERING",
+    "ONEZONE_IA",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "REDUCED_REDUNDANCY",
+    "EXPRESS_ONEZONE",
+];
+
+impl WriteSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == WriteSettings::default()
+    }
+
+    /// Checks the settings before anything is written; the error names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        match self.encryption.as_deref() {
+            None | Some("AES256") | Some("aws:kms") | Some("aws:kms:dsse") => {}
+            Some(other) => {
+                return Err(format!(
+                    "encryption {other:?}: use AES256 (SSE-S3), aws:kms or aws:kms:dsse (SSE-KMS)"
+                ));
+            }
+        }
+        if self.kms_key_id.is_some()
+            && !self
+                .encryption
+                .as_deref()
+                .is_some_and(|e| e.starts_with("aws:kms"))
+        {
+            return Err("kmsKeyId needs encryption aws:kms".into());
+        }
+        if let Some(class) = &self.storage_class
+            && !STORAGE_CLASSES.contains(&class.as_str())
+        {
+            return Err(format!(
+                "storage class {class:?}: use one of {}",
+                STORAGE_CLASSES.join(", ")
+            ));
+        }
+        if self.tags.len() > 10 {
+            return Err(format!(
+                "{} tags: S3 allows at most 10 per object",
+                self.tags.len()
+            ));
+        }
+        // S3's tag rules: letters, numbers, spaces and `_ . : / = + - @`.
+        let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+        for (k, v) in &self.tags {
+            if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+                return Err(format!(
+                    "tag {k:?}: a key has 1 to 128 characters and a value at most 256"
+                ));
+            }
+            if let Some(c) = k.chars().chain(v.chars()).find(|c| !allowed(*c)) {
+                return Err(format!(
+                    "tag {k:?}: {c:?} is not allowed in S3 tags (letters, numbers, spaces and _ . : / = + - @)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tags as S3's `x-amz-tagging` header wants them (URL query encoding).
+    pub fn tagging(&self) -> Option<String> {
+        if self.tags.is_empty() {
+            return None;
+        }
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        Some(
+            self.tags
+                .iter()
+                .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+                .collect::<Vec<_>>()
+                .join("&"),
+        )
+    }
+
+    /// Overrides from `other` (what a job asks for, over what the environment set).
+    pub fn over(&self, base: &WriteSettings) -> WriteSettings {
+        WriteSettings {
+            encryption: self.encryption.clone().or_else(|| base.encryption.clone()),
+            kms_key_id: self.kms_key_id.clone().or_else(|| base.kms_key_id.clone()),
+            storage_class: self
+                .storage_class
+                .clone()
+                .or_else(|| base.storage_class.clone()),
+            tags: if self.tags.is_empty() {
+                base.tags.clone()
+            } else {
+                self.tags.clone()
+            },
+        }
+    }
 }
 
 /// S3's smallest part size for all but the last part (Amazon S3 multipart upload limits).
@@ -333,13 +457,16 @@ impl Default for StoreConfig {
             max_parts_in_flight: 4,
             max_single_copy: 5 * 1024 * 1024 * 1024,
             copy_part_size: 512 * 1024 * 1024,
+            write: WriteSettings::default(),
         }
     }
 }
 
 impl StoreConfig {
     /// `FERRY_S3_PATH_STYLE` (true/1), `FERRY_S3_PART_SIZE` (bytes),
-    /// `FERRY_S3_PARTS_IN_FLIGHT`; the rest comes from the AWS SDK's standard configuration.
+    /// `FERRY_S3_PARTS_IN_FLIGHT`, and for what is written `FERRY_S3_SSE` (`AES256`,
+    /// `aws:kms`), `FERRY_S3_SSE_KMS_KEY_ID`, `FERRY_S3_STORAGE_CLASS`, `FERRY_S3_TAGS`
+    /// (`k=v&k2=v2`); the rest comes from the AWS SDK's standard configuration.
     pub fn from_env() -> Result<StoreConfig, StoreError> {
         let mut config = StoreConfig::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -367,6 +494,34 @@ impl StoreConfig {
                     )
                 })?;
         }
+        config.write = WriteSettings {
+            encryption: var("FERRY_S3_SSE"),
+            kms_key_id: var("FERRY_S3_SSE_KMS_KEY_ID"),
+            storage_class: var("FERRY_S3_STORAGE_CLASS"),
+            tags: match var("FERRY_S3_TAGS") {
+                None => Default::default(),
+                Some(v) => v
+                    .split('&')
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                        let dec = |s: &str| {
+                            percent_encoding::percent_decode_str(s)
+                                .decode_utf8_lossy()
+                                .into_owned()
+                        };
+                        (dec(k), dec(v))
+                    })
+                    .collect(),
+            },
+        };
+        config.write.check().map_err(|reason| {
+            bad(
+                "FERRY_S3_SSE / FERRY_S3_STORAGE_CLASS / FERRY_S3_TAGS",
+                "",
+                &reason,
+            )
+        })?;
         if let Some(v) = var("FERRY_S3_PARTS_IN_FLIGHT") {
             config.max_parts_in_flight = v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
                 bad(
@@ -500,6 +655,23 @@ impl Store {
         match self {
             Store::S3(s) => s.list(prefix).await,
             Store::Local(l) => l.list(prefix).await,
+        }
+    }
+
+    /// What objects written through this store are stored with.
+    pub fn write_settings(&self) -> WriteSettings {
+        match self {
+            Store::S3(s) => s.write_settings().clone(),
+            Store::Local(_) => WriteSettings::default(),
+        }
+    }
+
+    /// How an object is stored, as the server reports it (S3: HeadObject and
+    /// GetObjectTagging; local files: nothing to report).
+    pub async fn stored_as(&self, key: &Key) -> Result<WriteSettings, StoreError> {
+        match self {
+            Store::S3(s) => s.stored_as(key).await,
+            Store::Local(_) => Ok(WriteSettings::default()),
         }
     }
 

@@ -37,6 +37,7 @@ pub struct S3Store {
     max_parts_in_flight: usize,
     max_single_copy: u64,
     copy_part_size: u64,
+    write: super::WriteSettings,
 }
 
 /// Maps an SDK error to a [`StoreError`]: 404s become `NotFound`, and whether a retry can help
@@ -96,11 +97,62 @@ impl S3Store {
             max_parts_in_flight: config.max_parts_in_flight.max(1),
             max_single_copy: config.max_single_copy,
             copy_part_size: config.copy_part_size.max(super::MIN_PART_SIZE as u64),
+            write: config.write.clone(),
         })
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    pub(super) fn write_settings(&self) -> &super::WriteSettings {
+        &self.write
+    }
+
+    fn encryption(&self) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+        self.write
+            .encryption
+            .as_deref()
+            .map(aws_sdk_s3::types::ServerSideEncryption::from)
+    }
+
+    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
+        self.write
+            .storage_class
+            .as_deref()
+            .map(aws_sdk_s3::types::StorageClass::from)
+    }
+
+    /// Encryption, KMS key, storage class and tags of an object, as S3 reports them.
+    pub(super) async fn stored_as(&self, key: &Key) -> Result<super::WriteSettings, StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| sdk_error("HeadObject", self.location(key), e))?;
+        let tags = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetObjectTagging", self.location(key), e))?;
+        Ok(super::WriteSettings {
+            encryption: head
+                .server_side_encryption()
+                .map(|e| e.as_str().to_string()),
+            kms_key_id: head.ssekms_key_id().map(str::to_string),
+            storage_class: head.storage_class().map(|c| c.as_str().to_string()),
+            tags: tags
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        })
     }
 
     fn location(&self, key: &Key) -> String {
@@ -310,6 +362,9 @@ impl S3Store {
                 .bucket(&self.bucket)
                 .key(to.as_str())
                 .copy_source(&source)
+                .set_server_side_encryption(self.encryption())
+                .set_ssekms_key_id(self.write.kms_key_id.clone())
+                .set_storage_class(self.storage_class())
                 .send()
                 .await
                 .map_err(|e| sdk_error("CopyObject", self.location(from), e))?;
@@ -364,6 +419,10 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .set_server_side_encryption(self.encryption())
+            .set_ssekms_key_id(self.write.kms_key_id.clone())
+            .set_storage_class(self.storage_class())
+            .set_tagging(self.write.tagging())
             .send()
             .await
             .map_err(|e| sdk_error("CreateMultipartUpload", self.location(key), e))?;
@@ -527,6 +586,10 @@ impl S3Upload {
                 .bucket(&self.store.bucket)
                 .key(self.key.as_str())
                 .body(SdkBody::from(body))
+                .set_server_side_encryption(self.store.encryption())
+                .set_ssekms_key_id(self.store.write.kms_key_id.clone())
+                .set_storage_class(self.store.storage_class())
+                .set_tagging(self.store.write.tagging())
                 .send()
                 .await
                 .map_err(|e| sdk_error("PutObject", self.store.location(&self.key), e))?;

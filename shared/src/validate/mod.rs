@@ -227,6 +227,7 @@ pub fn manifest_of(profile: &Profile) -> Manifest {
         schema: Some(profile.schema.clone()),
         integrity: profile.integrity.clone(),
         data_offsets: Default::default(),
+        storage: None,
     }
 }
 
