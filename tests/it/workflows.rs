@@ -487,7 +487,12 @@ impl Stack {
         let db = unique_name(name).replace('-', "_");
         pg.psql(
             "postgres",
-            "DO $$ BEGIN CREATE ROLE neondb_owner LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+            // The lock neon-emulator takes around its own role changes: emulators starting
+            // at the same time on this server change the same role.
+            "SELECT pg_advisory_lock(7310431); \
+             DO $$ BEGIN CREATE ROLE neondb_owner LOGIN; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+             SELECT pg_advisory_unlock(7310431);",
         );
         pg.psql("postgres", &format!("CREATE DATABASE {db}"));
         pg.psql(

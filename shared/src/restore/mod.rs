@@ -543,10 +543,14 @@ async fn restore_items(
                 && !done.contains(&e.dump_id)
         })
         .collect();
-    // Each loaded table is analyzed as soon as its rows and indexes are in, alongside the rest.
+    // Loaded tables are analyzed: in one transaction, after their rows and indexes; otherwise
+    // on a connection of their own while the foreign keys and the last pass run on the main
+    // one, off the critical path (pg_restore leaves ANALYZE to the user).
     let analyze = analyze_items(&phase, &archive.entries);
     let mut phase = phase;
-    phase.extend(analyze.iter());
+    if options.single_transaction {
+        phase.extend(analyze.iter());
+    }
     let (rows, tables, count) = if options.single_transaction {
         let (mut rows, mut tables, mut count) = (0, 0, 0);
         for e in &phase {
@@ -587,17 +591,38 @@ async fn restore_items(
     applied += count;
     outcome.rows += rows;
     outcome.tables += tables;
-    let foreign_keys = items
-        .iter()
-        .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id));
-    applied = apply_in_order(main, foreign_keys, &state, applied).await?;
-
-    // Pass 3: grants, then materialized views (over the data now in place).
-    let last = items.iter().filter(|e| {
-        (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
-            && !done.contains(&e.dump_id)
-    });
-    applied = apply_in_order(main, last, &state, applied).await?;
+    let rest = async {
+        let foreign_keys = items
+            .iter()
+            .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id));
+        let applied = apply_in_order(main, foreign_keys, &state, applied).await?;
+        // Pass 3: grants, then materialized views (over the data now in place).
+        let last = items.iter().filter(|e| {
+            (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
+                && !done.contains(&e.dump_id)
+        });
+        apply_in_order(main, last, &state, applied).await
+    };
+    let analyzing = async {
+        if options.single_transaction || analyze.is_empty() {
+            return Ok(());
+        }
+        let analyzer = session(target, setup).await?;
+        for e in &analyze {
+            apply(&analyzer, e, &state)
+                .await
+                .map_err(|reason| RestoreError::ItemFailed {
+                    item: label(e),
+                    reason,
+                    applied,
+                    total: state.total,
+                })?;
+        }
+        Ok::<(), RestoreError>(())
+    };
+    let (rest, analyzed) = tokio::join!(rest, analyzing);
+    applied = rest?;
+    analyzed?;
     outcome.applied = applied - outcome.already_done;
     Ok(outcome)
 }

@@ -59,31 +59,31 @@ impl Admin {
     }
 
     /// Creates the login role (or resets its password) that connection URIs use. Several
-    /// emulators may start at once on one server: a concurrent create is not an error.
+    /// emulators may start at once on one server: they take turns (an advisory lock), since
+    /// two concurrent changes of one role fail with "tuple concurrently updated".
     pub async fn ensure_role(&self, role: &str, password: &str) -> Result<(), String> {
-        let client = self.connect(None).await?;
-        let create = format!(
-            "CREATE ROLE {} LOGIN CREATEDB PASSWORD {}",
+        let mut client = self.connect(None).await?;
+        let tx = client.transaction().await.map_err(|e| describe(&e))?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(7310431)")
+            .await
+            .map_err(|e| describe(&e))?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|e| describe(&e))?
+            .is_some();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        tx.batch_execute(&format!(
+            "{verb} ROLE {} LOGIN CREATEDB PASSWORD {}",
             ident(role),
             literal(password)
-        );
-        match client.batch_execute(&create).await {
-            Ok(()) => Ok(()),
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_OBJECT)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
-                client
-                    .batch_execute(&format!(
-                        "ALTER ROLE {} LOGIN CREATEDB PASSWORD {}",
-                        ident(role),
-                        literal(password)
-                    ))
-                    .await
-                    .map_err(|e| describe(&e))
-            }
-            Err(e) => Err(describe(&e)),
-        }
+        ))
+        .await
+        .map_err(|e| describe(&e))?;
+        tx.commit().await.map_err(|e| describe(&e))
     }
 
     pub async fn create_database(
