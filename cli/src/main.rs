@@ -117,6 +117,12 @@ struct SnapshotArgs {
     /// An object tag KEY=VALUE (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Dump a Neon branch as it was at this time (RFC 3339), through a temporary branch.
+    #[arg(long, conflicts_with = "at_lsn")]
+    at: Option<String>,
+    /// Dump a Neon branch as it was at this WAL position, through a temporary branch.
+    #[arg(long)]
+    at_lsn: Option<String>,
     /// The prefix to write the archive and its manifest under (s3://bucket/prefix/ or file:///dir/).
     #[arg(long)]
     to: String,
@@ -419,6 +425,8 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     checksums: a.checksums,
                     key_template: a.key_template,
                     storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
+                    at: a.at,
+                    at_lsn: a.at_lsn,
                     databases: a.databases,
                 },
                 ctx,
@@ -468,6 +476,8 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     checksums: a.checksums,
                     key_template: a.key_template,
                     storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
+                    at: a.at,
+                    at_lsn: a.at_lsn,
                     databases: Vec::new(),
                 },
                 ctx,

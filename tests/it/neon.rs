@@ -766,3 +766,64 @@ async fn the_branch_lambda_creates_and_reports_typed_errors() {
         assert!(!text.contains(password.expose()), "password leaked: {text}");
     }
 }
+
+/// `snapshot --at` makes a point-in-time branch through the API: the emulator refuses point
+/// in time (it cannot fake history), so this checks what can be: the request is made with the
+/// time, the refusal is reported by name, nothing is left behind; a bad time or a source that
+/// is not a Neon branch is refused before any request.
+#[tokio::test]
+async fn snapshot_at_asks_for_a_point_in_time_branch_and_leaves_nothing_behind() {
+    let emulator = shared_emulator();
+    let client = emulator.client();
+    let (project, main) = project_with_data(&client).await;
+    let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("at"));
+    let to = format!("file://{}/", dir.display());
+    let source = format!("neon://{project}/{main}/neondb?role=neondb_owner");
+    let before = client.list_branches(&project).await.unwrap().len();
+    let (code, _, stderr) = ferry_cli(
+        emulator,
+        &[
+            "snapshot",
+            "--source",
+            &source,
+            "--to",
+            &to,
+            "--at",
+            "2026-11-20T03:00:00Z",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("point in time"), "{stderr}");
+    assert_eq!(client.list_branches(&project).await.unwrap().len(), before);
+    assert!(!dir.join("manifest.json").exists());
+    let record = std::fs::read_to_string(&emulator.record).unwrap();
+    assert!(
+        record.contains("\"parent_timestamp\":\"2026-11-20T03:00:00Z\""),
+        "the create request carries the time"
+    );
+
+    for (args, expect) in [
+        (vec!["--at", "last tuesday"], "RFC 3339"),
+        (vec!["--at-lsn", "16/B374D848x"], "WAL position"),
+    ] {
+        let mut all = vec!["snapshot", "--source", &source, "--to", &to];
+        all.extend(args);
+        let (code, _, stderr) = ferry_cli(emulator, &all);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+    }
+    let (code, _, stderr) = ferry_cli(
+        emulator,
+        &[
+            "snapshot",
+            "--source",
+            "postgres://u@127.0.0.1:1/d",
+            "--to",
+            &to,
+            "--at",
+            "2026-11-20T03:00:00Z",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("neon://"), "{stderr}");
+}

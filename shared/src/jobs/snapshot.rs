@@ -62,6 +62,14 @@ pub struct SnapshotInput {
     /// `FERRY_S3_STORAGE_CLASS`, `FERRY_S3_TAGS`. Recorded in the manifest.
     #[serde(default)]
     pub storage: crate::store::WriteSettings,
+    /// Dump the Neon branch as it was at this time (RFC 3339): a temporary branch is made from
+    /// it at that point, dumped and deleted (also when the dump fails; it expires in a day in
+    /// any case). Needs a `neon://` source.
+    #[serde(default)]
+    pub at: Option<String>,
+    /// As `at`, at a WAL position (such as `0/1F2A3B8`).
+    #[serde(default)]
+    pub at_lsn: Option<String>,
     /// Several databases of the source's server or branch (the source names the first to
     /// connect to), or `["*"]` for all of them but `postgres` and templates: each gets its own
     /// archive and manifest under the key template, and one failing does not stop the others.
@@ -159,6 +167,9 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
             "databases: several databases are snapshotted by snapshot_request".into(),
         ));
     }
+    if input.at.is_some() || input.at_lsn.is_some() {
+        return Box::pin(snapshot_at(input, ctx)).await;
+    }
     let config = super::database(&input.source).await?;
     let to = snapshot_prefix(
         &input,
@@ -167,6 +178,73 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
         input.key_template.as_deref(),
     )?;
     snapshot_into(&input, config, to, &ctx).await
+}
+
+/// `at` / `atLsn`: a temporary branch of the source branch at that point, dumped, then deleted
+/// whatever happened.
+async fn snapshot_at(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
+    let Some((project, parent, database, role)) = super::neon_parts(&input.source) else {
+        return Err(JobError::BadInput(
+            "at and atLsn need a neon://PROJECT/BRANCH/DATABASE?role=ROLE source: a point in \
+             time is a Neon branch's history"
+                .into(),
+        ));
+    };
+    let name = format!(
+        "ferry-snapshot-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    // Checked (time or LSN format) by the branch job before any request.
+    let made = super::branch(
+        super::BranchInput {
+            action: super::BranchAction::Create,
+            project: project.clone(),
+            branch: Some(name.clone()),
+            parent: Some(parent.clone()),
+            expires_in: Some("1d".into()),
+            at: input.at.clone(),
+            at_lsn: input.at_lsn.clone(),
+        },
+        ctx.clone(),
+    )
+    .await?;
+    let branch_id = made
+        .branch
+        .as_ref()
+        .map(|b| b.branch_id.clone())
+        .ok_or_else(|| JobError::BadInput("the Neon API returned no branch".into()))?;
+    tracing::info!(branch = %branch_id, at = ?input.at, at_lsn = ?input.at_lsn, "made a point-in-time branch to dump");
+    let source = super::neon_reference(&project, &branch_id, &database, &role);
+    let dumped = async {
+        let config = super::database(&source).await?;
+        let mut at_input = input.clone();
+        at_input.source = source.clone();
+        let to = snapshot_prefix(
+            &input,
+            &database,
+            std::time::SystemTime::now(),
+            input.key_template.as_deref(),
+        )?;
+        snapshot_into(&at_input, config, to, &ctx).await
+    }
+    .await;
+    let removed = super::branch(
+        super::BranchInput {
+            action: super::BranchAction::Delete,
+            project,
+            branch: Some(branch_id.clone()),
+            parent: None,
+            expires_in: None,
+            at: None,
+            at_lsn: None,
+        },
+        ctx,
+    )
+    .await;
+    if let Err(e) = &removed {
+        tracing::warn!(branch = %branch_id, error = %e, "could not delete the point-in-time branch (it expires in a day)");
+    }
+    dumped
 }
 
 /// One database's snapshot in a request for several.
@@ -198,6 +276,13 @@ pub async fn snapshot_databases(
     input: SnapshotInput,
     ctx: Context,
 ) -> Result<DatabasesOutput, JobError> {
+    if input.at.is_some() || input.at_lsn.is_some() {
+        return Err(JobError::BadInput(
+            "at/atLsn with several databases: the backup workflow makes one point-in-time \
+             branch for all of them"
+                .into(),
+        ));
+    }
     let template = input
         .key_template
         .clone()
