@@ -1308,45 +1308,6 @@ async fn run_parallel(
     for (i, w) in waits.iter_mut().enumerate() {
         w.remove(&i);
     }
-    // As pg_restore does: of the items that are ready, the one with the most data behind it
-    // first (a table's rows by their size in the archive; an index or constraint by its
-    // table's), so the largest table and its index builds start early and do not end last.
-    let sizes = archive.data_sizes();
-    let weight: Vec<u64> = items
-        .iter()
-        .map(|e| {
-            if e.had_dumper {
-                return sizes.get(&e.dump_id).copied().unwrap_or(0);
-            }
-            e.dependencies
-                .iter()
-                .filter_map(|d| data_of.get(d))
-                .filter_map(|data| sizes.get(data))
-                .copied()
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut by_weight: Vec<usize> = (0..items.len()).collect();
-    by_weight.sort_by_key(|&i| (std::cmp::Reverse(weight[i]), i));
-    // The table a post-data item works on: two such items on one table wait on each other's
-    // locks (a constraint takes ACCESS EXCLUSIVE) unless both are index builds, so they are not
-    // started together (pg_restore's lock-conflict rule).
-    let table_of: Vec<Option<i32>> = items
-        .iter()
-        .map(|e| {
-            if e.had_dumper {
-                return None;
-            }
-            e.dependencies
-                .iter()
-                .find(|d| data_of.contains_key(d))
-                .copied()
-        })
-        .collect();
-    // Running post-data items per table: (all, those that are not index builds).
-    let mut busy: HashMap<i32, (usize, usize)> = HashMap::new();
-    let is_index = |i: usize| items[i].desc == "INDEX";
     let n = items.len();
     let workers = state.options.jobs.max(1).min(n.max(1));
     let mut sessions = Vec::with_capacity(workers);
@@ -1361,24 +1322,13 @@ async fn run_parallel(
     let mut failure: Option<RestoreError> = None;
     loop {
         if failure.is_none() {
-            // Start what is ready, heaviest first, while connections are free.
-            for &i in &by_weight {
+            // Start what is ready, in archive order, while connections are free.
+            for i in 0..n {
                 if idle.is_empty() {
                     break;
                 }
                 if started[i] || !waits[i].iter().all(|&w| finished[w]) {
                     continue;
-                }
-                if let Some(t) = table_of[i]
-                    && let Some(&(all, exclusive)) = busy.get(&t)
-                    && (exclusive > 0 || (all > 0 && !is_index(i)))
-                {
-                    continue;
-                }
-                if let Some(t) = table_of[i] {
-                    let entry = busy.entry(t).or_default();
-                    entry.0 += 1;
-                    entry.1 += usize::from(!is_index(i));
                 }
                 started[i] = true;
                 let s = idle.pop().expect("checked");
@@ -1399,12 +1349,6 @@ async fn run_parallel(
             break;
         };
         finished[i] = true;
-        if let Some(t) = table_of[i]
-            && let Some(entry) = busy.get_mut(&t)
-        {
-            entry.0 -= 1;
-            entry.1 -= usize::from(!is_index(i));
-        }
         match result {
             Ok(loaded) => {
                 if let Some(n) = loaded {

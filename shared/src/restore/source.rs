@@ -141,19 +141,6 @@ fn locate(url: &ObjectUrl) -> (Key, Option<Key>) {
 }
 
 impl Archive {
-    /// How many bytes each data entry takes in a custom archive (its block, as stored), by
-    /// dump id: the distance to the next block. Empty for directory archives.
-    pub fn data_sizes(&self) -> HashMap<i32, u64> {
-        let mut starts: Vec<(u64, i32)> = self.offsets.iter().map(|(&id, &at)| (at, id)).collect();
-        starts.sort_unstable();
-        let mut sizes = HashMap::new();
-        for (i, &(at, id)) in starts.iter().enumerate() {
-            let end = starts.get(i + 1).map_or(self.size, |&(next, _)| next);
-            sizes.insert(id, end.saturating_sub(at));
-        }
-        sizes
-    }
-
     pub async fn open(store: &Store, url: &ObjectUrl) -> Result<Archive, RestoreError> {
         let (key, toc) = locate(url);
         let read_key = toc.clone().unwrap_or_else(|| key.clone());
