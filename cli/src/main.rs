@@ -363,6 +363,29 @@ fn init_logging(verbose: u8) {
 }
 
 /// Prints a job's result: JSON when asked, otherwise the human summary.
+/// The snapshot job's input, as the `snapshot` Lambda receives it.
+fn snapshot_input(a: SnapshotArgs) -> Result<jobs::SnapshotInput, JobError> {
+    Ok(jobs::SnapshotInput {
+        source: a.source,
+        to: a.to,
+        format: a.format,
+        compress: a.compress,
+        jobs: a.jobs,
+        schemas: a.schemas,
+        tables: a.tables,
+        exclude_tables: a.exclude_tables,
+        exclude_table_data: a.exclude_table_data,
+        schema_only: a.schema_only,
+        data_only: a.data_only,
+        checksums: a.checksums,
+        key_template: a.key_template,
+        storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
+        at: a.at,
+        at_lsn: a.at_lsn,
+        databases: a.databases,
+    })
+}
+
 /// `--sse`, `--sse-kms-key-id`, `--storage-class`, `--tag K=V` as the job's storage settings.
 fn storage_settings(
     encryption: Option<String>,
@@ -409,29 +432,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
     let json = cli.json;
     match cli.command {
         Command::Snapshot(a) if !a.databases.is_empty() => {
-            let out = jobs::snapshot_databases(
-                jobs::SnapshotInput {
-                    source: a.source,
-                    to: a.to,
-                    format: a.format,
-                    compress: a.compress,
-                    jobs: a.jobs,
-                    schemas: a.schemas,
-                    tables: a.tables,
-                    exclude_tables: a.exclude_tables,
-                    exclude_table_data: a.exclude_table_data,
-                    schema_only: a.schema_only,
-                    data_only: a.data_only,
-                    checksums: a.checksums,
-                    key_template: a.key_template,
-                    storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
-                    at: a.at,
-                    at_lsn: a.at_lsn,
-                    databases: a.databases,
-                },
-                ctx,
-            )
-            .await?;
+            let out = jobs::snapshot_databases(snapshot_input(a)?, ctx).await?;
             emit(json, &out, |o| {
                 o.databases
                     .iter()
@@ -460,29 +461,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
             }
         }
         Command::Snapshot(a) => {
-            let out = jobs::snapshot(
-                jobs::SnapshotInput {
-                    source: a.source,
-                    to: a.to,
-                    format: a.format,
-                    compress: a.compress,
-                    jobs: a.jobs,
-                    schemas: a.schemas,
-                    tables: a.tables,
-                    exclude_tables: a.exclude_tables,
-                    exclude_table_data: a.exclude_table_data,
-                    schema_only: a.schema_only,
-                    data_only: a.data_only,
-                    checksums: a.checksums,
-                    key_template: a.key_template,
-                    storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
-                    at: a.at,
-                    at_lsn: a.at_lsn,
-                    databases: Vec::new(),
-                },
-                ctx,
-            )
-            .await?;
+            let out = jobs::snapshot(snapshot_input(a)?, ctx).await?;
             emit(json, &out, |o| {
                 format!(
                     "archive:  {}\nmanifest: {}\n{} tables, {} rows, {} bytes written ({} format, {}, archive {})",

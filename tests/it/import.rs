@@ -136,7 +136,8 @@ fn s3_record(bucket: &str, key: &str, etag: &str) -> Value {
                  "object":{"key":encoded,"size":1,"eTag":etag,"sequencer":"0055AED6DCD90281E5"}}})
 }
 
-fn eventbridge(bucket: &str, key: &str, etag: &str) -> Value {
+/// The EventBridge `Object Created` event S3 sends for an upload (key as written).
+pub(crate) fn eventbridge(bucket: &str, key: &str, etag: &str) -> Value {
     json!({"version":"0","id":"17793124-05d4-b198-2fde-7ededc63b103","detail-type":"Object Created",
            "source":"aws.s3","account":"123456789012","time":"2026-11-25T10:00:00Z","region":"us-east-1",
            "resources":[format!("arn:aws:s3:::{bucket}")],

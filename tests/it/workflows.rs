@@ -901,17 +901,6 @@ async fn backup_snapshots_each_database_from_a_temporary_branch_and_one_failing_
     );
 }
 
-/// The EventBridge event S3 sends for an upload (key as written).
-fn object_created(bucket: &str, key: &str, etag: &str) -> Value {
-    json!({"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "Object Created",
-           "source": "aws.s3", "account": "123456789012", "time": "2026-11-26T10:00:00Z", "region": "us-east-1",
-           "resources": [format!("arn:aws:s3:::{bucket}")],
-           "detail": {"version": "0", "bucket": {"name": bucket},
-                      "object": {"key": key, "size": 1, "etag": etag, "sequencer": "00617F08299329D189"},
-                      "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012",
-                      "source-ip-address": "127.0.0.1", "reason": "PutObject"}})
-}
-
 #[tokio::test]
 async fn csv_import_processes_an_upload_and_sets_a_malformed_file_aside() {
     let stack = Stack::start("wf_csv");
@@ -924,7 +913,7 @@ async fn csv_import_processes_an_upload_and_sets_a_malformed_file_aside() {
         .await;
     let report = stack.run(
         "CsvImportStateMachine",
-        object_created(&stack.bucket, key, &etag),
+        crate::import::eventbridge(&stack.bucket, key, &etag),
     );
     assert_eq!(
         report["status"],
@@ -957,7 +946,7 @@ async fn csv_import_processes_an_upload_and_sets_a_malformed_file_aside() {
         .await;
     let report = stack.run(
         "CsvImportStateMachine",
-        object_created(&stack.bucket, bad, &etag),
+        crate::import::eventbridge(&stack.bucket, bad, &etag),
     );
     assert_eq!(report["status"], "FAILED", "{report:#}");
     assert_eq!(report["error"], "Ferry.ImportRejected");
