@@ -710,3 +710,52 @@ async fn encryption_storage_class_and_tags_reach_the_server() {
             .is_empty()
     );
 }
+
+/// `databases: ["*"]`: every database of the server but `postgres` and the templates, each on
+/// its own (a private server, so that "every" is known).
+#[tokio::test]
+async fn all_databases_of_a_server() {
+    let b = Bucket::new().await;
+    let pg = ferry_tests::PgServer::start_new(ferry_tests::PgServerOptions::default());
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql("postgres", "CREATE DATABASE \"Crm Data\"");
+    pg.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)",
+    );
+    pg.psql(
+        "Crm Data",
+        "CREATE TABLE c (id int); INSERT INTO c VALUES (1)",
+    );
+    pg.psql("postgres", "CREATE TABLE not_backed_up (id int)");
+    let out = jobs::snapshot_databases(
+        jobs::SnapshotInput {
+            source: pg.url("postgres"),
+            to: b.url("all/"),
+            databases: vec!["*".into()],
+            ..Default::default()
+        },
+        ctx(),
+    )
+    .await
+    .unwrap();
+    let mut names: Vec<&str> = out.databases.iter().map(|d| d.database.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["Crm Data", "app"], "{out:?}");
+    assert_eq!((out.succeeded, out.failed), (2, 0));
+    assert!(!b.keys("all/Crm%20Data/").await.is_empty());
+    assert!(!b.keys("all/app/").await.is_empty());
+    // `*` with names beside it is ambiguous: refused.
+    let err = jobs::snapshot_databases(
+        jobs::SnapshotInput {
+            source: pg.url("postgres"),
+            to: b.url("all/"),
+            databases: vec!["*".into(), "app".into()],
+            ..Default::default()
+        },
+        ctx(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("alone"), "{err}");
+}
