@@ -114,10 +114,8 @@ pub async fn prune(input: PruneInput, ctx: Context) -> Result<PruneOutput, JobEr
     let found = catalog::catalog(&store, &url).await?;
     let now = SystemTime::now();
     // Each series on its own, newest first.
-    let mut series: Vec<&str> = found.complete.iter().map(|s| s.series.as_str()).collect();
-    series.dedup();
-    series.sort_unstable();
-    series.dedup();
+    let series: std::collections::BTreeSet<&str> =
+        found.complete.iter().map(|s| s.series.as_str()).collect();
     let mut kept = Vec::new();
     let mut doomed: Vec<&SnapshotInfo> = Vec::new();
     for name in series {

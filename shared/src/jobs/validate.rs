@@ -206,6 +206,17 @@ async fn is_json(store: &Store, url: &ObjectUrl) -> Result<bool, JobError> {
     Ok(bytes.concat().first() == Some(&b'{'))
 }
 
+/// Refuses checksums and `saveSourceManifest` for a source that has neither (`how` it is
+/// checked instead).
+fn counts_only(input: &ValidateInput, how: &str) -> Result<(), JobError> {
+    if input.checksums || input.save_source_manifest.is_some() {
+        return Err(JobError::BadInput(format!(
+            "{how}; checksums and saveSourceManifest need a source database or a manifest"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a database restored from an archive that has no manifest (a pg_dump archive or
 /// plain dump from elsewhere): every table the archive holds data for has exactly the rows
 /// the archive holds (counted by reading it), the database has no other table with rows, and
@@ -216,13 +227,10 @@ async fn validate_against_archive(
     target: &crate::pg::PgConfig,
     input: &ValidateInput,
 ) -> Result<ValidateOutput, JobError> {
-    if input.checksums || input.save_source_manifest.is_some() {
-        return Err(JobError::BadInput(
-            "an archive without a manifest is checked by row counts; checksums and \
-             saveSourceManifest need a source database or a manifest"
-                .into(),
-        ));
-    }
+    counts_only(
+        input,
+        "an archive without a manifest is checked by row counts",
+    )?;
     let options = Options {
         checksums: false,
         jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
@@ -308,13 +316,10 @@ async fn validate_import(
     target: &crate::pg::PgConfig,
     input: &ValidateInput,
 ) -> Result<ValidateOutput, JobError> {
-    if input.checksums || input.save_source_manifest.is_some() {
-        return Err(JobError::BadInput(
-            "an import report is checked by counts and the ledger; checksums and \
-             saveSourceManifest need a source database or a manifest"
-                .into(),
-        ));
-    }
+    counts_only(
+        input,
+        "an import report is checked by counts and the ledger",
+    )?;
     let session = crate::pg::connect(target).await?;
     let profile = validate::profile(
         target,

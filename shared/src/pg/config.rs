@@ -99,6 +99,20 @@ pub struct PgConfig {
     pub retry: Backoff,
 }
 
+/// A setting given in whole seconds, more than zero.
+fn positive_seconds(name: &str, value: &str) -> Result<Duration, PgError> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            PgError::BadConfig(format!(
+                "{name} {value:?} is not a positive number of seconds"
+            ))
+        })
+}
+
 /// Environment variables, injectable so parsing can be tested without touching the process.
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -486,16 +500,7 @@ impl Fields {
         };
         let connect_timeout = match self.connect_timeout.or_else(|| env("PGCONNECT_TIMEOUT")) {
             None => Duration::from_secs(10),
-            Some(t) => t
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s > 0)
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    PgError::BadConfig(format!(
-                        "connect_timeout {t:?} is not a positive number of seconds"
-                    ))
-                })?,
+            Some(t) => positive_seconds("connect_timeout", &t)?,
         };
         let mut retry = Backoff::default();
         if let Some(seconds) = env("FERRY_PG_RETRY_SECONDS") {
@@ -520,21 +525,9 @@ impl Fields {
             application_name: self.application_name.or_else(|| env("PGAPPNAME")),
             options: self.options.or_else(|| env("PGOPTIONS")),
             connect_timeout,
-            statement_timeout: match env("FERRY_PG_STATEMENT_TIMEOUT") {
-                None => None,
-                Some(t) => Some(
-                    t.trim()
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|s| *s > 0)
-                        .map(Duration::from_secs)
-                        .ok_or_else(|| {
-                            PgError::BadConfig(format!(
-                                "FERRY_PG_STATEMENT_TIMEOUT {t:?} is not a positive number of seconds"
-                            ))
-                        })?,
-                ),
-            },
+            statement_timeout: env("FERRY_PG_STATEMENT_TIMEOUT")
+                .map(|t| positive_seconds("FERRY_PG_STATEMENT_TIMEOUT", t.trim()))
+                .transpose()?,
             retry,
         })
     }
