@@ -343,6 +343,57 @@ async fn s3_copies_large_objects_part_by_part() {
     );
 }
 
+/// Pieces joined into one object: small ones between big ones (S3 refuses parts under 5 MiB
+/// but the last: s3s-fs checks), a piece longer than a copied part, an empty piece.
+async fn compose_joins_pieces_of_every_size(f: Fixture) {
+    let mib = 1024 * 1024;
+    let sizes = [
+        1_000,
+        7 * mib + 5,
+        0,
+        2 * mib,
+        3 * mib + 1,
+        12 * mib + 7,
+        100,
+    ];
+    let mut sources = Vec::new();
+    let mut whole = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let data = pattern(size, i as u8);
+        let key = f.key(&format!("pieces/{i}.bin"));
+        f.store.put(&key, Bytes::from(data.clone())).await.unwrap();
+        sources.push((key, size as u64));
+        whole.extend(data);
+    }
+    let to = f.key("joined.bin");
+    let meta = f.store.compose(&sources, &to).await.unwrap();
+    assert_eq!(meta.size, whole.len() as u64);
+    assert!(
+        f.store.get_bytes(&to).await.unwrap() == whole,
+        "the joined object reads back differently"
+    );
+    // Small pieces only, and a single piece.
+    let small = f.key("small.bin");
+    f.store.compose(&sources[..1], &small).await.unwrap();
+    assert!(f.store.get_bytes(&small).await.unwrap() == whole[..1_000]);
+    f.store
+        .compose(&[sources[0].clone(), sources[6].clone()], &small)
+        .await
+        .unwrap();
+    let mut expected = pattern(1_000, 0);
+    expected.extend(pattern(100, 6));
+    assert!(f.store.get_bytes(&small).await.unwrap() == expected);
+    // A missing piece fails and leaves the destination as it was.
+    let missing = (f.key("pieces/none.bin"), 6 * mib as u64);
+    let err = f
+        .store
+        .compose(&[sources[1].clone(), missing], &small)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(f.store.get_bytes(&small).await.unwrap() == expected);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -376,6 +427,18 @@ macro_rules! conformance {
             async fn keys_with_spaces_and_unicode() {
                 super::keys_with_spaces_and_unicode(super::$backend(StoreConfig::default()).await)
                     .await
+            }
+
+            #[tokio::test]
+            async fn compose_joins_pieces_of_every_size() {
+                super::compose_joins_pieces_of_every_size(
+                    super::$backend(StoreConfig {
+                        copy_part_size: ferry::store::MIN_PART_SIZE as u64,
+                        ..small_parts()
+                    })
+                    .await,
+                )
+                .await
             }
 
             #[tokio::test]

@@ -683,6 +683,28 @@ impl Store {
         }
     }
 
+    /// Joins `sources` (keys with their sizes, in order) into one object `to`, atomically at
+    /// the destination: on S3 server-side (`UploadPartCopy`) wherever the parts are big enough.
+    pub async fn compose(
+        &self,
+        sources: &[(Key, u64)],
+        to: &Key,
+    ) -> Result<ObjectMeta, StoreError> {
+        match self {
+            Store::S3(s) => s.compose(sources, to).await,
+            Store::Local(_) => {
+                let mut upload = self.upload(to).await?;
+                for (key, size) in sources {
+                    let mut body = self.get(key, Some(0..*size)).await?;
+                    while let Some(chunk) = body.try_next().await? {
+                        upload.write(chunk).await?;
+                    }
+                }
+                upload.finish().await
+            }
+        }
+    }
+
     /// Copies an object within this store, atomically at the destination.
     pub async fn copy(&self, from: &Key, to: &Key) -> Result<ObjectMeta, StoreError> {
         match self {

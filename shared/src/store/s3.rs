@@ -155,6 +155,15 @@ impl S3Store {
         })
     }
 
+    /// `x-amz-copy-source` for `key`.
+    fn copy_source(&self, key: &Key) -> String {
+        format!(
+            "{}/{}",
+            self.bucket,
+            utf8_percent_encode(key.as_str(), COPY_SOURCE)
+        )
+    }
+
     fn location(&self, key: &Key) -> String {
         format!("s3://{}/{}", self.bucket, key)
     }
@@ -350,11 +359,7 @@ impl S3Store {
     }
 
     pub(super) async fn copy(&self, from: &Key, to: &Key) -> Result<ObjectMeta, StoreError> {
-        let source = format!(
-            "{}/{}",
-            self.bucket,
-            utf8_percent_encode(from.as_str(), COPY_SOURCE)
-        );
+        let source = self.copy_source(from);
         let size = self.head(from).await?.size;
         if size <= self.max_single_copy {
             self.client
@@ -377,27 +382,9 @@ impl S3Store {
             let mut number = 1;
             while start < size {
                 let end = (start + self.copy_part_size).min(size);
-                let out = self
-                    .client
-                    .upload_part_copy()
-                    .bucket(&self.bucket)
-                    .key(to.as_str())
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .copy_source(&source)
-                    .copy_source_range(format!("bytes={}-{}", start, end - 1))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("UploadPartCopy", self.location(to), e))?;
-                let result = out.copy_part_result();
                 parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(result.and_then(|r| r.e_tag()).map(str::to_string))
-                        .set_checksum_crc32(
-                            result.and_then(|r| r.checksum_crc32()).map(str::to_string),
-                        )
-                        .build(),
+                    self.copy_part(from, start..end, to, &upload_id, number)
+                        .await?,
                 );
                 start = end;
                 number += 1;
@@ -410,6 +397,130 @@ impl S3Store {
         }
         result?;
         self.head(to).await
+    }
+
+    /// Joins `sources` (keys with their sizes, in order) into the object `to`, server-side
+    /// where S3 allows it: stretches of at least the minimum part size are copied by
+    /// `UploadPartCopy`; shorter ones (S3 refuses parts under 5 MiB but the last) are read and
+    /// sent with the start of what follows, so at most one part is held in memory.
+    pub(super) async fn compose(
+        &self,
+        sources: &[(Key, u64)],
+        to: &Key,
+    ) -> Result<ObjectMeta, StoreError> {
+        if let [(only, _)] = sources {
+            return self.copy(only, to).await;
+        }
+        let min = super::MIN_PART_SIZE as u64;
+        let total: u64 = sources.iter().map(|s| s.1).sum();
+        if total < min {
+            let mut upload = self.upload(to);
+            for (key, size) in sources {
+                let mut buffer = BytesMut::new();
+                self.read_into(key, 0..*size, &mut buffer).await?;
+                upload.write(buffer.freeze()).await?;
+            }
+            return upload.finish().await;
+        }
+        let upload_id = self.create_multipart(to).await?;
+        let result = async {
+            let mut parts = Vec::new();
+            let mut buffer = BytesMut::new();
+            for (key, size) in sources {
+                let mut at = 0;
+                if !buffer.is_empty() {
+                    let take = (min - buffer.len() as u64).min(*size);
+                    self.read_into(key, 0..take, &mut buffer).await?;
+                    at = take;
+                    if buffer.len() as u64 >= min {
+                        let number = parts.len() as i32 + 1;
+                        let part = buffer.split().freeze();
+                        parts.push(upload_part(self, to, &upload_id, number, part).await?);
+                    }
+                }
+                while at < *size {
+                    let rest = size - at;
+                    if rest < min {
+                        self.read_into(key, at..*size, &mut buffer).await?;
+                        break;
+                    }
+                    // Never leave a tail shorter than a part behind a copied range.
+                    let mut end = at + self.copy_part_size.min(rest);
+                    if size - end < min {
+                        end = *size;
+                    }
+                    let number = parts.len() as i32 + 1;
+                    parts.push(self.copy_part(key, at..end, to, &upload_id, number).await?);
+                    at = end;
+                }
+            }
+            if !buffer.is_empty() {
+                let number = parts.len() as i32 + 1;
+                let part = buffer.split().freeze();
+                parts.push(upload_part(self, to, &upload_id, number, part).await?);
+            }
+            self.complete_multipart(to, &upload_id, parts).await
+        }
+        .await;
+        if result.is_err() {
+            self.abort_multipart(to, &upload_id).await;
+        }
+        result?;
+        let meta = self.head(to).await?;
+        if meta.size != total {
+            return Err(StoreError::Aborted {
+                location: self.location(to),
+                reason: format!(
+                    "the pieces hold {total} bytes but the object has {}",
+                    meta.size
+                ),
+            });
+        }
+        Ok(meta)
+    }
+
+    /// Appends the bytes `range` of `key` to `buffer`.
+    async fn read_into(
+        &self,
+        key: &Key,
+        range: Range<u64>,
+        buffer: &mut BytesMut,
+    ) -> Result<(), StoreError> {
+        let mut body = self.get(key, Some(range)).await?;
+        while let Some(chunk) = futures::TryStreamExt::try_next(&mut body).await? {
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    /// Copies the bytes `range` of `from` as part `number` of the multipart upload of `to`.
+    async fn copy_part(
+        &self,
+        from: &Key,
+        range: Range<u64>,
+        to: &Key,
+        upload_id: &str,
+        number: i32,
+    ) -> Result<CompletedPart, StoreError> {
+        let source = self.copy_source(from);
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .upload_id(upload_id)
+            .part_number(number)
+            .copy_source(&source)
+            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UploadPartCopy", self.location(to), e))?;
+        let result = out.copy_part_result();
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(result.and_then(|r| r.e_tag()).map(str::to_string))
+            .set_checksum_crc32(result.and_then(|r| r.checksum_crc32()).map(str::to_string))
+            .build())
     }
 
     async fn create_multipart(&self, key: &Key) -> Result<String, StoreError> {
@@ -528,25 +639,8 @@ impl S3Upload {
         let store = self.store.clone();
         let key = self.key.clone();
         let upload_id = self.upload_id.clone().unwrap_or_default();
-        self.in_flight.spawn(async move {
-            let out = store
-                .client
-                .upload_part()
-                .bucket(&store.bucket)
-                .key(key.as_str())
-                .upload_id(upload_id)
-                .part_number(number)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                .body(SdkBody::from(part))
-                .send()
-                .await
-                .map_err(|e| sdk_error("UploadPart", store.location(&key), e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
-                .build())
-        });
+        self.in_flight
+            .spawn(async move { upload_part(&store, &key, &upload_id, number, part).await });
         Ok(())
     }
 
@@ -657,4 +751,31 @@ impl Drop for S3Upload {
         let key = self.key.clone();
         runtime.spawn(async move { store.abort_multipart(&key, &upload_id).await });
     }
+}
+
+/// Sends `part` as part `number` of the multipart upload of `key`.
+async fn upload_part(
+    store: &S3Store,
+    key: &Key,
+    upload_id: &str,
+    number: i32,
+    part: Bytes,
+) -> Result<CompletedPart, StoreError> {
+    let out = store
+        .client
+        .upload_part()
+        .bucket(&store.bucket)
+        .key(key.as_str())
+        .upload_id(upload_id)
+        .part_number(number)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(SdkBody::from(part))
+        .send()
+        .await
+        .map_err(|e| sdk_error("UploadPart", store.location(key), e))?;
+    Ok(CompletedPart::builder()
+        .part_number(number)
+        .set_e_tag(out.e_tag().map(str::to_string))
+        .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+        .build())
 }
