@@ -362,7 +362,6 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// Prints a job's result: JSON when asked, otherwise the human summary.
 /// The snapshot job's input, as the `snapshot` Lambda receives it.
 fn snapshot_input(a: SnapshotArgs) -> Result<jobs::SnapshotInput, JobError> {
     Ok(jobs::SnapshotInput {
@@ -383,6 +382,7 @@ fn snapshot_input(a: SnapshotArgs) -> Result<jobs::SnapshotInput, JobError> {
         at: a.at,
         at_lsn: a.at_lsn,
         databases: a.databases,
+        distribute: None,
     })
 }
 

@@ -77,6 +77,20 @@ pub struct ManifestTable {
 pub struct ManifestObject {
     pub key: String,
     pub size: u64,
+    /// Of the object's bytes; for an object joined from `parts`, of the parts' hex digests,
+    /// one per line (no single process read the whole object).
+    pub sha256: String,
+    /// An object joined from pieces (a large table's data written by several workers): each
+    /// piece's size and sha256, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ObjectPart>,
+}
+
+/// One piece of an object joined from several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectPart {
+    pub size: u64,
     pub sha256: String,
 }
 

@@ -7,6 +7,7 @@ mod import;
 mod lambda;
 mod neon;
 mod pg_connect;
+mod pieces;
 mod restore;
 mod schemas;
 mod secrets;

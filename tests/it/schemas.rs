@@ -34,18 +34,24 @@ fn inputs_refuse_unknown_fields() {
             );
             assert_eq!(schema["anyOf"].as_array().map(Vec::len), Some(2), "{name}");
         } else if name == "snapshot.input.json" {
-            // A snapshot, or a prune: each closed.
+            // A snapshot (or a plan), a prune, a worker's pieces, a finish: each closed.
             let alternatives = schema["anyOf"].as_array().unwrap();
-            assert_eq!(alternatives.len(), 2, "{name}");
-            assert_eq!(
-                schema["$defs"]["SnapshotInput"]["additionalProperties"], false,
-                "{name}"
-            );
-            assert_eq!(alternatives[1]["additionalProperties"], false, "{name}");
-            assert_eq!(
-                schema["$defs"]["PruneInput"]["additionalProperties"], false,
-                "{name}"
-            );
+            assert_eq!(alternatives.len(), 4, "{name}");
+            for alternative in &alternatives[1..] {
+                assert_eq!(alternative["additionalProperties"], false, "{name}");
+            }
+            for def in [
+                "SnapshotInput",
+                "PruneInput",
+                "PieceInput",
+                "FinishInput",
+                "Distribute",
+            ] {
+                assert_eq!(
+                    schema["$defs"][def]["additionalProperties"], false,
+                    "{name}: {def}"
+                );
+            }
         } else if name.ends_with(".input.json") {
             assert_eq!(schema["additionalProperties"], false, "{name}");
         }

@@ -75,7 +75,8 @@ pub enum Layout {
 }
 
 /// How table data is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Compression {
     None,
     /// zlib streams (pg_dump calls it gzip), at a level 0-9 or zlib's default.

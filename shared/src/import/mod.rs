@@ -40,10 +40,7 @@ use crate::{
     store::{BlockingRead, ObjectMeta, ObjectUrl, Store, StoreError},
 };
 
-/// An identifier, always quoted.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::pg::ident;
 
 /// A table named `schema.table` (either part may be double-quoted; without a schema, `public`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -22,8 +22,10 @@ pub use import_csv::{
 };
 pub use restore::{RestoreInput, RestoreOutput, restore};
 pub use snapshot::{
-    DatabaseSnapshot, DatabasesOutput, SnapshotInput, SnapshotOutput, SnapshotRequest,
-    SnapshotResponse, snapshot, snapshot_databases, snapshot_request,
+    DatabaseSnapshot, DatabasesOutput, Distribute, FinishInput, PieceInput, PieceOutput,
+    PieceStatus, PieceWork, PlanOutput, SnapshotInput, SnapshotOutput, SnapshotRequest,
+    SnapshotResponse, plan_snapshot, snapshot, snapshot_databases, snapshot_finish, snapshot_piece,
+    snapshot_request,
 };
 pub use snapshots::{ListInput, ListOutput, PruneInput, PruneOutput, list_snapshots, prune};
 pub use validate::{ValidateInput, ValidateOutput, validate, validate_or_fail};
@@ -154,6 +156,7 @@ impl From<crate::snapshot::SnapshotError> for JobError {
             S::Archive(e) => JobError::Archive(e),
             e @ S::Unsupported(_) => JobError::Unsupported(e.to_string()),
             e @ S::Inconsistent(_) => JobError::Inconsistent(e.to_string()),
+            S::Pieces(e) => JobError::BadInput(e),
         }
     }
 }

@@ -75,6 +75,93 @@ pub struct SnapshotInput {
     /// archive and manifest under the key template, and one failing does not stop the others.
     #[serde(default)]
     pub databases: Vec<String>,
+    /// Plan the snapshot in pieces shared among several workers instead of taking it here:
+    /// the answer is the plan, whose workers each run `{"piece": ...}` (again while it answers
+    /// `in_progress`), then `{"finish": ...}` writes the manifest. A directory archive.
+    #[serde(default)]
+    pub distribute: Option<Distribute>,
+}
+
+/// How a snapshot in pieces is shared out.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Distribute {
+    /// Workers the pieces are shared among (the backup workflow runs them in a Map).
+    pub workers: u32,
+    /// Bytes of a table's heap per piece: a larger table is split into ranges of its blocks.
+    /// Default 1 GiB, which one invocation dumps with time to spare.
+    #[serde(default)]
+    pub piece_bytes: Option<u64>,
+    /// Must be `true`: the workers read the source at different moments, so nothing may write
+    /// to it meanwhile (the backup workflow dumps a temporary branch made for the snapshot).
+    /// The finish counts every table again and refuses pieces that disagree with the source.
+    pub frozen_source: bool,
+}
+
+/// A planned snapshot: what each worker is to be given.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanOutput {
+    /// The plan (`<prefix>pieces/plan.json`), which `piece` and `finish` take.
+    pub plan: String,
+    /// The archive's prefix, complete once `finish` has written the manifest.
+    pub archive: String,
+    /// One item per worker, for a Map.
+    pub workers: Vec<PieceWork>,
+    pub pieces: usize,
+    pub tables: usize,
+    /// Tables split into more than one piece.
+    pub split_tables: usize,
+}
+
+/// One worker's share of a planned snapshot.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PieceWork {
+    pub plan: String,
+    pub worker: u32,
+}
+
+/// `{"piece": ...}`: dump one worker's pieces of a planned snapshot.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PieceInput {
+    /// The database the plan was made of (as given to the plan).
+    pub source: String,
+    pub plan: String,
+    pub worker: u32,
+}
+
+/// Whether a worker has dumped all its pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PieceStatus {
+    /// Every piece of this worker is dumped.
+    Done,
+    /// It stopped before the deadline: run it again with the same input.
+    InProgress,
+}
+
+/// What one worker invocation did.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PieceOutput {
+    pub status: PieceStatus,
+    pub plan: String,
+    pub worker: u32,
+    /// Pieces dumped by this invocation.
+    pub pieces_dumped: usize,
+    pub pieces_left: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// `{"finish": ...}`: join the pieces and write the manifest.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FinishInput {
+    pub source: String,
+    pub plan: String,
 }
 
 /// Where the snapshot landed.
@@ -165,6 +252,11 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
     if !input.databases.is_empty() {
         return Err(JobError::BadInput(
             "databases: several databases are snapshotted by snapshot_request".into(),
+        ));
+    }
+    if input.distribute.is_some() {
+        return Err(JobError::BadInput(
+            "distribute: a snapshot in pieces is planned by plan_snapshot".into(),
         ));
     }
     if input.at.is_some() || input.at_lsn.is_some() {
@@ -362,13 +454,8 @@ pub async fn snapshot_databases(
     Ok(out)
 }
 
-async fn snapshot_into(
-    input: &SnapshotInput,
-    config: crate::pg::PgConfig,
-    to: ObjectUrl,
-    ctx: &Context,
-) -> Result<SnapshotOutput, JobError> {
-    let input = input.clone();
+/// The dump options an input asks for.
+fn dump_options(input: &SnapshotInput) -> Result<snapshot::Options, JobError> {
     let format = match input.format.as_deref() {
         None => Format::Custom,
         Some(name) => Format::parse(name).ok_or_else(|| {
@@ -386,33 +473,59 @@ async fn snapshot_into(
             "schemaOnly and dataOnly exclude each other".into(),
         ));
     }
-    let jobs = input.jobs.unwrap_or(2).clamp(1, 64) as usize;
-    let neon = neon_source(&input.source);
-    let mut store_config = ctx.store.clone();
-    store_config.write = input.storage.over(&ctx.store.write);
-    store_config.write.check().map_err(JobError::BadInput)?;
-    if to.bucket.is_none() && !input.storage.is_empty() {
-        return Err(JobError::BadInput(
-            "storage (encryption, storage class, tags) applies to s3:// locations".into(),
-        ));
-    }
-    let store = Store::for_url(&to, &store_config).await?;
-    let options = snapshot::Options {
+    Ok(snapshot::Options {
         format,
         compression,
-        jobs,
+        jobs: input.jobs.unwrap_or(2).clamp(1, 64) as usize,
         filter: Filter {
-            schemas: input.schemas,
-            tables: input.tables,
-            exclude_tables: input.exclude_tables,
-            exclude_table_data: input.exclude_table_data,
+            schemas: input.schemas.clone(),
+            tables: input.tables.clone(),
+            exclude_tables: input.exclude_tables.clone(),
+            exclude_table_data: input.exclude_table_data.clone(),
             schema_only: input.schema_only,
             data_only: input.data_only,
         },
         checksums: input.checksums,
-        neon,
-    };
+        neon: neon_source(&input.source),
+    })
+}
+
+/// The store `to` is in, writing with the input's storage settings over the environment's.
+async fn store_for(
+    storage: &crate::store::WriteSettings,
+    to: &ObjectUrl,
+    ctx: &Context,
+) -> Result<Store, JobError> {
+    let mut store_config = ctx.store.clone();
+    store_config.write = storage.over(&ctx.store.write);
+    store_config.write.check().map_err(JobError::BadInput)?;
+    if to.bucket.is_none() && !storage.is_empty() {
+        return Err(JobError::BadInput(
+            "storage (encryption, storage class, tags) applies to s3:// locations".into(),
+        ));
+    }
+    Ok(Store::for_url(to, &store_config).await?)
+}
+
+async fn snapshot_into(
+    input: &SnapshotInput,
+    config: crate::pg::PgConfig,
+    to: ObjectUrl,
+    ctx: &Context,
+) -> Result<SnapshotOutput, JobError> {
+    let options = dump_options(input)?;
+    let store = store_for(&input.storage, &to, ctx).await?;
     let outcome = snapshot::run(&config, &store, &to, &options, &ctx.progress).await?;
+    output_of(&outcome, options.format, options.compression, &store).await
+}
+
+/// The answer for a finished snapshot.
+async fn output_of(
+    outcome: &snapshot::Outcome,
+    format: Format,
+    compression: Compression,
+    store: &Store,
+) -> Result<SnapshotOutput, JobError> {
     let manifest_size = store.head(&outcome.manifest_url.key).await?.size;
     let m = &outcome.manifest;
     Ok(SnapshotOutput {
@@ -436,6 +549,175 @@ async fn snapshot_into(
     })
 }
 
+/// Plans a snapshot in pieces (`distribute`).
+pub async fn plan_snapshot(input: SnapshotInput, ctx: Context) -> Result<PlanOutput, JobError> {
+    let Some(distribute) = input.distribute.clone() else {
+        return Err(JobError::BadInput(
+            "a plan needs distribute (workers, frozenSource)".into(),
+        ));
+    };
+    if !distribute.frozen_source {
+        return Err(JobError::BadInput(
+            "distribute.frozenSource must be true: the workers read the source at different \
+             moments, so nothing may write to it meanwhile (dump a branch made for the \
+             snapshot, as the backup workflow does)"
+                .into(),
+        ));
+    }
+    if !(1..=256).contains(&distribute.workers) {
+        return Err(JobError::BadInput(format!(
+            "distribute.workers is {}: give 1 to 256",
+            distribute.workers
+        )));
+    }
+    if input.at.is_some() || input.at_lsn.is_some() || !input.databases.is_empty() {
+        return Err(JobError::BadInput(
+            "distribute takes one database of a branch that stays as it is: make the \
+             point-in-time branch first (the backup workflow does) and plan each database"
+                .into(),
+        ));
+    }
+    let mut options = dump_options(&input)?;
+    match input.format.as_deref() {
+        None => options.format = Format::Directory,
+        Some(_) if options.format == Format::Directory => {}
+        Some(other) => {
+            return Err(JobError::BadInput(format!(
+                "distribute writes a directory archive (its workers write one object per \
+                 table), not format {other:?}"
+            )));
+        }
+    }
+    let piece_bytes = distribute.piece_bytes.unwrap_or(1 << 30);
+    if piece_bytes < 8192 {
+        return Err(JobError::BadInput(format!(
+            "distribute.pieceBytes is {piece_bytes}: a piece is at least one block (8192 bytes)"
+        )));
+    }
+    let config = super::database(&input.source).await?;
+    let to = snapshot_prefix(
+        &input,
+        &config.dbname,
+        std::time::SystemTime::now(),
+        input.key_template.as_deref(),
+    )?;
+    let store = store_for(&input.storage, &to, &ctx).await?;
+    let planned = snapshot::plan(
+        &config,
+        &store,
+        &to,
+        &options,
+        &snapshot::PlanOptions {
+            workers: distribute.workers as usize,
+            piece_bytes,
+            storage: input.storage.clone(),
+        },
+    )
+    .await?;
+    let plan_url = planned.plan_url.to_string();
+    Ok(PlanOutput {
+        workers: (0..distribute.workers)
+            .map(|worker| PieceWork {
+                plan: plan_url.clone(),
+                worker,
+            })
+            .collect(),
+        plan: plan_url,
+        archive: planned.archive.to_string(),
+        pieces: planned.plan.tables.iter().map(|t| t.pieces.len()).sum(),
+        tables: planned.plan.tables.len(),
+        split_tables: planned
+            .plan
+            .tables
+            .iter()
+            .filter(|t| t.pieces.len() > 1)
+            .count(),
+    })
+}
+
+/// The plan at `url`, with a store that writes as the plan says.
+async fn planned(
+    url: &str,
+    ctx: &Context,
+) -> Result<(snapshot::Plan, ObjectUrl, ObjectUrl, Store), JobError> {
+    let plan_url = ObjectUrl::parse(url)?;
+    let reader = Store::for_url(&plan_url, &ctx.store).await?;
+    let (plan, to) = snapshot::read_plan(&reader, &plan_url).await?;
+    let store = if plan.storage.is_empty() {
+        reader
+    } else {
+        store_for(&plan.storage, &to, ctx).await?
+    };
+    Ok((plan, plan_url, to, store))
+}
+
+/// Dumps one worker's pieces of a planned snapshot, until done or the deadline is near.
+pub async fn snapshot_piece(input: PieceInput, ctx: Context) -> Result<PieceOutput, JobError> {
+    let (plan, _, to, store) = planned(&input.plan, &ctx).await?;
+    let config = super::database(&input.source).await?;
+    let outcome = snapshot::work(
+        &config,
+        &store,
+        &plan,
+        &to,
+        input.worker as usize,
+        ctx.deadline,
+        &ctx.progress,
+    )
+    .await?;
+    Ok(PieceOutput {
+        status: if outcome.done {
+            PieceStatus::Done
+        } else {
+            PieceStatus::InProgress
+        },
+        plan: input.plan,
+        worker: input.worker,
+        pieces_dumped: outcome.pieces_dumped,
+        pieces_left: outcome.pieces_left,
+        rows: outcome.rows,
+        bytes: outcome.bytes,
+    })
+}
+
+/// Finishes a planned snapshot: its pieces joined, the source counted, the manifest written.
+pub async fn snapshot_finish(input: FinishInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
+    let plan_url = ObjectUrl::parse(&input.plan)?;
+    let reader = Store::for_url(&plan_url, &ctx.store).await?;
+    let config = super::database(&input.source).await?;
+    // A finish run again after its manifest was written finds no plan: the manifest answers.
+    let (compression, store) = match snapshot::read_plan(&reader, &plan_url).await {
+        Ok((plan, to)) => {
+            let store = if plan.storage.is_empty() {
+                reader
+            } else {
+                store_for(&plan.storage, &to, &ctx).await?
+            };
+            (Some(plan.compression), store)
+        }
+        Err(_) => (None, reader),
+    };
+    let outcome = snapshot::finish(&config, &store, &plan_url).await?;
+    let compression = compression.unwrap_or_else(|| {
+        outcome
+            .manifest
+            .objects
+            .iter()
+            .find_map(|o| {
+                [
+                    (".gz", Compression::Gzip { level: None }),
+                    (".lz4", Compression::Lz4),
+                    (".zst", Compression::Zstd),
+                ]
+                .into_iter()
+                .find(|(suffix, _)| o.key.ends_with(suffix))
+                .map(|(_, c)| c)
+            })
+            .unwrap_or(Compression::None)
+    });
+    output_of(&outcome, Format::Directory, compression, &store).await
+}
+
 /// What the `snapshot` function accepts: a snapshot to take, or `{"prune": {...}}` (the
 /// backup workflow's retention step).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -443,30 +725,37 @@ async fn snapshot_into(
 pub enum SnapshotRequest {
     Snapshot(Box<SnapshotInput>),
     Prune { prune: super::PruneInput },
+    Piece { piece: PieceInput },
+    Finish { finish: FinishInput },
 }
 
 impl<'de> Deserialize<'de> for SnapshotRequest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let value = serde_json::Value::deserialize(d)?;
-        match value.get("prune") {
-            Some(prune) => {
-                if let Some(other) = value
-                    .as_object()
-                    .and_then(|m| m.keys().find(|k| *k != "prune"))
-                {
-                    return Err(D::Error::custom(format!(
-                        "unknown field `{other}` beside `prune`"
-                    )));
-                }
-                serde_json::from_value(prune.clone())
-                    .map(|prune| SnapshotRequest::Prune { prune })
-                    .map_err(|e| D::Error::custom(format!("prune: {e}")))
-            }
-            None => serde_json::from_value(value)
+        let Some(kind) = ["prune", "piece", "finish"]
+            .into_iter()
+            .find(|k| value.get(k).is_some())
+        else {
+            return serde_json::from_value(value)
                 .map(|s| SnapshotRequest::Snapshot(Box::new(s)))
-                .map_err(D::Error::custom),
+                .map_err(D::Error::custom);
+        };
+        if let Some(other) = value
+            .as_object()
+            .and_then(|m| m.keys().find(|k| *k != kind))
+        {
+            return Err(D::Error::custom(format!(
+                "unknown field `{other}` beside `{kind}`"
+            )));
         }
+        let inner = value[kind].clone();
+        let parsed = match kind {
+            "prune" => serde_json::from_value(inner).map(|prune| SnapshotRequest::Prune { prune }),
+            "piece" => serde_json::from_value(inner).map(|piece| SnapshotRequest::Piece { piece }),
+            _ => serde_json::from_value(inner).map(|finish| SnapshotRequest::Finish { finish }),
+        };
+        parsed.map_err(|e| D::Error::custom(format!("{kind}: {e}")))
     }
 }
 
@@ -477,6 +766,8 @@ pub enum SnapshotResponse {
     Snapshot(SnapshotOutput),
     Databases(DatabasesOutput),
     Prune(super::PruneOutput),
+    Plan(PlanOutput),
+    Piece(PieceOutput),
 }
 
 /// The `snapshot` function: a snapshot, or a prune.
@@ -485,6 +776,15 @@ pub async fn snapshot_request(
     ctx: Context,
 ) -> Result<SnapshotResponse, JobError> {
     match request {
+        SnapshotRequest::Snapshot(input) if input.distribute.is_some() => Ok(
+            SnapshotResponse::Plan(Box::pin(plan_snapshot(*input, ctx)).await?),
+        ),
+        SnapshotRequest::Piece { piece } => Ok(SnapshotResponse::Piece(
+            Box::pin(snapshot_piece(piece, ctx)).await?,
+        )),
+        SnapshotRequest::Finish { finish } => Ok(SnapshotResponse::Snapshot(
+            Box::pin(snapshot_finish(finish, ctx)).await?,
+        )),
         SnapshotRequest::Snapshot(input) if !input.databases.is_empty() => Ok(
             SnapshotResponse::Databases(Box::pin(snapshot_databases(*input, ctx)).await?),
         ),

@@ -70,6 +70,8 @@ pub(super) struct TableData {
     pub name: String,
     /// `COPY schema.table (columns)` without the direction.
     pub copy_target: String,
+    /// The columns COPY carries (all but generated ones), unquoted.
+    pub columns: Vec<String>,
     pub blocks: u64,
 }
 
@@ -1210,6 +1212,11 @@ async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
                 .filter(|c| !c.generated)
                 .map(|c| b.q.ident(&c.name))
                 .collect();
+            let columns: Vec<String> = cols
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| c.name.clone())
+                .collect();
             let copy_target = if copy_columns.is_empty() {
                 qualified.clone()
             } else {
@@ -1224,6 +1231,7 @@ async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
                 schema: schema.clone(),
                 name: name.clone(),
                 copy_target,
+                columns,
                 blocks: r.get::<_, i64>(19).max(0) as u64,
             });
             b.push(data);

@@ -13,6 +13,7 @@
 
 mod ddl;
 mod order;
+mod pieces;
 
 use std::{
     collections::VecDeque,
@@ -25,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 pub use ddl::Filter;
+pub use pieces::{Plan, PlanOptions, Planned, WorkerOutcome, finish, plan, read_plan, work};
 
 use crate::{
     archive::{
@@ -90,6 +92,10 @@ pub enum SnapshotError {
         .0.join("; ")
     )]
     Unsupported(Vec<String>),
+    /// A snapshot in pieces cannot go on as asked (no plan there, a plan for another
+    /// database, pieces not dumped yet).
+    #[error("{0}")]
+    Pieces(String),
     /// What was copied disagrees with what the snapshot's own counts say.
     #[error("the snapshot is inconsistent: {0}")]
     Inconsistent(String),
@@ -128,14 +134,19 @@ async fn dump_session(config: &PgConfig, snapshot: Option<&str>) -> Result<Sessi
     Ok(session)
 }
 
-/// Dumps the database `config` names into the prefix `to`.
-pub async fn run(
-    config: &PgConfig,
-    store: &Store,
-    to: &ObjectUrl,
-    options: &Options,
-    progress: &SharedProgress,
-) -> Result<Outcome, SnapshotError> {
+/// A dumping session holding the snapshot, and what it is to dump.
+struct Prepared {
+    main: Session,
+    snapshot: String,
+    lsn: Option<String>,
+    entries: Vec<TocEntry>,
+    header: Header,
+    jobs: Vec<Job>,
+}
+
+/// Opens the main session, reads the catalog, locks the tables and builds the table of
+/// contents and the list of tables to copy.
+async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, SnapshotError> {
     let main = dump_session(config, None).await?;
     let row = main
         .query_one(
@@ -186,9 +197,37 @@ pub async fn run(
                 blocks: d.blocks,
                 schema: d.schema.clone(),
                 table: d.name.clone(),
+                columns: d.columns.clone(),
+                end_of_copy: true,
             })
         })
         .collect();
+    Ok(Prepared {
+        main,
+        snapshot,
+        lsn,
+        entries,
+        header,
+        jobs,
+    })
+}
+
+/// Dumps the database `config` names into the prefix `to`.
+pub async fn run(
+    config: &PgConfig,
+    store: &Store,
+    to: &ObjectUrl,
+    options: &Options,
+    progress: &SharedProgress,
+) -> Result<Outcome, SnapshotError> {
+    let Prepared {
+        main,
+        snapshot,
+        lsn,
+        entries,
+        header,
+        jobs,
+    } = prepare(config, options).await?;
     let total_blocks: u64 = jobs.iter().map(|j| j.blocks).sum();
     let report = Reporter {
         progress: progress.clone(),
@@ -232,47 +271,104 @@ pub async fn run(
     .await?;
     main.batch_execute("COMMIT").await?;
     drop(main);
-    let mut manifest = validate::manifest_of(&profile);
-    for (job, rows, bytes) in &copied {
+    let copied = copied
+        .into_iter()
+        .map(|(job, rows, bytes)| CopiedTable {
+            schema: job.schema,
+            table: job.table,
+            rows,
+            bytes,
+        })
+        .collect();
+    let written = Written {
+        archive,
+        objects,
+        offsets,
+        copied,
+    };
+    write_manifest(
+        store,
+        to,
+        &profile,
+        written,
+        lsn,
+        options.filter.is_filtered(),
+        options.neon.clone(),
+    )
+    .await
+}
+
+/// What the data copies left: the archive, its objects, where each custom-format data block
+/// starts, and what each table's COPY carried.
+struct Written {
+    archive: ObjectUrl,
+    objects: Vec<ManifestObject>,
+    offsets: std::collections::BTreeMap<i32, u64>,
+    copied: Vec<CopiedTable>,
+}
+
+/// Rows and bytes (uncompressed) one table's COPY carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CopiedTable {
+    schema: String,
+    table: String,
+    rows: u64,
+    bytes: u64,
+}
+
+/// Writes `manifest.json` under `to`, last: the profile's counts (checked against the rows each
+/// COPY carried), the archive's objects and where it came from.
+async fn write_manifest(
+    store: &Store,
+    to: &ObjectUrl,
+    profile: &validate::Profile,
+    written: Written,
+    lsn: Option<String>,
+    filtered: bool,
+    neon: Option<(String, String)>,
+) -> Result<Outcome, SnapshotError> {
+    let mut manifest = validate::manifest_of(profile);
+    let copied = &written.copied;
+    for c in copied {
         let Some(table) = manifest
             .tables
             .iter_mut()
-            .find(|t| t.schema == job.schema && t.name == job.table)
+            .find(|t| t.schema == c.schema && t.name == c.table)
         else {
             continue;
         };
-        if table.rows != *rows {
+        if table.rows != c.rows {
             return Err(SnapshotError::Inconsistent(format!(
-                "COPY of {} carried {rows} rows but the snapshot counts {}",
-                job.name, table.rows
+                "COPY of {}.{} carried {} rows but the snapshot counts {}",
+                c.schema, c.table, c.rows, table.rows
             )));
         }
-        table.bytes = Some(*bytes);
+        table.bytes = Some(c.bytes);
     }
-    if options.filter.is_filtered() {
+    if filtered {
         // A partial dump: only the tables whose rows it holds, and no whole-schema fingerprint.
         manifest.tables.retain(|t| {
             copied
                 .iter()
-                .any(|(j, _, _)| j.schema == t.schema && j.table == t.name)
+                .any(|c| c.schema == t.schema && c.table == t.name)
         });
         manifest.schema = None;
     }
     manifest.source.lsn = lsn;
-    if let Some((project, branch)) = &options.neon {
-        manifest.source.neon_project = Some(project.clone());
-        manifest.source.neon_branch = Some(branch.clone());
+    if let Some((project, branch)) = neon {
+        manifest.source.neon_project = Some(project);
+        manifest.source.neon_branch = Some(branch);
     }
-    manifest.archive = Some(archive.to_string());
-    manifest.objects = objects;
-    manifest.data_offsets = offsets;
+    manifest.archive = Some(written.archive.to_string());
+    manifest.objects = written.objects;
+    manifest.data_offsets = written.offsets;
     let write = store.write_settings();
     manifest.storage = (!write.is_empty()).then_some(write);
     let manifest_url = to.join("manifest.json")?;
     let body = serde_json::to_vec_pretty(&manifest).expect("manifests serialize");
     store.put(&manifest_url.key, Bytes::from(body)).await?;
     Ok(Outcome {
-        archive,
+        archive: written.archive,
         manifest_url,
         manifest,
     })
@@ -391,7 +487,12 @@ struct Job {
     name: String,
     schema: String,
     table: String,
+    /// The columns COPY carries, unquoted.
+    columns: Vec<String>,
     blocks: u64,
+    /// Whether the rows end with pg_dump's end-of-data marker (all but the leading pieces of
+    /// a table split over several).
+    end_of_copy: bool,
 }
 
 /// Rows and bytes (uncompressed) each table's COPY carried.
@@ -476,6 +577,7 @@ impl Sink {
             key: name.to_string(),
             size: self.size,
             sha256: hex::encode(self.sha.finalize()),
+            parts: Vec::new(),
         })
     }
 }
@@ -531,7 +633,9 @@ async fn copy_table(
             }
         }
         report.add(unreported + batch.len() as u64);
-        batch.extend_from_slice(END_OF_COPY);
+        if job.end_of_copy {
+            batch.extend_from_slice(END_OF_COPY);
+        }
         let _ = to_framer.send(batch.freeze()).await;
         Ok::<_, SnapshotError>((rows, bytes))
     };
