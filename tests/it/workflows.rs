@@ -483,6 +483,12 @@ CREATE MATERIALIZED VIEW order_totals AS SELECT customer_id, sum(total) AS total
 
 impl Stack {
     fn start(name: &str) -> Stack {
+        Stack::start_with(name, "", &[])
+    }
+
+    /// A stack whose project's main branch also holds `extra_sql`, and whose functions run with
+    /// `extra_env` besides the stack's settings.
+    fn start_with(name: &str, extra_sql: &str, extra_env: &[(&str, &str)]) -> Stack {
         let pg = shared_pg();
         let db = unique_name(name).replace('-', "_");
         pg.psql(
@@ -497,7 +503,9 @@ impl Stack {
         pg.psql("postgres", &format!("CREATE DATABASE {db}"));
         pg.psql(
             &db,
-            &format!("ALTER SCHEMA public OWNER TO neondb_owner; SET ROLE neondb_owner; {SAMPLE}"),
+            &format!(
+                "ALTER SCHEMA public OWNER TO neondb_owner; SET ROLE neondb_owner; {SAMPLE} {extra_sql}"
+            ),
         );
         let neon = NeonEmulator::start(
             pg,
@@ -519,6 +527,11 @@ impl Stack {
         env.push(("PGPASSWORD".into(), pg.password().to_string()));
         // One Neon call gives up on 423/429 quickly, so the workflows' own retries are tested.
         env.push(("FERRY_NEON_RETRY_SECONDS".into(), "1".into()));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let host = LambdaHost::start(&env);
         Stack {
             pg,
@@ -898,6 +911,81 @@ async fn backup_snapshots_each_database_from_a_temporary_branch_and_one_failing_
     assert!(
         left.iter().any(|k| newest.ends_with(k.as_str())),
         "{left:?}"
+    );
+}
+
+/// `distribute`: the database's tables fan out over three workers in a Map, a large table
+/// split into pieces. Every invocation keeps back its whole time (FERRY_DEADLINE_MARGIN_SECONDS
+/// equal to the functions' timeout), so each worker stops after one piece and the workflow
+/// runs it again until it is done; the finish joins the pieces and the archive validates.
+#[tokio::test]
+async fn backup_in_pieces_fans_a_database_out_over_workers_that_resume() {
+    let stack = Stack::start_with(
+        "wf_pieces",
+        "CREATE TABLE events (id int PRIMARY KEY, body text); \
+         INSERT INTO events SELECT i, md5(i::text) || repeat('x', 80) FROM generate_series(1, 30000) i; \
+         ANALYZE events;",
+        &[("FERRY_DEADLINE_MARGIN_SECONDS", "900")],
+    );
+    let to = format!("s3://{}/pieces/", stack.bucket);
+    let report = stack.run(
+        "BackupStateMachine",
+        json!({"project": stack.neon.project_id, "to": to,
+               "distribute": {"workers": 3, "pieceBytes": 8192 * 64}}),
+    );
+    assert_eq!(
+        report["status"],
+        "SUCCEEDED",
+        "{report:#}\n{}",
+        stack.functions_log()
+    );
+    let entered = states(&report);
+    for state in [
+        "Plan",
+        "Workers",
+        "Pieces",
+        "MorePieces",
+        "Finish",
+        "Validate",
+    ] {
+        assert!(entered.contains(&state), "{state} not entered: {entered:?}");
+    }
+    assert!(!entered.contains(&"Snapshot"), "{entered:?}");
+    // Each worker ran once per piece: more Pieces invocations than workers.
+    let pieces = entered.iter().filter(|s| **s == "Pieces").count();
+    assert!(pieces > 3, "{pieces} invocations of Pieces: {entered:?}");
+    let done = &report["output"]["databases"][0];
+    assert_eq!(done["failed"], false, "{done}");
+    assert_eq!(done["validated"], true);
+    assert_eq!(done["rows"], 2600 + 30000);
+    let archive = done["archive"].as_str().unwrap();
+    assert!(archive.ends_with("/archive/"), "{archive}");
+    let prefix = archive
+        .trim_start_matches(&format!("s3://{}/", stack.bucket))
+        .trim_end_matches("archive/");
+    let keys = stack.keys(prefix).await;
+    assert!(
+        !keys.iter().any(|k| k.contains("/pieces/")),
+        "pieces are removed: {keys:?}"
+    );
+    let manifest: ferry::manifest::Manifest = serde_json::from_slice(
+        &stack
+            .store()
+            .await
+            .get_bytes(&Key::new(format!("{prefix}manifest.json")).unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest.objects.iter().any(|o| o.parts.len() > 2),
+        "a split table: {:?}",
+        manifest.objects
+    );
+    let branches = stack.branch_names().await;
+    assert!(
+        !branches.iter().any(|b| b.starts_with("ferry-backup-")),
+        "{branches:?}"
     );
 }
 

@@ -317,7 +317,7 @@ async fn import_request(
     let mut options = options
         .to_options(url.key.as_str())
         .map_err(JobError::BadInput)?;
-    set_deadline(&mut options, ctx);
+    set_deadline(&mut options, ctx)?;
     let store = Store::for_url(&url, &ctx.store).await?;
     let source = Source::open(store.clone(), url.clone()).await?;
     match Box::pin(import::run(&config, &source, &table, &options, &ctx.store)).await {
@@ -340,16 +340,13 @@ async fn import_request(
     }
 }
 
-/// The invocation's deadline, with a quarter of the time left (at most a minute) kept back to
-/// commit.
-fn set_deadline(options: &mut import::Options, ctx: &Context) {
-    options.deadline = ctx.deadline;
-    if let Some(deadline) = ctx.deadline {
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        options.deadline_margin = options.deadline_margin.min(left / 4);
+/// The invocation's deadline, with time kept back to commit (see [`super::stop_by`]).
+fn set_deadline(options: &mut import::Options, ctx: &Context) -> Result<(), JobError> {
+    if let Some((deadline, margin)) = super::stop_by(ctx)? {
+        options.deadline = Some(deadline);
+        options.deadline_margin = margin;
     }
+    Ok(())
 }
 
 fn imported(
@@ -544,7 +541,7 @@ async fn import_upload(
             .await;
         }
     };
-    set_deadline(&mut options, ctx);
+    set_deadline(&mut options, ctx)?;
     if options.max_rejected_rows > 0 && options.rejects_to.is_none() {
         options.rejects_to = Some(bucket_url.with_key(Key::new(format!(
             "{}{key}.rejects.csv",

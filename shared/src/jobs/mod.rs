@@ -38,6 +38,34 @@ use crate::{
     store::{StoreConfig, StoreError},
 };
 
+/// When the invocation's work must stop: its deadline, and the time kept back before it for
+/// what follows the last step (committing, answering): a quarter of the time left, at most a
+/// minute, or `FERRY_DEADLINE_MARGIN_SECONDS` when set.
+pub(crate) fn stop_by(
+    ctx: &Context,
+) -> Result<Option<(SystemTime, std::time::Duration)>, JobError> {
+    let Some(deadline) = ctx.deadline else {
+        return Ok(None);
+    };
+    let margin = match std::env::var("FERRY_DEADLINE_MARGIN_SECONDS") {
+        Ok(v) if !v.is_empty() => v
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| {
+                JobError::BadInput(format!(
+                    "FERRY_DEADLINE_MARGIN_SECONDS {v:?} is not a number of seconds"
+                ))
+            })?,
+        _ => {
+            let left = deadline
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            (left / 4).min(std::time::Duration::from_secs(60))
+        }
+    };
+    Ok(Some((deadline, margin)))
+}
+
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

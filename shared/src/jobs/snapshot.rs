@@ -661,7 +661,7 @@ pub async fn snapshot_piece(input: PieceInput, ctx: Context) -> Result<PieceOutp
         &plan,
         &to,
         input.worker as usize,
-        ctx.deadline,
+        super::stop_by(&ctx)?,
         &ctx.progress,
     )
     .await?;

@@ -411,15 +411,15 @@ async fn check_source(session: &crate::pg::Session, plan: &Plan) -> Result<(), S
     Ok(())
 }
 
-/// Dumps the pieces of `worker` that are not recorded yet, in plan order, stopping before the
-/// deadline when the next piece may not fit (it always dumps at least one).
+/// Dumps the pieces of `worker` that are not recorded yet, in plan order, stopping when the
+/// next piece may not end before `stop_by` (a deadline less a margin; it always dumps one).
 pub async fn work(
     config: &PgConfig,
     store: &Store,
     plan: &Plan,
     to: &ObjectUrl,
     worker: usize,
-    deadline: Option<SystemTime>,
+    stop_by: Option<(SystemTime, Duration)>,
     progress: &SharedProgress,
 ) -> Result<WorkerOutcome, SnapshotError> {
     if worker >= plan.workers {
@@ -448,11 +448,6 @@ pub async fn work(
     }
     let session = dump_session(config, None).await?;
     check_source(&session, plan).await?;
-    // A quarter of the time left (at most a minute) is kept back for what follows the last
-    // piece; the next piece starts only if the longest so far fits before that.
-    let start = SystemTime::now();
-    let margin = deadline
-        .map(|d| (d.duration_since(start).unwrap_or_default() / 4).min(Duration::from_secs(60)));
     let report = Reporter {
         progress: progress.clone(),
         total: left
@@ -470,7 +465,8 @@ pub async fn work(
     };
     let mut longest = Duration::ZERO;
     for &(t, n) in &left {
-        if let (Some(deadline), Some(margin)) = (deadline, margin)
+        // The next piece starts only if the longest so far fits before the time kept back.
+        if let Some((deadline, margin)) = stop_by
             && outcome.pieces_dumped > 0
             && SystemTime::now() + longest + margin > deadline
         {
