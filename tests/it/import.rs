@@ -412,7 +412,8 @@ async fn bad_rows_are_set_aside_within_a_budget() {
 }
 
 #[tokio::test]
-async fn bad_rows_are_set_aside_on_postgres_17_and_18() {
+async fn bad_rows_are_set_aside_on_postgres_14_17_and_18() {
+    rejects_within_a_budget(ferry_tests::shared_pg14()).await;
     rejects_within_a_budget(shared_pg17()).await;
     rejects_within_a_budget(shared_pg18()).await;
 }

@@ -112,6 +112,13 @@ async fn a_snapshot_in_pieces_is_one_archive_pg_restore_reads() {
     one_archive_pg_restore_reads(shared_pg()).await;
 }
 
+/// The same on PostgreSQL 14 (the first with TID range scans, which pieces read by), with
+/// pg_restore 15 as the judge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_in_pieces_of_postgresql_14_is_read_by_pg_restore_15() {
+    one_archive_pg_restore_reads(ferry_tests::shared_pg14()).await;
+}
+
 /// The same on PostgreSQL 17, with pg_restore 18 as the judge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_in_pieces_of_postgresql_17_is_read_by_pg_restore_18() {

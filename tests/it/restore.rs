@@ -159,6 +159,40 @@ async fn ferry_and_pg_dump_archives_restore_identically_on_postgresql_15() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_and_pg_dump_15_archives_restore_identically_on_postgresql_14() {
+    fidelity(ferry_tests::shared_pg14()).await;
+}
+
+/// pg_dump 18's plain dumps set `transaction_timeout`, which PostgreSQL 16 and older do not
+/// know: restored into PostgreSQL 14, that setting is skipped (as psql does) and the rest loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_dump_18_plain_dump_restores_into_postgresql_14() {
+    let from = shared_pg17();
+    let db = from.create_database("plain18");
+    from.psql(&db, SMALL);
+    let file = ferry_tests::process::scratch().join(ferry_tests::unique_name("plain18.sql"));
+    run(tool(from, "pg_dump")
+        .args(["-Fp", "-d", &db, "-f"])
+        .arg(&file));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("SET transaction_timeout"), "{text}");
+    let pg = ferry_tests::shared_pg14();
+    let (target, out) = restore(
+        pg,
+        &format!("file://{}", file.display()),
+        StoreConfig::default(),
+        1,
+    )
+    .await;
+    assert_eq!(out.rows, 153, "{out:?}");
+    assert_eq!(
+        pg.psql(&target, "SELECT count(*) FROM public.accounts")
+            .trim(),
+        "100"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferry_and_pg_dump_18_archives_restore_identically_on_postgresql_17() {
     fidelity(shared_pg17()).await;
 }

@@ -219,6 +219,11 @@ async fn fidelity_on_postgresql_15_with_its_own_tools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fidelity_on_postgresql_14_with_pg_restore_15() {
+    fidelity(ferry_tests::shared_pg14()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fidelity_on_postgresql_17_with_pg_restore_18() {
     fidelity(shared_pg17()).await;
 }

@@ -19,7 +19,8 @@ pub mod s3;
 pub use lambda::LambdaHost;
 pub use neon::{EmulatorOptions, NeonEmulator, shared_emulator};
 pub use pg::{
-    PgServer, PgServerOptions, shared_pg, shared_pg_without_tls, shared_pg17, shared_pg18,
+    PgServer, PgServerOptions, shared_pg, shared_pg_without_tls, shared_pg14, shared_pg17,
+    shared_pg18,
 };
 pub use s3::{S3Server, shared_s3};
 

