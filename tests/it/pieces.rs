@@ -324,3 +324,59 @@ async fn pieces_on_s3_are_joined_and_a_changed_source_is_refused() {
     assert_eq!(restored.rows, 200_000, "{restored:?}");
     validate(out.manifest.clone(), pg, &target, store).await;
 }
+
+/// A `snapshot` invocation that cannot end before its deadline stops in time with
+/// `Ferry.DeadlineExceeded`, pointing at `distribute`, and leaves nothing that looks complete.
+/// (Here every second of the invocation is kept back, so the dump has no time at all.)
+#[tokio::test]
+async fn a_snapshot_that_cannot_end_before_the_deadline_stops_and_leaves_nothing() {
+    let pg = shared_pg();
+    let source = pg.create_database("deadline");
+    pg.psql(&source, crate::snapshot::SMALL);
+    let to = local_dir("deadline");
+    let mut env = vec![("FERRY_DEADLINE_MARGIN_SECONDS", "30".to_string())];
+    env.push(("RUST_LOG", "info".to_string()));
+    let started = std::time::Instant::now();
+    let run = ferry_tests::lambda::invoke_with_timeout(
+        &ferry_tests::lambda::workspace_binary("snapshot"),
+        serde_json::json!({"source": pg.url(&source), "to": to, "format": "directory"}),
+        &env,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (error_type, message) = run.result.expect_err("the snapshot had no time");
+    assert_eq!(
+        error_type, "Ferry.DeadlineExceeded",
+        "{message}\n{}",
+        run.logs
+    );
+    assert!(message.contains("distribute"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it waited for the deadline"
+    );
+    let dir = local_path(&to);
+    let left: Vec<_> = walk(&dir);
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.ends_with("manifest.json") || p.ends_with("toc.dat")),
+        "{left:?}"
+    );
+    assert!(!run.logs.contains(pg.password()));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}

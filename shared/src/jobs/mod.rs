@@ -109,6 +109,9 @@ pub enum JobError {
     /// The comparison found differences (the message lists them).
     #[error("validation failed: {0}")]
     ValidationFailed(String),
+    /// The work cannot end within this invocation; what was started is undone.
+    #[error("{0}")]
+    DeadlineExceeded(String),
 }
 
 impl JobError {
@@ -148,6 +151,7 @@ impl JobError {
             JobError::Neon(e) if e.is_retryable() => "Ferry.NeonUnavailable",
             JobError::Neon(_) => "Ferry.NeonError",
             JobError::ValidationFailed(_) => "Ferry.ValidationFailed",
+            JobError::DeadlineExceeded(_) => "Ferry.DeadlineExceeded",
         }
     }
 
@@ -167,7 +171,8 @@ impl JobError {
             | JobError::RestoreFailed(_)
             | JobError::ImportRejected(_)
             | JobError::TargetNotEmpty(_)
-            | JobError::ValidationFailed(_) => false,
+            | JobError::ValidationFailed(_)
+            | JobError::DeadlineExceeded(_) => false,
         }
     }
 }

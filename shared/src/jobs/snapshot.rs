@@ -515,7 +515,31 @@ async fn snapshot_into(
 ) -> Result<SnapshotOutput, JobError> {
     let options = dump_options(input)?;
     let store = store_for(&input.storage, &to, ctx).await?;
-    let outcome = snapshot::run(&config, &store, &to, &options, &ctx.progress).await?;
+    let dump = snapshot::run(&config, &store, &to, &options, &ctx.progress);
+    // In a Lambda, the dump stops before the deadline (less the time kept back to undo it):
+    // dropping it aborts its uploads, so nothing looks complete.
+    let outcome = match super::stop_by(ctx)? {
+        None => dump.await?,
+        Some((deadline, margin)) => {
+            let budget = deadline
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .saturating_sub(margin);
+            match tokio::time::timeout(budget, dump).await {
+                Ok(outcome) => outcome?,
+                Err(_) => {
+                    return Err(JobError::DeadlineExceeded(format!(
+                        "the snapshot of {} did not finish within this invocation ({} s), so \
+                         nothing under {to} is complete: dump it in pieces over several \
+                         invocations (distribute; the backup workflow's distribute input or the \
+                         template's BackupWorkers)",
+                        config.dbname,
+                        budget.as_secs()
+                    )));
+                }
+            }
+        }
+    };
     output_of(&outcome, options.format, options.compression, &store).await
 }
 
