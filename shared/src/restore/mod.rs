@@ -551,47 +551,50 @@ async fn restore_items(
     if options.single_transaction {
         phase.extend(analyze.iter());
     }
-    let (rows, tables, count) = if options.single_transaction {
-        let (mut rows, mut tables, mut count) = (0, 0, 0);
-        for e in &phase {
-            let result = if e.desc == "BLOBS" {
-                load_blobs(main, e, archive, &state).await.map(|_| None)
-            } else if e.had_dumper {
-                load(main, e, archive, &state).await.map(Some)
-            } else {
-                apply(main, e, &state).await.map(|()| None)
-            };
-            let loaded = result.map_err(|reason| RestoreError::ItemFailed {
-                item: label(e),
-                reason,
-                applied: applied + count,
-                total,
-            })?;
-            if let Some(n) = loaded {
-                rows += n;
-                tables += 1;
+    // Each finished item of the parallel pass is announced, so that a table is analyzed as soon
+    // as its rows and indexes are in, while other tables still load or index.
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
+    let main_work = async {
+        let (rows, tables, count) = if options.single_transaction {
+            drop(finished_tx);
+            let (mut rows, mut tables, mut count) = (0, 0, 0);
+            for e in &phase {
+                let result = if e.desc == "BLOBS" {
+                    load_blobs(main, e, archive, &state).await.map(|_| None)
+                } else if e.had_dumper {
+                    load(main, e, archive, &state).await.map(Some)
+                } else {
+                    apply(main, e, &state).await.map(|()| None)
+                };
+                let loaded = result.map_err(|reason| RestoreError::ItemFailed {
+                    item: label(e),
+                    reason,
+                    applied: applied + count,
+                    total,
+                })?;
+                if let Some(n) = loaded {
+                    rows += n;
+                    tables += 1;
+                }
+                if e.dump_id > 0 {
+                    count += 1;
+                }
             }
-            if e.dump_id > 0 {
-                count += 1;
-            }
-        }
-        (rows, tables, count)
-    } else {
-        run_parallel(
-            target,
-            setup,
-            archive,
-            &phase,
-            &archive.entries,
-            &state,
-            applied,
-        )
-        .await?
-    };
-    applied += count;
-    outcome.rows += rows;
-    outcome.tables += tables;
-    let rest = async {
+            (rows, tables, count)
+        } else {
+            run_parallel(
+                target,
+                setup,
+                archive,
+                &phase,
+                &archive.entries,
+                &state,
+                applied,
+                finished_tx,
+            )
+            .await?
+        };
+        let applied = applied + count;
         let foreign_keys = items
             .iter()
             .filter(|e| e.desc == "FK CONSTRAINT" && !done.contains(&e.dump_id));
@@ -601,30 +604,69 @@ async fn restore_items(
             (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
                 && !done.contains(&e.dump_id)
         });
-        apply_in_order(main, last, &state, applied).await
+        let applied = apply_in_order(main, last, &state, applied).await?;
+        Ok::<_, RestoreError>((rows, tables, applied))
     };
     let analyzing = async {
         if options.single_transaction || analyze.is_empty() {
             return Ok(());
         }
+        let in_phase: HashSet<i32> = phase.iter().map(|e| e.dump_id).collect();
+        let mut waiting: Vec<(&TocEntry, HashSet<i32>)> = analyze
+            .iter()
+            .map(|a| {
+                let deps = a
+                    .dependencies
+                    .iter()
+                    .copied()
+                    .filter(|d| in_phase.contains(d))
+                    .collect();
+                (a, deps)
+            })
+            .collect();
         let analyzer = session(target, setup).await?;
-        for e in &analyze {
-            apply(&analyzer, e, &state)
-                .await
-                .map_err(|reason| RestoreError::ItemFailed {
-                    item: label(e),
-                    reason,
-                    applied,
-                    total: state.total,
-                })?;
+        let mut finished = HashSet::new();
+        let mut all_announced = false;
+        while !waiting.is_empty() {
+            if let Some(at) = waiting
+                .iter()
+                .position(|(_, deps)| all_announced || deps.is_subset(&finished))
+            {
+                let (e, _) = waiting.remove(at);
+                apply(&analyzer, e, &state)
+                    .await
+                    .map_err(|reason| RestoreError::ItemFailed {
+                        item: label(e),
+                        reason,
+                        applied,
+                        total: state.total,
+                    })?;
+                continue;
+            }
+            match finished_rx.recv().await {
+                Some(id) => {
+                    finished.insert(id);
+                }
+                // The parallel pass ended: it succeeded (everything is in) or it failed (and
+                // that failure is reported; nothing is left worth analyzing).
+                None if phase_ok(&finished, &in_phase) => all_announced = true,
+                None => return Ok(()),
+            }
         }
         Ok::<(), RestoreError>(())
     };
-    let (rest, analyzed) = tokio::join!(rest, analyzing);
-    applied = rest?;
+    let (main_work, analyzed) = tokio::join!(main_work, analyzing);
+    let (rows, tables, applied) = main_work?;
     analyzed?;
+    outcome.rows += rows;
+    outcome.tables += tables;
     outcome.applied = applied - outcome.already_done;
     Ok(outcome)
+}
+
+/// Whether every item of the parallel pass was announced finished.
+fn phase_ok(finished: &HashSet<i32>, in_phase: &HashSet<i32>) -> bool {
+    in_phase.is_subset(finished)
 }
 
 /// Applies `entries` one after the other on `session`; returns the count of items applied so
@@ -1283,6 +1325,7 @@ async fn run_parallel(
     all: &[TocEntry],
     state: &State,
     applied_before: usize,
+    finished_tx: tokio::sync::mpsc::UnboundedSender<i32>,
 ) -> Result<(u64, usize, usize), RestoreError> {
     let in_phase: HashMap<i32, usize> = items
         .iter()
@@ -1367,6 +1410,7 @@ async fn run_parallel(
         finished[i] = true;
         match result {
             Ok(loaded) => {
+                let _ = finished_tx.send(items[i].dump_id);
                 if let Some(n) = loaded {
                     rows += n;
                     tables += 1;
