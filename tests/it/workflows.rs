@@ -423,6 +423,21 @@ fn check_scope(
     checked
 }
 
+/// The first ResultSelector of `states`, looking into Maps' processors too.
+fn first_selector(states: &mut Value) -> Option<&mut Value> {
+    for state in states.as_object_mut()?.values_mut() {
+        if state.get("ResultSelector").is_some() {
+            return state.get_mut("ResultSelector");
+        }
+        if state["Type"] == "Map"
+            && let Some(found) = first_selector(&mut state["ItemProcessor"]["States"])
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 #[test]
 fn every_path_a_state_reads_exists_in_the_producing_functions_schema() {
     let template = template();
@@ -444,14 +459,8 @@ fn every_path_a_state_reads_exists_in_the_producing_functions_schema() {
         assert!(problems.is_empty(), "{id}: {problems:#?}");
         // The check does judge: a field no function produces is caught.
         let mut broken = def.clone();
-        let first_task = broken["States"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .find(|(_, s)| s.get("ResultSelector").is_some())
-            .map(|(n, _)| n.clone())
-            .unwrap();
-        broken["States"][&first_task]["ResultSelector"]["bogus.$"] = json!("$.noSuchField");
+        let selector = first_selector(&mut broken["States"]).expect("a task with a ResultSelector");
+        selector["bogus.$"] = json!("$.noSuchField");
         let mut problems = Vec::new();
         check_scope(&broken["States"], &functions, &mut problems);
         assert!(!problems.is_empty(), "{id}: a bogus path passed");
@@ -1057,6 +1066,93 @@ async fn csv_import_processes_an_upload_and_sets_a_malformed_file_aside() {
         ),
         "0"
     );
+}
+
+/// A batch of objects already in the bucket (a backfill) fans out in a Map: each is imported,
+/// validated and moved on its own; a malformed one is set aside and notified without losing
+/// the others, and the run fails at the end.
+#[tokio::test]
+async fn csv_import_of_a_batch_fans_out_and_one_bad_file_loses_no_other() {
+    let stack = Stack::start("wf_csv_batch");
+    let files = [
+        (
+            "imports/public.customers/part 1.csv",
+            "email,name\nb1@example.com,One\nb2@example.com,Two\n",
+        ),
+        (
+            "imports/public.customers/part 2.csv",
+            "email,name\nb3@example.com,Three\n",
+        ),
+        (
+            "imports/public.customers/part 3.csv",
+            "email,name\nb4@example.com,\"never closed\n",
+        ),
+        (
+            "imports/public.customers/part 4.csv",
+            "email,name\nb5@example.com,Five\n",
+        ),
+    ];
+    for (key, body) in files {
+        stack.put(key, body).await;
+    }
+    let objects: Vec<Value> = files
+        .iter()
+        .map(|(key, _)| json!({"bucket": stack.bucket, "key": key}))
+        .collect();
+    let report = stack.run("CsvImportStateMachine", json!({ "objects": objects }));
+    assert_eq!(
+        report["status"],
+        "FAILED",
+        "{report:#}\n{}",
+        stack.functions_log()
+    );
+    assert_eq!(report["error"], "Ferry.SomeImportsFailed", "{report:#}");
+    let entered = states(&report);
+    assert!(entered.contains(&"Uploads"), "{entered:?}");
+    assert_eq!(
+        stack.sql(
+            &stack.db,
+            "SELECT string_agg(name, ',' ORDER BY email) FROM customers WHERE email LIKE 'b_@example.com'"
+        ),
+        "One,Two,Three,Five"
+    );
+    for (i, (key, _)) in files.iter().enumerate() {
+        assert!(!stack.exists(key).await, "{key} is still there");
+        let moved = if i == 2 { "rejected" } else { "processed" };
+        assert!(
+            stack.exists(&format!("{moved}/{key}")).await,
+            "{key} not under {moved}/"
+        );
+    }
+    let notes = report["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["subject"], "ferry csv-import rejected a file");
+    assert!(
+        notes[0]["message"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("part%203.csv")
+            || notes[0]["message"]["source"]
+                .as_str()
+                .unwrap()
+                .ends_with("part 3.csv"),
+        "{notes:?}"
+    );
+
+    // The same objects again (now under processed/ and rejected/, so not found): a batch of
+    // good files succeeds.
+    let key = "imports/public.customers/part 5.csv";
+    stack.put(key, "email,name\nb6@example.com,Six\n").await;
+    let report = stack.run(
+        "CsvImportStateMachine",
+        json!({"objects": [{"bucket": stack.bucket, "key": key}]}),
+    );
+    assert_eq!(report["status"], "SUCCEEDED", "{report:#}");
+    assert_eq!(
+        report["output"]["imports"][0]["rowsLoaded"], 1,
+        "{report:#}"
+    );
+    assert_eq!(report["output"]["imports"][0]["failed"], false);
 }
 
 #[tokio::test]
