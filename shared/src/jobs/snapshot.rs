@@ -262,14 +262,22 @@ pub async fn snapshot(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutp
     if input.at.is_some() || input.at_lsn.is_some() {
         return Box::pin(snapshot_at(input, ctx)).await;
     }
+    let (config, to) = source_and_prefix(&input).await?;
+    snapshot_into(&input, config, to, &ctx).await
+}
+
+/// The database to dump and the prefix its snapshot goes under (taken now).
+async fn source_and_prefix(
+    input: &SnapshotInput,
+) -> Result<(crate::pg::PgConfig, ObjectUrl), JobError> {
     let config = super::database(&input.source).await?;
     let to = snapshot_prefix(
-        &input,
+        input,
         &config.dbname,
         std::time::SystemTime::now(),
         input.key_template.as_deref(),
     )?;
-    snapshot_into(&input, config, to, &ctx).await
+    Ok((config, to))
 }
 
 /// `at` / `atLsn`: a temporary branch of the source branch at that point, dumped, then deleted
@@ -618,13 +626,7 @@ pub async fn plan_snapshot(input: SnapshotInput, ctx: Context) -> Result<PlanOut
             "distribute.pieceBytes is {piece_bytes}: a piece is at least one block (8192 bytes)"
         )));
     }
-    let config = super::database(&input.source).await?;
-    let to = snapshot_prefix(
-        &input,
-        &config.dbname,
-        std::time::SystemTime::now(),
-        input.key_template.as_deref(),
-    )?;
+    let (config, to) = source_and_prefix(&input).await?;
     let store = store_for(&input.storage, &to, &ctx).await?;
     let planned = snapshot::plan(
         &config,

@@ -566,12 +566,8 @@ async fn restore_items(
                 } else {
                     apply(main, e, &state).await.map(|()| None)
                 };
-                let loaded = result.map_err(|reason| RestoreError::ItemFailed {
-                    item: label(e),
-                    reason,
-                    applied: applied + count,
-                    total,
-                })?;
+                let loaded =
+                    result.map_err(|reason| item_failed(e, reason, applied + count, total))?;
                 if let Some(n) = loaded {
                     rows += n;
                     tables += 1;
@@ -635,12 +631,7 @@ async fn restore_items(
                 let (e, _) = waiting.remove(at);
                 apply(&analyzer, e, &state)
                     .await
-                    .map_err(|reason| RestoreError::ItemFailed {
-                        item: label(e),
-                        reason,
-                        applied,
-                        total: state.total,
-                    })?;
+                    .map_err(|reason| item_failed(e, reason, applied, state.total))?;
                 continue;
             }
             match finished_rx.recv().await {
@@ -664,6 +655,16 @@ async fn restore_items(
     Ok(outcome)
 }
 
+/// The failure of item `e`, with how far the restore got.
+fn item_failed(e: &TocEntry, reason: String, applied: usize, total: usize) -> RestoreError {
+    RestoreError::ItemFailed {
+        item: label(e),
+        reason,
+        applied,
+        total,
+    }
+}
+
 /// Whether every item of the parallel pass was announced finished.
 fn phase_ok(finished: &HashSet<i32>, in_phase: &HashSet<i32>) -> bool {
     in_phase.is_subset(finished)
@@ -680,12 +681,7 @@ async fn apply_in_order<'a>(
     for e in entries {
         apply(session, e, state)
             .await
-            .map_err(|reason| RestoreError::ItemFailed {
-                item: label(e),
-                reason,
-                applied,
-                total: state.total,
-            })?;
+            .map_err(|reason| item_failed(e, reason, applied, state.total))?;
         applied += 1;
         state.report(applied);
     }
