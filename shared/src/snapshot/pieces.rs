@@ -6,10 +6,10 @@
 //! `pieces/plan.json`: every table's data as one piece, or a large table as ranges of its
 //! blocks (`ctid` ranges, PostgreSQL 14+), each piece given to one worker, largest first to the
 //! least loaded. A worker dumps its pieces in turn to keys fixed by the plan and records each
-//! finished one (`pieces/<dump id>-<n>.json`, naming the plan); run again, it skips what is
-//! recorded, and before the deadline it stops and says what is left. The finish joins a split
-//! table's pieces into its data file (on S3 server-side), counts the source, checks every
-//! table's rows against its pieces, writes the manifest last and removes `pieces/`.
+//! finished one (`pieces/<plan id>/<dump id>-<n>.json`); run again, it skips what is recorded,
+//! and before the deadline it stops and says what is left. The finish joins a split table's
+//! pieces into its data file (on S3 server-side), counts the source, checks every table's rows
+//! against its pieces, writes the manifest last and removes `pieces/`.
 //!
 //! The workers read the source at different moments, so nothing may write it meanwhile: the
 //! backup workflow dumps a temporary branch made for the snapshot. The finish counts every
@@ -149,8 +149,9 @@ impl Plan {
         }
     }
 
+    /// Records live under the plan's id: one listing says which pieces this plan has done.
     fn record_name(&self, t: usize, n: usize) -> String {
-        format!("pieces/{}-{n}.json", self.tables[t].dump_id)
+        format!("pieces/{}/{}-{n}.json", self.id, self.tables[t].dump_id)
     }
 
     /// Every piece as (table, piece) positions, in plan order.
@@ -428,10 +429,17 @@ pub async fn work(
             plan.workers - 1
         )));
     }
+    let records = crate::store::Key::prefix(format!("{}pieces/{}/", to.key.as_str(), plan.id))?;
+    let recorded: std::collections::HashSet<String> = store
+        .list(&records)
+        .await?
+        .into_iter()
+        .map(|o| o.key.as_str().to_string())
+        .collect();
     let mut left = Vec::new();
     for (t, n) in plan.pieces() {
         if plan.tables[t].pieces[n].worker == worker
-            && record(store, to, plan, t, n).await?.is_none()
+            && !recorded.contains(to.join(&plan.record_name(t, n))?.key.as_str())
         {
             left.push((t, n));
         }
