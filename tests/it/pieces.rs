@@ -225,7 +225,7 @@ async fn one_archive_pg_restore_reads(pg: &PgServer) {
         .find(|t| t.name == "big \"table\"")
         .unwrap();
     assert_eq!(big.rows, 20_000);
-    let left = walk(&local_path(&to).join("pieces"));
+    let left = crate::store::files_under(&local_path(&to).join("pieces"));
     assert!(left.is_empty(), "pieces/ is removed: {left:?}");
     // A finish run again answers with the same snapshot.
     let again = finish(pg, &source, &planned.plan, &store).await.unwrap();
@@ -350,7 +350,7 @@ async fn a_snapshot_that_cannot_end_before_the_deadline_stops_and_leaves_nothing
         "it waited for the deadline"
     );
     let dir = local_path(&to);
-    let left: Vec<_> = walk(&dir);
+    let left: Vec<_> = crate::store::files_under(&dir);
     assert!(
         !left
             .iter()
@@ -358,19 +358,4 @@ async fn a_snapshot_that_cannot_end_before_the_deadline_stops_and_leaves_nothing
         "{left:?}"
     );
     assert!(!run.logs.contains(pg.password()));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        if e.file_type().unwrap().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
 }

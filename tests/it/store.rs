@@ -72,8 +72,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// Files under `dir` (recursively) whose name marks an unfinished write.
-fn leftovers(dir: &std::path::Path) -> Vec<String> {
+/// Every file under `dir`, recursively (none when it does not exist).
+pub(crate) fn files_under(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
@@ -136,7 +136,7 @@ async fn failure_mid_upload_leaves_nothing_visible(f: Fixture) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(f.store.head(&dropped).await.unwrap_err().is_not_found());
     assert!(f.store.list(&f.prefix).await.unwrap().is_empty());
-    let left = leftovers(&f.disk);
+    let left = files_under(&f.disk);
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
 

@@ -124,6 +124,20 @@ pub fn directory_file_suffix(compression: Compression) -> &'static str {
     }
 }
 
+/// The compression of a directory-format data file, from its name's suffix as pg_restore
+/// reads it (the inverse of [`directory_file_suffix`]).
+pub fn directory_file_compression(file_name: &str) -> Compression {
+    if file_name.ends_with(".gz") {
+        Compression::Gzip { level: None }
+    } else if file_name.ends_with(".lz4") {
+        Compression::Lz4
+    } else if file_name.ends_with(".zst") {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
 /// The table of contents: the entry count, then each entry in the given order. Custom archives
 /// end each entry with its data offset, directory archives with its data file name.
 pub fn toc_bytes_for(version: Version, entries: &[TocEntry], layout: Layout) -> Vec<u8> {
@@ -660,19 +674,20 @@ pub fn decode_data_file(
     bytes: impl Read,
     sink: &mut impl Write,
 ) -> Result<u64, ArchiveError> {
-    if file_name.ends_with(".gz") {
-        io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), sink)
-            .map_err(ArchiveError::Decompress)
-    } else if file_name.ends_with(".lz4") {
-        io::copy(&mut lz4_flex::frame::FrameDecoder::new(bytes), sink)
-            .map_err(ArchiveError::Decompress)
-    } else if file_name.ends_with(".zst") {
-        let mut decoder =
-            zstd::stream::read::Decoder::new(bytes).map_err(ArchiveError::Decompress)?;
-        io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)
-    } else {
-        let mut bytes = bytes;
-        io::copy(&mut bytes, sink).map_err(ArchiveError::Decompress)
+    match directory_file_compression(file_name) {
+        Compression::Gzip { .. } => io::copy(&mut flate2::read::MultiGzDecoder::new(bytes), sink)
+            .map_err(ArchiveError::Decompress),
+        Compression::Lz4 => io::copy(&mut lz4_flex::frame::FrameDecoder::new(bytes), sink)
+            .map_err(ArchiveError::Decompress),
+        Compression::Zstd => {
+            let mut decoder =
+                zstd::stream::read::Decoder::new(bytes).map_err(ArchiveError::Decompress)?;
+            io::copy(&mut decoder, sink).map_err(ArchiveError::Decompress)
+        }
+        Compression::None => {
+            let mut bytes = bytes;
+            io::copy(&mut bytes, sink).map_err(ArchiveError::Decompress)
+        }
     }
 }
 

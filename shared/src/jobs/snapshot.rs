@@ -709,19 +709,12 @@ pub async fn snapshot_piece(input: PieceInput, ctx: Context) -> Result<PieceOutp
 /// Finishes a planned snapshot: its pieces joined, the source counted, the manifest written.
 pub async fn snapshot_finish(input: FinishInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
     let plan_url = ObjectUrl::parse(&input.plan)?;
-    let reader = Store::for_url(&plan_url, &ctx.store).await?;
     let config = super::database(&input.source).await?;
-    // A finish run again after its manifest was written finds no plan: the manifest answers.
-    let (compression, store) = match snapshot::read_plan(&reader, &plan_url).await {
-        Ok((plan, to)) => {
-            let store = if plan.storage.is_empty() {
-                reader
-            } else {
-                store_for(&plan.storage, &to, &ctx).await?
-            };
-            (Some(plan.compression), store)
-        }
-        Err(_) => (None, reader),
+    // A finish run again after its manifest was written finds no plan: the manifest answers
+    // (and a plan that cannot be read is reported by `finish` itself).
+    let (compression, store) = match planned(&input.plan, &ctx).await {
+        Ok((plan, _, _, store)) => (Some(plan.compression), store),
+        Err(_) => (None, Store::for_url(&plan_url, &ctx.store).await?),
     };
     let outcome = snapshot::finish(&config, &store, &plan_url).await?;
     let compression = compression.unwrap_or_else(|| {
@@ -729,17 +722,10 @@ pub async fn snapshot_finish(input: FinishInput, ctx: Context) -> Result<Snapsho
             .manifest
             .objects
             .iter()
-            .find_map(|o| {
-                [
-                    (".gz", Compression::Gzip { level: None }),
-                    (".lz4", Compression::Lz4),
-                    (".zst", Compression::Zstd),
-                ]
-                .into_iter()
-                .find(|(suffix, _)| o.key.ends_with(suffix))
-                .map(|(_, c)| c)
+            .find(|o| !o.key.ends_with("/toc.dat"))
+            .map_or(Compression::None, |o| {
+                crate::archive::custom::directory_file_compression(&o.key)
             })
-            .unwrap_or(Compression::None)
     });
     output_of(&outcome, Format::Directory, compression, &store).await
 }

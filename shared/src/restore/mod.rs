@@ -640,7 +640,7 @@ async fn restore_items(
                 }
                 // The parallel pass ended: it succeeded (everything is in) or it failed (and
                 // that failure is reported; nothing is left worth analyzing).
-                None if phase_ok(&finished, &in_phase) => all_announced = true,
+                None if in_phase.is_subset(&finished) => all_announced = true,
                 None => return Ok(()),
             }
         }
@@ -663,11 +663,6 @@ fn item_failed(e: &TocEntry, reason: String, applied: usize, total: usize) -> Re
         applied,
         total,
     }
-}
-
-/// Whether every item of the parallel pass was announced finished.
-fn phase_ok(finished: &HashSet<i32>, in_phase: &HashSet<i32>) -> bool {
-    in_phase.is_subset(finished)
 }
 
 /// Applies `entries` one after the other on `session`; returns the count of items applied so

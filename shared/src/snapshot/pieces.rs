@@ -402,7 +402,11 @@ async fn check_source(session: &crate::pg::Session, plan: &Plan) -> Result<(), S
             &[],
         )
         .await?;
-    let (database, version): (String, String) = (row.get(0), row.get(1));
+    same_source(plan, &row.get::<_, String>(0), &row.get::<_, String>(1))
+}
+
+/// Refuses a source other than the database the plan was made of.
+fn same_source(plan: &Plan, database: &str, version: &str) -> Result<(), SnapshotError> {
     if database != plan.database || version != plan.server_version {
         return Err(SnapshotError::Pieces(format!(
             "the plan was made of database {:?} on PostgreSQL {}, but the source is {database:?} on {version}",
@@ -628,9 +632,6 @@ pub async fn finish(
     }
     objects.sort_by(|a, b| a.key.cmp(&b.key));
 
-    let session = crate::pg::connect(config).await?;
-    check_source(&session, &plan).await?;
-    drop(session);
     let profile = validate::profile_at(
         config,
         validate::Options {
@@ -640,6 +641,7 @@ pub async fn finish(
         None,
     )
     .await?;
+    same_source(&plan, &profile.database, &profile.server_version)?;
     let written = Written {
         archive: ObjectUrl::parse(&format!("{}/", to.join("archive")?))?,
         objects,
