@@ -102,6 +102,24 @@ CREATE TABLE "Odd Schema"."Table ""quoted"" name" (
     "user" text
 );
 
+-- Keys of every form: composite and oddly named, INCLUDE, a fill factor, deferrable, several
+-- unique keys and an index on one table, one clustered on, one the replica identity.
+CREATE TABLE app.keyed (
+    a integer,
+    "b)c" text,
+    d integer NOT NULL,
+    e integer NOT NULL,
+    f integer NOT NULL,
+    CONSTRAINT "keyed (pk)" PRIMARY KEY (a, "b)c"),
+    CONSTRAINT keyed_d_uq UNIQUE (d) INCLUDE (e),
+    CONSTRAINT keyed_e_uq UNIQUE (e) WITH (fillfactor = 70),
+    CONSTRAINT keyed_f_uq UNIQUE (f) WITH (fillfactor = 80) DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT keyed_df_uq UNIQUE (d, f)
+);
+CREATE INDEX keyed_e ON app.keyed (e);
+ALTER TABLE app.keyed CLUSTER ON "keyed (pk)";
+ALTER TABLE app.keyed REPLICA IDENTITY USING INDEX keyed_df_uq;
+
 -- Values that stress COPY.
 CREATE TABLE app.stress (
     id integer PRIMARY KEY,
@@ -161,6 +179,7 @@ INSERT INTO app.events SELECT i, date '2024-06-01' + (i % 570), CASE WHEN i % 2 
 INSERT INTO app.animals VALUES (1, 'cat');
 INSERT INTO app.dogs VALUES (2, 'rex', 'collie');
 INSERT INTO app.scratch VALUES ('a', 'b');
+INSERT INTO app.keyed SELECT i, 'k' || i, i, i, i FROM generate_series(1, 500) i;
 INSERT INTO "Odd Schema"."Table ""quoted"" name" VALUES (1, 'ça va', 'u'), (2, NULL, '');
 INSERT INTO app.stress VALUES
     (1, E'tab\there', 'NaN', 'NaN', '{1,2,NULL}', ROW(1, E'a\\b'), '[1,5)', '\x00ff', '{"a": [1, "\\n"]}', '2024-02-29 12:34:56.789', '1 year 2 mons 3 days 04:05:06'),

@@ -354,18 +354,80 @@ async fn resume_after(pg: &PgServer, interrupt: impl AsyncFnOnce(&str)) {
         err.to_string().contains("run the same restore again") || err.is_retryable(),
         "{err}"
     );
-    let rows = pg.psql(&target, "SELECT count(*) FROM big");
-    assert_eq!(
-        rows.trim(),
-        "0",
-        "a half-loaded table is never left half full"
+    // The cut load is not recorded as done (whatever it committed, when other connections
+    // had joined it, is emptied by the next run).
+    let recorded = pg.psql(
+        &target,
+        "SELECT count(*) FROM ferry_restore.progress WHERE rows = 400000",
     );
+    assert_eq!(recorded.trim(), "0", "the cut load is recorded as done");
     let second = jobs::restore(input, context(StoreConfig::default()))
         .await
         .unwrap();
     assert!(second.already_done > 0, "{second:?}");
     assert_same_schema(pg, &source, &target, "resumed");
     validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_join_a_big_load_and_a_bad_row_leaves_it_empty() {
+    let pg = shared_pg();
+    let source = big_source(pg);
+    let dir = local_path(&local_dir("joined"));
+    let archive = dir.join("db.dir");
+    run(tool(pg, "pg_dump")
+        .args(["-Fd", "-Z0", "-d", &source, "-f"])
+        .arg(&archive));
+    let from = format!("file://{}/", archive.display());
+    // `small` loads at once and the other connection joins the load of `big`: more than one
+    // transaction wrote its rows, and they are exactly the source's.
+    let (target, out) = restore(pg, &from, StoreConfig::default(), 2).await;
+    assert_eq!(out.rows, 401000, "{out:?}");
+    let writers = pg.psql(&target, "SELECT count(DISTINCT xmin::text) FROM big");
+    assert!(
+        writers.trim().parse::<u32>().unwrap() >= 2,
+        "big was loaded by one connection: {writers}"
+    );
+    assert_same_schema(pg, &source, &target, "joined load");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+
+    // A bad row near the end of `big` (where both connections load it): the restore fails
+    // naming the table and the value, and `big` is left empty, not recorded as done.
+    let data = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dat"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&data).unwrap();
+    let at = bytes.len() * 9 / 10;
+    let line = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let id_end = line + bytes[line..].iter().position(|&b| b == b'\t').unwrap();
+    bytes.splice(line..id_end, b"bad".iter().copied());
+    std::fs::write(&data, bytes).unwrap();
+    let target = pg.create_database("bad_row");
+    let err = jobs::restore(
+        RestoreInput {
+            from,
+            target: Some(pg.url(&target)),
+            jobs: Some(2),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .expect_err("a bad row fails the restore");
+    let message = err.to_string();
+    assert!(
+        message.contains("big") && message.contains("\"bad\""),
+        "{message}"
+    );
+    assert_eq!(pg.psql(&target, "SELECT count(*) FROM big").trim(), "0");
+    let recorded = pg.psql(
+        &target,
+        "SELECT count(*) FROM ferry_restore.progress WHERE rows = 400000",
+    );
+    assert_eq!(recorded.trim(), "0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

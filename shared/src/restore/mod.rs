@@ -19,9 +19,16 @@ mod source;
 
 pub use contents::{ArchivedTable, Contents, contents};
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use futures::{SinkExt, pin_mut};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::{
     archive::{ArchiveError, Section, TocEntry, glob, matches_table, plain::owner_statement},
@@ -269,9 +276,15 @@ const PROGRESS_SETUP: &str = "CREATE SCHEMA IF NOT EXISTS ferry_restore; \
        rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id))";
 
 fn label(e: &TocEntry) -> String {
+    // Items ferry adds (negative ids) are not in the archive's list.
+    let entry = if e.dump_id > 0 {
+        format!(" (entry {})", e.dump_id)
+    } else {
+        String::new()
+    };
     match &e.namespace {
-        Some(ns) if !ns.is_empty() => format!("{} {ns} {} (entry {})", e.desc, e.tag, e.dump_id),
-        _ => format!("{} {} (entry {})", e.desc, e.tag, e.dump_id),
+        Some(ns) if !ns.is_empty() => format!("{} {ns} {}{entry}", e.desc, e.tag),
+        _ => format!("{} {}{entry}", e.desc, e.tag),
     }
 }
 
@@ -547,7 +560,22 @@ async fn restore_items(
     // on a connection of their own while the foreign keys and the last pass run on the main
     // one, off the critical path (pg_restore leaves ANALYZE to the user).
     let analyze = analyze_items(&phase, &archive.entries);
-    let mut phase = phase;
+    // In parallel, each primary key and unique constraint is built as a unique index first:
+    // that needs only the lock other index builds on the table take, so they run side by side.
+    let split = if options.single_transaction || options.jobs < 2 {
+        Vec::new()
+    } else {
+        split_unique_constraints(&phase, &archive.entries, -(analyze.len() as i32) - 1)
+    };
+    let split_at: HashMap<i32, &SplitConstraint> =
+        split.iter().map(|s| (s.attach.dump_id, s)).collect();
+    let mut phase: Vec<&TocEntry> = phase
+        .into_iter()
+        .flat_map(|e| match split_at.get(&e.dump_id) {
+            Some(s) => vec![&s.build, &s.attach],
+            None => vec![e],
+        })
+        .collect();
     if options.single_transaction {
         phase.extend(analyze.iter());
     }
@@ -562,7 +590,7 @@ async fn restore_items(
                 let result = if e.desc == "BLOBS" {
                     load_blobs(main, e, archive, &state).await.map(|_| None)
                 } else if e.had_dumper {
-                    load(main, e, archive, &state).await.map(Some)
+                    load(main, e, archive, &state, None).await.map(Some)
                 } else {
                     apply(main, e, &state).await.map(|()| None)
                 };
@@ -1044,6 +1072,130 @@ fn copy_table_name(statement: &str) -> Option<&str> {
     None
 }
 
+/// A primary key or unique constraint in two steps: `build` creates its unique index (an item
+/// of its own, with a negative id: an interrupted run leaves the index, and the next one keeps
+/// it), `attach` is the archive's item, making that index the constraint.
+struct SplitConstraint {
+    build: TocEntry,
+    attach: TocEntry,
+}
+
+/// The parts of `ALTER TABLE ONLY t ADD CONSTRAINT c PRIMARY KEY (cols);` (or `UNIQUE`) as
+/// pg_dump writes it: table, constraint name, kind and columns. Anything more (`INCLUDE`,
+/// `WITH`, `DEFERRABLE`, `NULLS NOT DISTINCT`, ...) is not matched and runs as written.
+fn unique_constraint(defn: &str) -> Option<(&str, &str, &str, &str)> {
+    /// A possibly quoted, possibly qualified name, up to unquoted whitespace.
+    fn name(s: &str) -> Option<(&str, &str)> {
+        let mut quoted = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    return (i > 0).then(|| (&s[..i], &s[i..]));
+                }
+                '(' | ')' | ';' | ',' if !quoted => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+    let rest = defn.strip_prefix("ALTER TABLE ONLY ")?;
+    let (table, rest) = name(rest)?;
+    let rest = rest.trim_start().strip_prefix("ADD CONSTRAINT ")?;
+    let (constraint, rest) = name(rest)?;
+    let rest = rest.strip_prefix(' ')?;
+    let (kind, rest) = match rest.strip_prefix("PRIMARY KEY (") {
+        Some(r) => ("PRIMARY KEY", r),
+        None => ("UNIQUE", rest.strip_prefix("UNIQUE (")?),
+    };
+    let mut quoted = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => return None,
+            ')' if !quoted => {
+                return (rest[i + 1..].trim() == ";")
+                    .then(|| (table, constraint, kind, &rest[..i]));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The primary keys and unique constraints of `phase` that can be split (see
+/// [`SplitConstraint`]): pg_dump's plain form, on a table that is not partitioned (a
+/// partitioned table's constraint cannot take an index). Each attach waits for the other index
+/// builds on its table, so that it does not hold a connection while it waits for their locks.
+fn split_unique_constraints(
+    phase: &[&TocEntry],
+    all: &[TocEntry],
+    first_id: i32,
+) -> Vec<SplitConstraint> {
+    let tables: HashMap<i32, &TocEntry> = all
+        .iter()
+        .filter(|t| t.desc == "TABLE")
+        .map(|t| (t.dump_id, t))
+        .collect();
+    let table_of = |e: &TocEntry| e.dependencies.iter().find_map(|d| tables.get(d).copied());
+    let mut out: Vec<SplitConstraint> = Vec::new();
+    for e in phase.iter().filter(|e| e.desc == "CONSTRAINT") {
+        let Some((table, name, kind, columns)) = e.defn.as_deref().and_then(unique_constraint)
+        else {
+            continue;
+        };
+        let partitioned = table_of(e)
+            .and_then(|t| t.defn.as_deref())
+            .is_none_or(|d| d.contains("PARTITION BY "));
+        if partitioned {
+            continue;
+        }
+        let mut build = TocEntry::new(
+            first_id - out.len() as i32,
+            &e.desc,
+            &e.tag,
+            Section::PostData,
+        );
+        build.namespace = e.namespace.clone();
+        build.dependencies = e.dependencies.clone();
+        build.defn = Some(format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} USING btree ({columns});\n"
+        ));
+        let mut attach = (*e).clone();
+        attach.defn = Some(format!(
+            "ALTER TABLE ONLY {table}\n    ADD CONSTRAINT {name} {kind} USING INDEX {name};\n"
+        ));
+        attach.dependencies.push(build.dump_id);
+        out.push(SplitConstraint { build, attach });
+    }
+    // Each attach after every index build on its table, its own and the others (but not an
+    // index that itself waits for the constraint).
+    let mut builds_on: HashMap<i32, Vec<&TocEntry>> = HashMap::new();
+    for b in phase.iter().copied().filter(|o| o.desc == "INDEX") {
+        if let Some(t) = table_of(b) {
+            builds_on.entry(t.dump_id).or_default().push(b);
+        }
+    }
+    let own: Vec<(i32, i32)> = out
+        .iter()
+        .filter_map(|s| Some((table_of(&s.build)?.dump_id, s.build.dump_id)))
+        .collect();
+    for s in &mut out {
+        let Some(table) = table_of(&s.attach).map(|t| t.dump_id) else {
+            continue;
+        };
+        let indexes = builds_on.get(&table).into_iter().flatten();
+        let waits: Vec<i32> = indexes
+            .filter(|b| !b.dependencies.contains(&s.attach.dump_id))
+            .map(|b| b.dump_id)
+            .chain(own.iter().filter(|(t, _)| *t == table).map(|(_, id)| *id))
+            .filter(|id| !s.attach.dependencies.contains(id))
+            .collect();
+        s.attach.dependencies.extend(waits);
+    }
+    out
+}
+
 /// `ANALYZE` items (negative ids, not recorded as progress): one per table whose data is
 /// loaded in this pass, after its data and the indexes and constraints on it.
 fn analyze_items(phase: &[&TocEntry], all: &[TocEntry]) -> Vec<TocEntry> {
@@ -1228,31 +1380,70 @@ async fn load_blobs(
     result
 }
 
-/// Loads one table: its COPY and its progress row commit together.
+/// `TRUNCATE ONLY` of the table entry `e` loads, when its load may empty it first: not in one
+/// transaction, and not for a load through a partition root (which would empty every
+/// partition).
+fn truncate_statement(e: &TocEntry, state: &State) -> Option<String> {
+    if state.options.single_transaction {
+        return None;
+    }
+    let statement = copy_statement(e)?;
+    copy_table_name(&statement)
+        .filter(|name| names_table(name, &e.tag))
+        .map(|name| format!("TRUNCATE ONLY {name}"))
+}
+
+/// Connections the parallel pass hands to a running load while they have nothing else to do;
+/// the load hands them back when it ends (see [`load_shared`]).
+struct Joiners {
+    offered: tokio::sync::mpsc::UnboundedReceiver<Session>,
+    /// Whether the load still takes connections (not all its rows are read).
+    open: Arc<AtomicBool>,
+    done_with: Vec<Session>,
+}
+
+impl Joiners {
+    /// Every connection offered: those that joined, and those that came too late.
+    fn give_back(mut self) -> Vec<Session> {
+        self.open.store(false, Ordering::Relaxed);
+        self.offered.close();
+        while let Ok(s) = self.offered.try_recv() {
+            self.done_with.push(s);
+        }
+        self.done_with
+    }
+}
+
+/// Loads one table: its COPY and its progress row commit together. With `joiners`, other
+/// connections may take a share of the rows (see [`load_shared`]).
 async fn load(
     session: &Session,
     e: &TocEntry,
     archive: &source::Archive,
     state: &State,
+    joiners: Option<&mut Joiners>,
 ) -> Result<u64, String> {
     let mut statement = copy_statement(e).ok_or_else(|| "no COPY statement".to_string())?;
     // The table is empty (a restore goes into an empty database, and a COPY that did not
     // finish rolled back): emptying it in the load's own transaction lets COPY write its rows
     // frozen, so that the index builds and ANALYZE that read them next do not rewrite every
-    // page to set hint bits. Not for a load through a partition root, which would empty every
-    // partition; and skipped if the server refuses the TRUNCATE.
+    // page to set hint bits. Skipped if the server refuses the TRUNCATE.
     let single = state.options.single_transaction;
-    let freeze = copy_table_name(&statement)
-        .filter(|name| !single && names_table(name, &e.tag))
-        .map(|name| format!("TRUNCATE ONLY {name}"));
+    let truncate = truncate_statement(e, state);
     let mut frozen = false;
-    if let Some(truncate) = &freeze {
+    if let Some(truncate) = &truncate {
         match session.batch_execute(&format!("BEGIN; {truncate}")).await {
             Ok(()) => frozen = true,
             Err(_) => {
                 let _ = session.batch_execute("ROLLBACK").await;
             }
         }
+    }
+    if let Some(joiners) = joiners {
+        if let (true, Some(truncate)) = (frozen, &truncate) {
+            return load_shared(session, e, archive, state, &statement, truncate, joiners).await;
+        }
+        joiners.open.store(false, Ordering::Relaxed);
     }
     if frozen {
         statement.push_str(" WITH (FREEZE)");
@@ -1277,23 +1468,26 @@ async fn load(
         while let Some(chunk) = data.recv().await {
             let chunk = chunk.map_err(|e| e.to_string())?;
             if let Some(out) = terminator.push(&chunk) {
-                sink.send(out).await.map_err(|e| PgError::from(e).to_string())?;
+                sink.send(out)
+                    .await
+                    .map_err(|e| PgError::from(e).to_string())?;
             }
         }
         let rest = terminator.finish();
         if !rest.is_empty() {
-            sink.send(rest).await.map_err(|e| PgError::from(e).to_string())?;
+            sink.send(rest)
+                .await
+                .map_err(|e| PgError::from(e).to_string())?;
         }
-        let rows = sink.finish().await.map_err(|e| PgError::from(e).to_string())?;
+        let rows = sink
+            .finish()
+            .await
+            .map_err(|e| PgError::from(e).to_string())?;
         if single {
             return Ok(rows);
         }
         session
-            .batch_execute(&format!(
-                "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {}, {rows}); COMMIT;",
-                literal(&state.archive_id),
-                e.dump_id
-            ))
+            .batch_execute(&format!("{}; COMMIT", progress_row(state, e, rows)))
             .await
             .map_err(|e| PgError::from(e).to_string())?;
         Ok::<u64, String>(rows)
@@ -1303,6 +1497,235 @@ async fn load(
         let _ = session.batch_execute("ROLLBACK").await;
     }
     result
+}
+
+/// The statement recording that entry `e` is done.
+fn progress_row(state: &State, e: &TocEntry, rows: u64) -> String {
+    format!(
+        "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {}, {rows})",
+        literal(&state.archive_id),
+        e.dump_id
+    )
+}
+
+/// The COPY text of `e` in chunks of whole rows (a raw newline ends a row in COPY text), the
+/// archive's terminator cut, so that any chunk can go to any connection.
+fn whole_rows(
+    e: &TocEntry,
+    archive: &source::Archive,
+) -> tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut data = archive.data(e);
+    tokio::spawn(async move {
+        let mut terminator = Terminator {
+            held: Vec::new(),
+            sent_any: false,
+        };
+        // The start of a row whose end is in a later chunk.
+        let mut partial: Vec<u8> = Vec::new();
+        while let Some(chunk) = data.recv().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string())).await;
+                    return;
+                }
+            };
+            let Some(out) = terminator.push(&chunk) else {
+                continue;
+            };
+            let (Some(first), Some(last)) =
+                (memchr::memchr(b'\n', &out), memchr::memrchr(b'\n', &out))
+            else {
+                partial.extend_from_slice(&out);
+                continue;
+            };
+            partial.extend_from_slice(&out[..=first]);
+            let head = bytes::Bytes::from(std::mem::take(&mut partial));
+            if tx.send(Ok(head)).await.is_err() {
+                return;
+            }
+            if last > first && tx.send(Ok(out.slice(first + 1..=last))).await.is_err() {
+                return;
+            }
+            partial.extend_from_slice(&out[last + 1..]);
+        }
+        partial.extend_from_slice(&terminator.finish());
+        if !partial.is_empty() {
+            let _ = tx.send(Ok(partial.into())).await;
+        }
+    });
+    rx
+}
+
+/// A load that other connections may join. It starts alone, frozen, in the transaction that
+/// emptied the table; when a connection joins, what is in commits (frozen) and the rest of the
+/// rows is shared, chunk by chunk, among COPYs on every connection taking part, each in its own
+/// transaction. The progress row is written when all of them have committed: a run interrupted
+/// before that leaves the table unrecorded, and the next run empties and reloads it. A failed
+/// load empties the table again where it still can.
+async fn load_shared(
+    session: &Session,
+    e: &TocEntry,
+    archive: &source::Archive,
+    state: &State,
+    statement: &str,
+    truncate: &str,
+    joiners: &mut Joiners,
+) -> Result<u64, String> {
+    let pg = |e: tokio_postgres::Error| PgError::from(e).to_string();
+    let mut rows = whole_rows(e, archive);
+    let alone = async {
+        let frozen = format!("{statement} WITH (FREEZE)");
+        let sink = session
+            .copy_in::<_, bytes::Bytes>(frozen.as_str())
+            .await
+            .map_err(pg)?;
+        pin_mut!(sink);
+        let joined = loop {
+            tokio::select! {
+                biased;
+                Some(s) = joiners.offered.recv() => break Some(s),
+                chunk = rows.recv() => match chunk {
+                    Some(Ok(b)) => sink.send(b).await.map_err(pg)?,
+                    Some(Err(e)) => return Err(e),
+                    None => break None,
+                },
+            }
+        };
+        let count = sink.finish().await.map_err(pg)?;
+        let Some(joined) = joined else {
+            joiners.open.store(false, Ordering::Relaxed);
+            session
+                .batch_execute(&format!("{}; COMMIT", progress_row(state, e, count)))
+                .await
+                .map_err(pg)?;
+            return Ok((count, None));
+        };
+        session.batch_execute("COMMIT").await.map_err(pg)?;
+        Ok((count, Some(joined)))
+    }
+    .await;
+    let (mut total, joined) = match alone {
+        Ok(r) => r,
+        Err(reason) => {
+            if !session.is_closed() {
+                let _ = session.batch_execute("ROLLBACK").await;
+            }
+            return Err(reason);
+        }
+    };
+    let Some(joined) = joined else {
+        return Ok(total);
+    };
+    tracing::debug!(table = %label(e), "another connection joins the load");
+    let rows = tokio::sync::Mutex::new(rows);
+    let stop = AtomicBool::new(false);
+    let open = joiners.open.clone();
+    let mut parts = futures::stream::FuturesUnordered::new();
+    parts.push(joined_part(joined, statement, &rows, &stop, &open));
+    let own = copy_part(session, statement, &rows, &stop, &open);
+    pin_mut!(own);
+    let mut own_done = false;
+    let mut failure: Option<String> = None;
+    loop {
+        tokio::select! {
+            r = &mut own, if !own_done => {
+                own_done = true;
+                match r {
+                    Ok(n) => total += n,
+                    Err(reason) => keep_first(&mut failure, reason),
+                }
+            }
+            Some((s, r)) = futures::StreamExt::next(&mut parts), if !parts.is_empty() => {
+                joiners.done_with.push(s);
+                match r {
+                    Ok(n) => total += n,
+                    Err(reason) => keep_first(&mut failure, reason),
+                }
+            }
+            Some(s) = joiners.offered.recv(), if open.load(Ordering::Relaxed) && failure.is_none() => {
+                parts.push(joined_part(s, statement, &rows, &stop, &open));
+            }
+            else => break,
+        }
+    }
+    if let Some(reason) = failure {
+        if !session.is_closed() {
+            let _ = session.batch_execute(truncate).await;
+        }
+        return Err(reason);
+    }
+    session
+        .batch_execute(&progress_row(state, e, total))
+        .await
+        .map_err(pg)?;
+    Ok(total)
+}
+
+/// Why a COPY sharing a load stopped when another one failed.
+const ANOTHER_FAILED: &str = "another connection loading this table failed";
+
+/// Keeps the failure that stopped a shared load rather than the stops it caused.
+fn keep_first(failure: &mut Option<String>, reason: String) {
+    if failure.as_deref().is_none_or(|f| f == ANOTHER_FAILED) {
+        *failure = Some(reason);
+    }
+}
+
+/// One COPY of a shared load (see [`load_shared`]): takes chunks of rows until there are no
+/// more, then commits; rolls back on failure, and tells the others to stop.
+async fn copy_part(
+    session: &Session,
+    statement: &str,
+    rows: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>>,
+    stop: &AtomicBool,
+    open: &AtomicBool,
+) -> Result<u64, String> {
+    let pg = |e: tokio_postgres::Error| PgError::from(e).to_string();
+    let result = async {
+        session.batch_execute("BEGIN").await.map_err(pg)?;
+        let sink = session
+            .copy_in::<_, bytes::Bytes>(statement)
+            .await
+            .map_err(pg)?;
+        pin_mut!(sink);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ANOTHER_FAILED.to_string());
+            }
+            let next = rows.lock().await.recv().await;
+            match next {
+                Some(Ok(b)) => sink.send(b).await.map_err(pg)?,
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        open.store(false, Ordering::Relaxed);
+        let count = sink.finish().await.map_err(pg)?;
+        session.batch_execute("COMMIT").await.map_err(pg)?;
+        Ok(count)
+    }
+    .await;
+    if result.is_err() {
+        stop.store(true, Ordering::Relaxed);
+        if !session.is_closed() {
+            let _ = session.batch_execute("ROLLBACK").await;
+        }
+    }
+    result
+}
+
+/// [`copy_part`] on a connection that joined, which it hands back.
+async fn joined_part(
+    session: Session,
+    statement: &str,
+    rows: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>>,
+    stop: &AtomicBool,
+    open: &AtomicBool,
+) -> (Session, Result<u64, String>) {
+    let result = copy_part(&session, statement, rows, stop, open).await;
+    (session, result)
 }
 
 /// Data and post-data items over `jobs` connections: each starts when the items it depends on
@@ -1368,6 +1791,10 @@ async fn run_parallel(
     let mut started = vec![false; n];
     let mut finished = vec![false; n];
     let mut running = futures::stream::FuturesUnordered::new();
+    // Running loads that connections with nothing else to do may join: where to hand them,
+    // whether the load still takes them, and how many it was given.
+    let mut joinable: HashMap<usize, (UnboundedSender<Session>, Arc<AtomicBool>, usize)> =
+        HashMap::new();
     let (mut rows, mut tables, mut count) = (0u64, 0usize, 0usize);
     let mut failure: Option<RestoreError> = None;
     loop {
@@ -1383,22 +1810,58 @@ async fn run_parallel(
                 started[i] = true;
                 let s = idle.pop().expect("checked");
                 let e = items[i];
+                let mut joiners =
+                    (e.had_dumper && e.desc != "BLOBS" && truncate_statement(e, state).is_some())
+                        .then(|| {
+                            let (tx, offered) = tokio::sync::mpsc::unbounded_channel();
+                            let open = Arc::new(AtomicBool::new(true));
+                            joinable.insert(i, (tx, open.clone(), 0));
+                            Joiners {
+                                offered,
+                                open,
+                                done_with: Vec::new(),
+                            }
+                        });
                 running.push(async move {
                     let result = if e.desc == "BLOBS" {
                         load_blobs(&s, e, archive, state).await.map(|_| None)
                     } else if e.had_dumper {
-                        load(&s, e, archive, state).await.map(Some)
+                        load(&s, e, archive, state, joiners.as_mut())
+                            .await
+                            .map(Some)
                     } else {
                         apply(&s, e, state).await.map(|()| None)
                     };
-                    (i, s, result)
+                    let mut back = joiners.map(Joiners::give_back).unwrap_or_default();
+                    back.push(s);
+                    (i, back, result)
                 });
             }
+            // Nothing else is ready: free connections join the running loads, fewest helped
+            // first.
+            while let Some(s) = idle.pop() {
+                let Some((tx, open, given)) = joinable
+                    .values_mut()
+                    .filter(|(_, open, _)| open.load(Ordering::Relaxed))
+                    .min_by_key(|(_, _, given)| *given)
+                else {
+                    idle.push(s);
+                    break;
+                };
+                match tx.send(s) {
+                    Ok(()) => *given += 1,
+                    Err(refused) => {
+                        open.store(false, Ordering::Relaxed);
+                        idle.push(refused.0);
+                    }
+                }
+            }
         }
-        let Some((i, s, result)) = futures::StreamExt::next(&mut running).await else {
+        let Some((i, back, result)) = futures::StreamExt::next(&mut running).await else {
             break;
         };
         finished[i] = true;
+        joinable.remove(&i);
         match result {
             Ok(loaded) => {
                 let _ = finished_tx.send(items[i].dump_id);
@@ -1410,12 +1873,14 @@ async fn run_parallel(
                     count += 1;
                     state.report(applied_before + count);
                 }
-                if !s.is_closed() {
-                    idle.push(s);
-                } else {
-                    match session(target, setup).await {
-                        Ok(fresh) => idle.push(fresh),
-                        Err(e) => failure = failure.or(Some(e.into())),
+                for s in back {
+                    if !s.is_closed() {
+                        idle.push(s);
+                    } else {
+                        match session(target, setup).await {
+                            Ok(fresh) => idle.push(fresh),
+                            Err(e) => failure = failure.or(Some(e.into())),
+                        }
                     }
                 }
             }
@@ -1526,6 +1991,102 @@ mod tests {
             ..Options::default()
         };
         assert!(!list.selects(&e) && list.selects(&index));
+    }
+
+    #[test]
+    fn only_plain_unique_constraints_are_split() {
+        assert_eq!(
+            unique_constraint(
+                "ALTER TABLE ONLY public.orders\n    ADD CONSTRAINT orders_pkey PRIMARY KEY (id);\n"
+            ),
+            Some(("public.orders", "orders_pkey", "PRIMARY KEY", "id"))
+        );
+        assert_eq!(
+            unique_constraint(
+                "ALTER TABLE ONLY \"Odd Schema\".\"t (x)\"\n    ADD CONSTRAINT \"a b)\" UNIQUE (\"c)\", d);\n"
+            ),
+            Some((
+                "\"Odd Schema\".\"t (x)\"",
+                "\"a b)\"",
+                "UNIQUE",
+                "\"c)\", d"
+            ))
+        );
+        for other in [
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k PRIMARY KEY (id) INCLUDE (v);\n",
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k UNIQUE (id) DEFERRABLE;\n",
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k UNIQUE NULLS NOT DISTINCT (id);\n",
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k PRIMARY KEY (id) WITH (fillfactor='70');\n",
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k EXCLUDE USING gist (r WITH &&);\n",
+            "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT k CHECK ((id > 0));\n",
+            "ALTER TABLE s.t\n    ADD CONSTRAINT k PRIMARY KEY (id);\n",
+        ] {
+            assert_eq!(unique_constraint(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn split_constraints_wait_for_the_index_builds_on_their_table() {
+        let table = |id: i32, tag: &str, defn: &str| {
+            let mut t = TocEntry::new(id, "TABLE", tag, Section::PreData);
+            t.defn = Some(defn.into());
+            t
+        };
+        let on = |id: i32, desc: &str, table: i32, defn: &str| {
+            let mut e = TocEntry::new(id, desc, "x", Section::PostData);
+            e.dependencies = vec![table];
+            e.defn = Some(defn.into());
+            e
+        };
+        let all = vec![
+            table(1, "t", "CREATE TABLE s.t (id integer, v integer);\n"),
+            table(
+                2,
+                "p",
+                "CREATE TABLE s.p (\n    id integer\n)\nPARTITION BY RANGE (id);\n",
+            ),
+            on(
+                10,
+                "CONSTRAINT",
+                1,
+                "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n",
+            ),
+            on(11, "INDEX", 1, "CREATE INDEX t_v ON s.t USING btree (v);\n"),
+            on(
+                12,
+                "CONSTRAINT",
+                2,
+                "ALTER TABLE ONLY s.p\n    ADD CONSTRAINT p_pkey PRIMARY KEY (id);\n",
+            ),
+            on(
+                13,
+                "INDEX",
+                2,
+                "CREATE INDEX p_id ON ONLY s.p USING btree (id);\n",
+            ),
+        ];
+        let phase: Vec<&TocEntry> = all[2..].iter().collect();
+        let split = split_unique_constraints(&phase, &all, -5);
+        assert_eq!(
+            split.len(),
+            1,
+            "the partitioned table's key is left as written"
+        );
+        let s = &split[0];
+        assert_eq!(s.build.dump_id, -5);
+        assert_eq!(
+            s.build.defn.as_deref(),
+            Some("CREATE UNIQUE INDEX IF NOT EXISTS t_pkey ON s.t USING btree (id);\n")
+        );
+        assert_eq!(
+            s.attach.defn.as_deref(),
+            Some(
+                "ALTER TABLE ONLY s.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey;\n"
+            )
+        );
+        assert_eq!(s.attach.dump_id, 10);
+        assert_eq!(s.attach.dependencies, vec![1, -5, 11]);
+        assert_eq!(s.build.dependencies, vec![1]);
     }
 
     #[test]

@@ -476,6 +476,17 @@ fn grants(
     out
 }
 
+/// A primary key or unique constraint definition with its index's storage parameters, where
+/// the grammar puts them: after the columns (and `INCLUDE`), before `DEFERRABLE`.
+fn with_index_options(def: &str, options: &str) -> String {
+    let tail = [" DEFERRABLE INITIALLY DEFERRED", " DEFERRABLE"]
+        .into_iter()
+        .find(|t| def.ends_with(t))
+        .unwrap_or("");
+    let head = &def[..def.len() - tail.len()];
+    format!("{head} WITH ({options}){tail}")
+}
+
 fn opt_text(row: &Row, i: usize) -> Option<String> {
     row.get::<_, Option<String>>(i).filter(|s| !s.is_empty())
 }
@@ -1332,7 +1343,8 @@ async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> 
             "SELECT i.indexrelid, i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), i.indisclustered, \
                     i.indisreplident, (SELECT h.inhparent FROM pg_inherits h WHERE h.inhrelid = i.indexrelid), \
                     obj_description(i.indexrelid, 'pg_class'), k.oid, k.conname, pg_get_constraintdef(k.oid), \
-                    obj_description(k.oid, 'pg_constraint'), n.nspname \
+                    obj_description(k.oid, 'pg_constraint'), n.nspname, \
+                    array_to_string(ic.reloptions, ', '), k.contype::text \
              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = ic.relnamespace \
              LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid \
@@ -1362,10 +1374,17 @@ async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> 
                 P_CONSTRAINT,
             )
             .of(PG_CONSTRAINT, con_oid);
+            // pg_get_constraintdef leaves out the index's storage parameters (as pg_dump
+            // does for exclusion constraints, whose definition it takes from it too).
+            let mut def: String = r.get(10);
+            if let (Some(options), Some("p" | "u")) =
+                (opt_text(&r, 13), r.get::<_, Option<String>>(14).as_deref())
+            {
+                def = with_index_options(&def, &options);
+            }
             item.defn = format!(
-                "ALTER TABLE ONLY {table_name}\n    ADD CONSTRAINT {} {};\n",
+                "ALTER TABLE ONLY {table_name}\n    ADD CONSTRAINT {} {def};\n",
                 b.q.ident(&con),
-                r.get::<_, String>(10)
             );
             item.defn.push_str(&b.comment(
                 &format!("CONSTRAINT {} ON {table_name}", b.q.ident(&con)),
@@ -1720,6 +1739,25 @@ async fn edges(session: &Session) -> Result<Vec<(ObjKey, ObjKey)>, PgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_options_go_before_deferrable() {
+        assert_eq!(
+            with_index_options("PRIMARY KEY (id) INCLUDE (v)", "fillfactor=70"),
+            "PRIMARY KEY (id) INCLUDE (v) WITH (fillfactor=70)"
+        );
+        assert_eq!(
+            with_index_options("UNIQUE (f) DEFERRABLE INITIALLY DEFERRED", "fillfactor=80"),
+            "UNIQUE (f) WITH (fillfactor=80) DEFERRABLE INITIALLY DEFERRED"
+        );
+        assert_eq!(
+            with_index_options(
+                "UNIQUE (\"a DEFERRABLE\") DEFERRABLE",
+                "deduplicate_items=off"
+            ),
+            "UNIQUE (\"a DEFERRABLE\") WITH (deduplicate_items=off) DEFERRABLE"
+        );
+    }
 
     #[test]
     fn aclitems_parse_with_quoted_names_and_public() {
