@@ -37,7 +37,7 @@ measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-b
   echo "$name $(cat "$work/t") $bytes" >> "$work/times"
   rm -rf "$output"
 }
-for _ in $(seq "$runs"); do
+for run in $(seq "$runs"); do
   if want validate; then
     measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench
     measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
@@ -52,15 +52,22 @@ for _ in $(seq "$runs"); do
     measure ferry_snapshot_directory_s3 "$FERRY_S3_BUCKET_DIR/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "${FERRY_S3_BUCKET}snap/"
   fi
   if want restore; then
-    # The same pg_dump -Fc archive into a fresh empty database each time (not timed).
-    dropdb --if-exists restored; createdb restored
-    measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
-    dropdb restored; createdb restored
-    measure ferry_restore_j2 - ferry restore --jobs 2 --from "file://$work/archive.dump" \
-      --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
-    dropdb restored; createdb restored
-    measure ferry_restore_j2_s3 - ferry restore --jobs 2 --from "${FERRY_S3_BUCKET}archive.dump" \
-      --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+    # The same pg_dump -Fc archive into a fresh empty database each time (not timed), after a
+    # CHECKPOINT so that no restore pays for writes left by what ran before it; which tool goes
+    # first alternates from run to run.
+    restore_pg() {
+      dropdb --if-exists restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
+      measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
+    }
+    restore_ferry() { # NAME FROM
+      dropdb --if-exists restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
+      measure "$1" - ferry restore --jobs 2 --from "$2" \
+        --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
+    }
+    if (( run % 2 )); then restore_pg; fi
+    restore_ferry ferry_restore_j2 "file://$work/archive.dump"
+    restore_ferry ferry_restore_j2_s3 "${FERRY_S3_BUCKET}archive.dump"
+    if (( run % 2 == 0 )); then restore_pg; fi
     dropdb restored
   fi
   if want import; then
