@@ -441,12 +441,6 @@ pub async fn run(
     let archive = source::Archive::open(store, url).await?;
     let archive_id = url.to_string();
     let mut setup = String::from(BASE_SETUP);
-    if options.jobs > 1 && !options.single_transaction {
-        // The connections are the restore's parallelism: an index build that started parallel
-        // workers of its own beside the other connections' work would oversubscribe the server
-        // (measured on 2 cores: slower, and more varied).
-        setup.push_str("SET max_parallel_maintenance_workers = 0; ");
-    }
     for e in &archive.entries {
         if SESSION_ENTRIES.contains(&e.desc.as_str())
             && let Some(defn) = &e.defn
