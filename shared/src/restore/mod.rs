@@ -441,6 +441,12 @@ pub async fn run(
     let archive = source::Archive::open(store, url).await?;
     let archive_id = url.to_string();
     let mut setup = String::from(BASE_SETUP);
+    if options.jobs > 1 && !options.single_transaction {
+        // The connections are the restore's parallelism: index builds that start parallel
+        // workers of their own beside the other connections' work oversubscribe the server
+        // (measured on 2 cores: slower at both benchmark sizes; see the README).
+        setup.push_str("SET max_parallel_maintenance_workers = 0; ");
+    }
     for e in &archive.entries {
         if SESSION_ENTRIES.contains(&e.desc.as_str())
             && let Some(defn) = &e.defn
