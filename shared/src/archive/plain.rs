@@ -47,7 +47,18 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
             .to_string(),
         "SCHEMA" => format!("SCHEMA {}", quoted(&entry.tag)),
         "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" => named("TABLE"),
-        "TYPE" | "DOMAIN" | "STATISTICS" => named(&entry.desc),
+        "TYPE"
+        | "DOMAIN"
+        | "STATISTICS"
+        | "COLLATION"
+        | "CONVERSION"
+        | "FOREIGN TABLE"
+        | "TEXT SEARCH DICTIONARY"
+        | "TEXT SEARCH CONFIGURATION" => named(&entry.desc),
+        "PUBLICATION" | "SUBSCRIPTION" | "EVENT TRIGGER" | "FOREIGN DATA WRAPPER" => {
+            format!("{} {}", entry.desc, quoted(&entry.tag))
+        }
+        "SERVER" => format!("SERVER {}", quoted(&entry.tag)),
         "BLOB" => format!("LARGE OBJECT {}", entry.tag),
         "BLOB METADATA" => {
             // One entry for a group of large objects: one statement per object.

@@ -515,7 +515,7 @@ async fn restore_items(
     let wanted = |e: &TocEntry| {
         let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
             || DATABASE_ENTRIES.contains(&e.desc.as_str())
-            || (options.no_privileges && e.desc == "ACL");
+            || (options.no_privileges && matches!(e.desc.as_str(), "ACL" | "DEFAULT ACL"));
         !skipped && options.selects(e)
     };
     let items: Vec<&TocEntry> = archive.entries.iter().filter(|e| wanted(e)).collect();
@@ -559,6 +559,7 @@ async fn restore_items(
             matches!(e.section, Section::Data | Section::PostData)
                 && e.desc != "MATERIALIZED VIEW DATA"
                 && e.desc != "FK CONSTRAINT"
+                && !after_everything(e)
                 && !done.contains(&e.dump_id)
         })
         .collect();
@@ -632,9 +633,15 @@ async fn restore_items(
         // Pass 3: grants, then materialized views (over the data now in place).
         let last = items.iter().filter(|e| {
             (e.section == Section::None || e.desc == "MATERIALIZED VIEW DATA")
+                && !after_everything(e)
                 && !done.contains(&e.dump_id)
         });
         let applied = apply_in_order(main, last, &state, applied).await?;
+        // Pass 4: event triggers, which would otherwise fire on the restore's own statements.
+        let triggers = items
+            .iter()
+            .filter(|e| after_everything(e) && !done.contains(&e.dump_id));
+        let applied = apply_in_order(main, triggers, &state, applied).await?;
         Ok::<_, RestoreError>((rows, tables, applied))
     };
     let analyzing = async {
@@ -687,6 +694,12 @@ async fn restore_items(
     outcome.tables += tables;
     outcome.applied = applied - outcome.already_done;
     Ok(outcome)
+}
+
+/// Event triggers and their comments: restored after everything else (pg_restore's last
+/// pass), so that none fires on the restore's own statements.
+fn after_everything(e: &TocEntry) -> bool {
+    e.desc == "EVENT TRIGGER" || (e.desc == "COMMENT" && e.tag.starts_with("EVENT TRIGGER "))
 }
 
 /// The failure of item `e`, with how far the restore got.
@@ -775,7 +788,7 @@ fn plain_kind(sql: &str) -> PlainKind {
         | ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..]
         | ["REINDEX", ..] => PlainKind::Outside,
         ["ALTER", ..] if upper.contains(" OWNER TO ") => PlainKind::Owner,
-        ["GRANT", ..] | ["REVOKE", ..] => PlainKind::Grant,
+        ["GRANT", ..] | ["REVOKE", ..] | ["ALTER", "DEFAULT", "PRIVILEGES", ..] => PlainKind::Grant,
         _ => PlainKind::Plain,
     }
 }

@@ -161,13 +161,14 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     if !missing.is_empty() {
         return Err(SnapshotError::Unsupported(missing));
     }
+    lock_tables(&main, &options.filter).await?;
     let quoter = ddl::Quoter::load(&main).await?;
     let schema = ddl::read(&main, &quoter, &options.filter).await?;
     let mut ordered = order::order(schema);
-    if options.filter.data_only {
-        keep_data_only(&mut ordered);
-    }
-    lock_tables(&main, &ordered.items).await?;
+    let data_only = options.filter.data_only;
+    retain(&mut ordered, |i| {
+        !i.placeholder && (!data_only || i.section == Section::Data)
+    });
 
     let layout = match options.format {
         Format::Directory => Layout::Directory,
@@ -374,13 +375,10 @@ async fn write_manifest(
     })
 }
 
-/// A data-only dump keeps the data entries (and sequence values) and nothing that creates.
-fn keep_data_only(ordered: &mut order::Ordered) {
-    let keep: Vec<bool> = ordered
-        .items
-        .iter()
-        .map(|i| i.section == Section::Data)
-        .collect();
+/// Keeps the items `wanted` says (a data-only dump: the data entries and sequence values;
+/// never placeholders), with their dependencies renumbered.
+fn retain(ordered: &mut order::Ordered, wanted: impl Fn(&ddl::Item) -> bool) {
+    let keep: Vec<bool> = ordered.items.iter().map(wanted).collect();
     let mut new_position = vec![usize::MAX; keep.len()];
     let mut next = 0;
     for (i, &k) in keep.iter().enumerate() {
@@ -404,32 +402,32 @@ fn keep_data_only(ordered: &mut order::Ordered) {
     }
 }
 
-/// Takes ACCESS SHARE locks on every dumped relation, as pg_dump does, so that none is dropped
-/// or rewritten while it is read.
-async fn lock_tables(session: &Session, items: &[ddl::Item]) -> Result<(), PgError> {
-    let names: Vec<String> = items
+/// Takes ACCESS SHARE locks on every table the dump wants, as pg_dump does, before the
+/// catalog is read: a table cannot be dropped or altered between the snapshot and the
+/// definitions read from it (the server's `pg_get_*def` functions read the current catalog,
+/// not the snapshot's), nor while its rows are copied.
+async fn lock_tables(session: &Session, filter: &ddl::Filter) -> Result<(), PgError> {
+    let sql = format!(
+        "SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND {}",
+        ddl::USER_SCHEMA
+    );
+    // Names quoted by the server: nothing from the catalog is pasted unquoted.
+    let names: Vec<String> = session
+        .query(&sql, &[])
+        .await?
         .iter()
-        .filter(|i| i.desc == "TABLE")
-        .filter_map(|i| {
-            let (_, oid) = i.key?;
-            Some(oid.to_string())
-        })
+        .filter(|r| filter.relation_wanted(r.get(0), r.get(1)))
+        .map(|r| r.get(2))
         .collect();
     if names.is_empty() {
         return Ok(());
     }
-    // Locked by oid through a server-quoted name list: nothing from the catalog is pasted.
-    let list: String = session
-        .query_one(
-            "SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ') FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::text[]::oid[])",
-            &[&names],
-        )
-        .await?
-        .get(0);
     session
         .batch_execute(&format!(
-            "SET lock_timeout = '60s'; LOCK TABLE {list} IN ACCESS SHARE MODE; SET lock_timeout = 0"
+            "SET lock_timeout = '60s'; LOCK TABLE {} IN ACCESS SHARE MODE; SET lock_timeout = 0",
+            names.join(", ")
         ))
         .await?;
     Ok(())

@@ -1,0 +1,448 @@
+//! The schema as table-of-contents entries, rebuilt from the catalogs the way pg_dump does.
+//!
+//! Every query runs in the snapshot's transaction with an empty `search_path`, so the server's
+//! own `pg_get_*def`, `format_type` and `pg_get_expr` print schema-qualified names that mean the
+//! same thing on the target. Where the server has no helper (`CREATE TABLE`, sequences, types,
+//! aggregates, policies, grants) the statement is assembled here from catalog columns, with every
+//! identifier quoted by [`Quoter`] and every string by [`literal`].
+//!
+//! Objects this module cannot rebuild yet (base types, operators, casts, foreign tables, ...)
+//! are not skipped silently: [`unsupported`] names them and the snapshot refuses the database.
+//!
+//! One module per family of object kinds, as pg_dump has a reader and a writer per kind:
+//! each reads its catalog and pushes [`Item`]s through the [`Builder`], which gives comments
+//! and grants the separate `COMMENT` and `ACL` entries pg_dump writes for them.
+
+mod acl;
+mod deps;
+mod functions;
+mod indexes;
+mod publications;
+mod rules;
+mod schemas;
+mod sequences;
+mod tables;
+mod types;
+mod views;
+
+use std::collections::{HashMap, HashSet};
+
+use tokio_postgres::Row;
+
+use super::SnapshotError;
+use crate::{
+    archive::{Section, glob, matches_table},
+    pg::{PgError, Session, literal},
+};
+
+/// SQL condition: namespace `n` is a user schema.
+pub(super) const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+/// SQL condition: object `oid` of catalog `catalog` was not created by an extension.
+fn not_member(oid: &str, catalog: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_depend member WHERE member.classid = '{catalog}'::regclass \
+         AND member.objid = {oid} AND member.deptype = 'e')"
+    )
+}
+
+/// SQL condition: object `oid` of catalog `catalog` is not an internal part of another object
+/// (the constructors and casts a range type creates, for example).
+fn not_internal(oid: &str, catalog: &str) -> String {
+    format!(
+        "{} AND NOT EXISTS (SELECT 1 FROM pg_depend part WHERE part.classid = '{catalog}'::regclass \
+         AND part.objid = {oid} AND part.deptype = 'i')",
+        not_member(oid, catalog)
+    )
+}
+
+/// A catalog object: (catalog oid, object oid). Catalog oids are fixed in every PostgreSQL.
+pub(super) type ObjKey = (u32, u32);
+pub(super) const PG_CLASS: u32 = 1259;
+pub(super) const PG_TYPE: u32 = 1247;
+pub(super) const PG_PROC: u32 = 1255;
+pub(super) const PG_NAMESPACE: u32 = 2615;
+pub(super) const PG_EXTENSION: u32 = 3079;
+const PG_CONSTRAINT: u32 = 2606;
+const PG_ATTRDEF: u32 = 2604;
+const PG_DEFAULT_ACL: u32 = 826;
+const PG_COLLATION: u32 = 3456;
+const PG_PUBLICATION: u32 = 6104;
+const PG_PUBLICATION_REL: u32 = 6106;
+const PG_PUBLICATION_NAMESPACE: u32 = 6237;
+const PG_EVENT_TRIGGER: u32 = 3466;
+const PG_TRIGGER: u32 = 2620;
+const PG_REWRITE: u32 = 2618;
+const PG_POLICY: u32 = 3256;
+const PG_STATISTIC_EXT: u32 = 3381;
+
+/// What an item depends on before it can be restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Dep {
+    /// The item that creates this catalog object (ignored when the object is not dumped).
+    Object(ObjKey),
+    /// Another item, by index.
+    Item(usize),
+}
+
+/// One table's data, dumped with `COPY`.
+#[derive(Debug, Clone)]
+pub(super) struct TableData {
+    pub schema: String,
+    pub name: String,
+    /// `COPY schema.table (columns)` without the direction.
+    pub copy_target: String,
+    /// The columns COPY carries (all but generated ones), unquoted.
+    pub columns: Vec<String>,
+    pub blocks: u64,
+}
+
+/// One table-of-contents entry before dump ids are known.
+#[derive(Debug, Clone)]
+pub(super) struct Item {
+    pub key: Option<ObjKey>,
+    pub desc: String,
+    pub tag: String,
+    pub namespace: Option<String>,
+    pub owner: Option<String>,
+    pub defn: String,
+    pub drop: Option<String>,
+    pub section: Section,
+    /// pg_dump's sort priority: lower restores earlier, dependencies permitting.
+    pub priority: u16,
+    pub deps: Vec<Dep>,
+    pub catalog: u32,
+    pub relkind: u8,
+    pub tableam: Option<String>,
+    pub data: Option<TableData>,
+    /// Not written: an object that exists on every target (a default-owned `public` schema),
+    /// present so that its comment and grants have something to depend on.
+    pub placeholder: bool,
+}
+
+impl Item {
+    fn new(desc: &str, tag: impl Into<String>, section: Section, priority: u16) -> Item {
+        Item {
+            key: None,
+            desc: desc.into(),
+            tag: tag.into(),
+            namespace: None,
+            owner: None,
+            defn: String::new(),
+            drop: None,
+            section,
+            priority,
+            deps: Vec::new(),
+            catalog: 0,
+            relkind: 0,
+            tableam: None,
+            data: None,
+            placeholder: false,
+        }
+    }
+
+    fn of(mut self, catalog: u32, oid: u32) -> Item {
+        self.key = Some((catalog, oid));
+        self.catalog = catalog;
+        self
+    }
+
+    fn in_schema(mut self, schema: &str, owner: Option<String>) -> Item {
+        self.namespace = Some(schema.into());
+        self.owner = owner;
+        self
+    }
+}
+
+// pg_dump's priorities (pg_dump_sort.c), spaced so the order reads.
+const P_SCHEMA: u16 = 1;
+const P_COLLATION: u16 = 3;
+const P_EXTENSION: u16 = 4;
+const P_TYPE: u16 = 5;
+const P_FUNCTION: u16 = 8;
+const P_AGGREGATE: u16 = 9;
+const P_TABLE: u16 = 20;
+const P_ATTACH: u16 = 21;
+const P_OWNED_BY: u16 = 22;
+const P_DEFAULT: u16 = 23;
+pub(super) const P_TABLE_DATA: u16 = 30;
+const P_SEQUENCE_SET: u16 = 31;
+const P_CONSTRAINT: u16 = 40;
+const P_INDEX: u16 = 41;
+const P_INDEX_ATTACH: u16 = 42;
+const P_STATISTICS: u16 = 43;
+const P_RULE: u16 = 44;
+const P_TRIGGER: u16 = 45;
+const P_FK: u16 = 46;
+const P_POLICY: u16 = 47;
+const P_ROW_SECURITY: u16 = 48;
+const P_PUBLICATION: u16 = 50;
+const P_PUBLICATION_MEMBER: u16 = 51;
+const P_ACL: u16 = 60;
+const P_DEFAULT_ACL: u16 = 61;
+const P_REFRESH: u16 = 80;
+const P_EVENT_TRIGGER: u16 = 90;
+
+/// Quotes identifiers exactly as the server's `quote_ident` does, keywords included.
+pub(super) struct Quoter {
+    keywords: HashSet<String>,
+}
+
+impl Quoter {
+    pub async fn load(session: &Session) -> Result<Quoter, PgError> {
+        let rows = session
+            .query(
+                "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'",
+                &[],
+            )
+            .await?;
+        Ok(Quoter {
+            keywords: rows.iter().map(|r| r.get(0)).collect(),
+        })
+    }
+
+    pub fn ident(&self, name: &str) -> String {
+        let plain = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if plain && !self.keywords.contains(name) {
+            name.to_string()
+        } else {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        }
+    }
+
+    pub fn qualified(&self, schema: &str, name: &str) -> String {
+        format!("{}.{}", self.ident(schema), self.ident(name))
+    }
+}
+
+/// What to dump.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only these schemas (all when empty).
+    pub schemas: Vec<String>,
+    /// Only these tables, as `schema.table` or `table`, `*` matching any run of characters.
+    pub tables: Vec<String>,
+    pub exclude_tables: Vec<String>,
+    /// Tables whose definition is dumped but not their rows.
+    pub exclude_table_data: Vec<String>,
+    pub schema_only: bool,
+    pub data_only: bool,
+}
+
+impl Filter {
+    fn schema_wanted(&self, schema: &str) -> bool {
+        self.schemas.is_empty() || self.schemas.iter().any(|p| glob(p, schema))
+    }
+
+    /// Whether a relation's definition is dumped.
+    pub(super) fn relation_wanted(&self, schema: &str, name: &str) -> bool {
+        self.schema_wanted(schema)
+            && (self.tables.is_empty() || matches_table(&self.tables, schema, name))
+            && !matches_table(&self.exclude_tables, schema, name)
+    }
+
+    /// Whether objects that are not relations (types, functions, schemas) are dumped.
+    fn others_wanted(&self, schema: &str) -> bool {
+        self.tables.is_empty() && self.schema_wanted(schema)
+    }
+
+    fn data_wanted(&self, schema: &str, name: &str) -> bool {
+        !self.schema_only && !matches_table(&self.exclude_table_data, schema, name)
+    }
+
+    pub fn is_filtered(&self) -> bool {
+        !self.schemas.is_empty()
+            || !self.tables.is_empty()
+            || !self.exclude_tables.is_empty()
+            || !self.exclude_table_data.is_empty()
+            || self.schema_only
+            || self.data_only
+    }
+}
+
+/// Objects in the database that this version cannot dump, as `kind name` lines.
+pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgError> {
+    let sql = format!(
+        "SELECT 'base type ' || format('%I.%I', n.nspname, t.typname) FROM pg_type t \
+           JOIN pg_namespace n ON n.oid = t.typnamespace \
+          WHERE t.typtype = 'b' AND NOT EXISTS (SELECT 1 FROM pg_type a WHERE a.typarray = t.oid) \
+            AND {USER_SCHEMA} AND {t} \
+         UNION ALL SELECT 'range type with a canonical function ' || format('%I.%I', n.nspname, t.typname) \
+           FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace \
+          WHERE r.rngcanonical <> 0 AND {USER_SCHEMA} AND {t} \
+         UNION ALL SELECT 'operator ' || format('%I.%s', n.nspname, o.oprname) FROM pg_operator o \
+           JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_SCHEMA} AND {o} \
+         UNION ALL SELECT 'operator class ' || format('%I.%I', n.nspname, c.opcname) FROM pg_opclass c \
+           JOIN pg_namespace n ON n.oid = c.opcnamespace WHERE {USER_SCHEMA} AND {opc} \
+         UNION ALL SELECT 'cast ' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) \
+           FROM pg_cast c WHERE c.oid >= 16384 AND {cast} \
+         UNION ALL SELECT 'conversion ' || format('%I.%I', n.nspname, c.conname) FROM pg_conversion c \
+           JOIN pg_namespace n ON n.oid = c.connamespace WHERE {USER_SCHEMA} AND {conv} \
+         UNION ALL SELECT 'foreign table ' || format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_SCHEMA} AND {rel} \
+         UNION ALL SELECT 'typed table ' || format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.reloftype <> 0 AND c.relkind IN ('r', 'p') \
+            AND {USER_SCHEMA} AND {rel} \
+         UNION ALL SELECT 'foreign data wrapper ' || quote_ident(w.fdwname) FROM pg_foreign_data_wrapper w \
+          WHERE {fdw} \
+         UNION ALL SELECT 'foreign server ' || quote_ident(s.srvname) FROM pg_foreign_server s WHERE {srv} \
+         UNION ALL SELECT 'text search configuration ' || format('%I.%I', n.nspname, c.cfgname) FROM pg_ts_config c \
+           JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE {USER_SCHEMA} AND {cfg} \
+         UNION ALL SELECT 'text search dictionary ' || format('%I.%I', n.nspname, d.dictname) FROM pg_ts_dict d \
+           JOIN pg_namespace n ON n.oid = d.dictnamespace WHERE {USER_SCHEMA} AND {dict} \
+         UNION ALL SELECT 'procedural language ' || quote_ident(l.lanname) FROM pg_language l \
+          WHERE l.oid >= 16384 AND {lan} \
+         UNION ALL SELECT 'large objects (' || count(*) || ')' FROM pg_largeobject_metadata HAVING count(*) > 0 \
+         ORDER BY 1",
+        t = not_member("t.oid", "pg_type"),
+        o = not_internal("o.oid", "pg_operator"),
+        opc = not_member("c.oid", "pg_opclass"),
+        cast = not_internal("c.oid", "pg_cast"),
+        conv = not_member("c.oid", "pg_conversion"),
+        rel = not_member("c.oid", "pg_class"),
+        fdw = not_member("w.oid", "pg_foreign_data_wrapper"),
+        srv = not_member("s.oid", "pg_foreign_server"),
+        cfg = not_member("c.oid", "pg_ts_config"),
+        dict = not_member("d.oid", "pg_ts_dict"),
+        lan = not_member("l.oid", "pg_language"),
+    );
+    Ok(session
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Everything the catalogs say, turned into items.
+pub(super) struct Schema {
+    pub items: Vec<Item>,
+    /// Pre-data dependencies between catalog objects, from `pg_depend`.
+    pub edges: Vec<(ObjKey, ObjKey)>,
+}
+
+struct Builder<'a> {
+    q: &'a Quoter,
+    /// The server's `server_version_num`: catalogs differ between 14 and 18.
+    version: i32,
+    filter: &'a Filter,
+    items: Vec<Item>,
+    /// Relations dumped, by oid: (qualified name, relkind, item index).
+    relations: HashMap<u32, (String, u8, usize)>,
+    /// Indexes (and the constraints they back), by index oid: item index.
+    indexes: HashMap<u32, usize>,
+}
+
+impl Builder<'_> {
+    fn push(&mut self, item: Item) -> usize {
+        self.items.push(item);
+        self.items.len() - 1
+    }
+
+    /// A `COMMENT` entry for the object item `of` creates, as pg_dump writes one: `target`
+    /// names the object in SQL (`TABLE app.t`), `tag` as pg_dump tags the entry (the kind and
+    /// the quoted name, unqualified: `TABLE t`). Schema and owner are the object's.
+    fn comment(&mut self, of: usize, target: &str, tag: &str, comment: Option<String>) {
+        let Some(comment) = comment else { return };
+        let mut item = Item::new("COMMENT", tag, Section::None, self.items[of].priority);
+        item.namespace = self.items[of].namespace.clone();
+        item.owner = self.items[of].owner.clone();
+        item.defn = format!("COMMENT ON {target} IS {};\n", literal(&comment));
+        item.deps.push(Dep::Item(of));
+        self.push(item);
+    }
+
+    /// An `ACL` entry turning `default_acl` (aclitem text: what the object has when created)
+    /// into `acl`, for the object item `of` creates; `target` and `tag` as for [`comment`].
+    fn acl(
+        &mut self,
+        of: usize,
+        target: &str,
+        tag: &str,
+        acl: Option<Vec<String>>,
+        default_acl: Vec<String>,
+    ) {
+        let Some(acl) = acl else { return };
+        let owner = self.items[of].owner.clone();
+        let statements = acl::grants(self.q, target, None, owner.as_deref(), &acl, &default_acl);
+        self.acl_item(of, tag, statements);
+    }
+
+    fn acl_item(&mut self, of: usize, tag: &str, statements: String) {
+        if statements.is_empty() {
+            return;
+        }
+        let mut item = Item::new("ACL", tag, Section::None, P_ACL);
+        item.namespace = self.items[of].namespace.clone();
+        item.owner = self.items[of].owner.clone();
+        item.defn = statements;
+        item.deps.push(Dep::Item(of));
+        self.push(item);
+    }
+}
+
+fn opt_text(row: &Row, i: usize) -> Option<String> {
+    row.get::<_, Option<String>>(i).filter(|s| !s.is_empty())
+}
+
+/// Reads every object the filter wants and builds its items.
+pub(super) async fn read(
+    session: &Session,
+    q: &Quoter,
+    filter: &Filter,
+) -> Result<Schema, SnapshotError> {
+    let version: i32 = session
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await?
+        .get(0);
+    let mut b = Builder {
+        q,
+        version,
+        filter,
+        items: Vec::new(),
+        relations: HashMap::new(),
+        indexes: HashMap::new(),
+    };
+    schemas::schemas(session, &mut b).await?;
+    schemas::extensions(session, &mut b).await?;
+    types::collations(session, &mut b).await?;
+    types::types(session, &mut b).await?;
+    functions::functions(session, &mut b).await?;
+    sequences::sequences(session, &mut b).await?;
+    tables::tables(session, &mut b).await?;
+    views::views(session, &mut b).await?;
+    indexes::indexes(session, &mut b).await?;
+    indexes::foreign_keys(session, &mut b).await?;
+    rules::triggers_rules_policies(session, &mut b).await?;
+    indexes::statistics(session, &mut b).await?;
+    publications::publications(session, &mut b).await?;
+    publications::event_triggers(session, &mut b).await?;
+    acl::default_privileges(session, &mut b).await?;
+    let edges = deps::edges(session).await?;
+    Ok(Schema {
+        items: b.items,
+        edges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_patterns_match_schema_and_name() {
+        let p = vec!["public.order*".to_string(), "audit".to_string()];
+        assert!(matches_table(&p, "public", "orders"));
+        assert!(matches_table(&p, "other", "audit"));
+        assert!(!matches_table(&p, "other", "orders"));
+        assert!(glob("*_log", "migration_log"));
+        assert!(!glob("*_log", "migration_logs"));
+    }
+}

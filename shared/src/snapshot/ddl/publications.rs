@@ -1,0 +1,180 @@
+//! Publications (logical replication's outbound side), their tables (with column lists and
+//! row filters) and schemas, and event triggers: the database-wide objects pg_dump writes
+//! after the data.
+
+use super::*;
+
+pub(super) async fn publications(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    // pg_dump leaves them out of dumps filtered by schema or table.
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let generated = if b.version >= 180000 {
+        "p.pubgencols::text = 's'"
+    } else {
+        "false"
+    };
+    let sql = format!(
+        "SELECT p.oid, p.pubname, pg_get_userbyid(p.pubowner), p.puballtables, \
+                concat_ws(', ', CASE WHEN p.pubinsert THEN 'insert' END, CASE WHEN p.pubupdate THEN 'update' END, \
+                          CASE WHEN p.pubdelete THEN 'delete' END, CASE WHEN p.pubtruncate THEN 'truncate' END), \
+                p.pubviaroot, {generated}, obj_description(p.oid, 'pg_publication') \
+         FROM pg_publication p ORDER BY 2"
+    );
+    let mut by_oid: HashMap<u32, (usize, String)> = HashMap::new();
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        let quoted = b.q.ident(&name);
+        let mut defn = format!("CREATE PUBLICATION {quoted}");
+        if r.get::<_, bool>(3) {
+            defn.push_str(" FOR ALL TABLES");
+        }
+        defn.push_str(&format!(
+            " WITH (publish = {}",
+            literal(&r.get::<_, String>(4))
+        ));
+        if r.get::<_, bool>(5) {
+            defn.push_str(", publish_via_partition_root = true");
+        }
+        if r.get::<_, bool>(6) {
+            defn.push_str(", publish_generated_columns = stored");
+        }
+        defn.push_str(");\n");
+        let mut item = Item::new("PUBLICATION", &name, Section::PostData, P_PUBLICATION)
+            .of(PG_PUBLICATION, oid);
+        item.owner = Some(owner);
+        item.defn = defn;
+        item.drop = Some(format!("DROP PUBLICATION {quoted};\n"));
+        let at = b.push(item);
+        let target = format!("PUBLICATION {quoted}");
+        b.comment(at, &target, &target, r.get(7));
+        by_oid.insert(oid, (at, quoted));
+    }
+    if by_oid.is_empty() {
+        return Ok(());
+    }
+    // Column lists and row filters arrived in 15, with publications of whole schemas.
+    let (columns, filter) = if b.version >= 150000 {
+        (
+            "(SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.n) \
+               FROM unnest(r.prattrs::int2[]) WITH ORDINALITY AS k(attnum, n) \
+               JOIN pg_attribute a ON a.attrelid = r.prrelid AND a.attnum = k.attnum)",
+            "pg_get_expr(r.prqual, r.prrelid)",
+        )
+    } else {
+        ("NULL::text", "NULL::text")
+    };
+    let sql = format!(
+        "SELECT r.oid, r.prpubid, r.prrelid, {columns}, {filter} FROM pg_publication_rel r ORDER BY r.oid"
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, publication, table): (u32, u32, u32) = (r.get(0), r.get(1), r.get(2));
+        let (Some((pub_item, quoted)), Some((table_name, _, table_item))) = (
+            by_oid.get(&publication).cloned(),
+            b.relations.get(&table).cloned(),
+        ) else {
+            continue;
+        };
+        let mut defn = format!("ALTER PUBLICATION {quoted} ADD TABLE ONLY {table_name}");
+        if let Some(columns) = opt_text(&r, 3) {
+            defn.push_str(&format!(" ({columns})"));
+        }
+        if let Some(condition) = opt_text(&r, 4) {
+            defn.push_str(&format!(" WHERE ({condition})"));
+        }
+        defn.push_str(";\n");
+        let tag = format!("{} {}", b.items[pub_item].tag, b.items[table_item].tag);
+        let mut item = Item::new(
+            "PUBLICATION TABLE",
+            tag,
+            Section::PostData,
+            P_PUBLICATION_MEMBER,
+        )
+        .of(PG_PUBLICATION_REL, oid);
+        item.namespace = b.items[table_item].namespace.clone();
+        item.owner = b.items[pub_item].owner.clone();
+        item.defn = defn;
+        item.deps = vec![Dep::Item(pub_item), Dep::Item(table_item)];
+        b.push(item);
+    }
+    if b.version < 150000 {
+        return Ok(());
+    }
+    let rows = session
+        .query(
+            "SELECT s.oid, s.pnpubid, s.pnnspid, n.nspname FROM pg_publication_namespace s \
+             JOIN pg_namespace n ON n.oid = s.pnnspid ORDER BY s.oid",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (oid, publication, schema): (u32, u32, String) = (r.get(0), r.get(1), r.get(3));
+        let Some((pub_item, quoted)) = by_oid.get(&publication).cloned() else {
+            continue;
+        };
+        let tag = format!("{} {schema}", b.items[pub_item].tag);
+        let mut item = Item::new(
+            "PUBLICATION TABLES IN SCHEMA",
+            tag,
+            Section::PostData,
+            P_PUBLICATION_MEMBER,
+        )
+        .of(PG_PUBLICATION_NAMESPACE, oid);
+        item.namespace = Some(schema.clone());
+        item.owner = b.items[pub_item].owner.clone();
+        item.defn = format!(
+            "ALTER PUBLICATION {quoted} ADD TABLES IN SCHEMA {};\n",
+            b.q.ident(&schema)
+        );
+        item.deps = vec![Dep::Item(pub_item), Dep::Object((PG_NAMESPACE, r.get(2)))];
+        b.push(item);
+    }
+    Ok(())
+}
+
+/// Event triggers: created after everything else, so that restoring the dump does not fire
+/// them.
+pub(super) async fn event_triggers(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT e.oid, e.evtname, pg_get_userbyid(e.evtowner), e.evtevent, e.evtfoid::regproc::text, \
+                (SELECT string_agg(quote_literal(t), ', ' ORDER BY n) \
+                   FROM unnest(e.evttags) WITH ORDINALITY AS x(t, n)), \
+                e.evtenabled::text, obj_description(e.oid, 'pg_event_trigger'), e.evtfoid \
+         FROM pg_event_trigger e WHERE {} ORDER BY 2",
+        not_member("e.oid", "pg_event_trigger")
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        let quoted = b.q.ident(&name);
+        let mut defn = format!(
+            "CREATE EVENT TRIGGER {quoted} ON {}\n",
+            b.q.ident(&r.get::<_, String>(3))
+        );
+        if let Some(tags) = opt_text(&r, 5) {
+            defn.push_str(&format!("         WHEN TAG IN ({tags})\n"));
+        }
+        defn.push_str(&format!(
+            "   EXECUTE FUNCTION {}();\n",
+            r.get::<_, String>(4)
+        ));
+        match r.get::<_, String>(6).as_str() {
+            "D" => defn.push_str(&format!("ALTER EVENT TRIGGER {quoted} DISABLE;\n")),
+            "A" => defn.push_str(&format!("ALTER EVENT TRIGGER {quoted} ENABLE ALWAYS;\n")),
+            "R" => defn.push_str(&format!("ALTER EVENT TRIGGER {quoted} ENABLE REPLICA;\n")),
+            _ => {}
+        }
+        let mut item = Item::new("EVENT TRIGGER", &name, Section::PostData, P_EVENT_TRIGGER)
+            .of(PG_EVENT_TRIGGER, oid);
+        item.owner = Some(owner);
+        item.defn = defn;
+        item.drop = Some(format!("DROP EVENT TRIGGER {quoted};\n"));
+        item.deps.push(Dep::Object((PG_PROC, r.get(8))));
+        let at = b.push(item);
+        let target = format!("EVENT TRIGGER {quoted}");
+        b.comment(at, &target, &target, r.get(7));
+    }
+    Ok(())
+}

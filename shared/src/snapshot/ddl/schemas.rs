@@ -1,0 +1,87 @@
+//! Schemas (the `public` schema as pg_dump 15+ writes it) and extensions.
+
+use super::*;
+
+/// The comment every database's `public` schema is created with.
+const PUBLIC_COMMENT: &str = "standard public schema";
+
+pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    // An object's privileges are restored against what it has when created: for `public`,
+    // what initdb gives it since 15 (owner USAGE and CREATE, PUBLIC USAGE; older servers gave
+    // PUBLIC CREATE too, which a copy onto a newer server keeps only by a grant), as pg_dump
+    // does. `public`'s default owner: pg_database_owner since 15, the bootstrap superuser
+    // before.
+    let sql = format!(
+        "SELECT n.oid, n.nspname, pg_get_userbyid(n.nspowner), obj_description(n.oid, 'pg_namespace'), \
+                n.nspacl::text[], \
+                CASE WHEN n.nspname = 'public' \
+                     THEN ARRAY[regexp_replace(makeaclitem(n.nspowner, n.nspowner, 'USAGE', false)::text, '=U/', '=UC/'), \
+                                makeaclitem(0, n.nspowner, 'USAGE', false)::text] \
+                     ELSE acldefault('n', n.nspowner)::text[] END, \
+                n.nspowner = CASE WHEN current_setting('server_version_num')::int >= 150000 \
+                                  THEN 'pg_database_owner'::regrole::oid ELSE 10 END \
+         FROM pg_namespace n WHERE {USER_SCHEMA} AND {} ORDER BY 2",
+        not_member("n.oid", "pg_namespace")
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        if !b.filter.others_wanted(&name) {
+            continue;
+        }
+        let quoted = b.q.ident(&name);
+        let public = name == "public";
+        let mut item = Item::new("SCHEMA", &name, Section::PreData, P_SCHEMA).of(PG_NAMESPACE, oid);
+        item.owner = Some(owner.clone());
+        let mut comment: Option<String> = r.get(3);
+        if public {
+            // initdb creates it: only a changed owner, comment or grants are dumped. The
+            // entry itself exists (pg_restore gives the schema its owner from it) only when
+            // the owner is not the default.
+            item.placeholder = r.get::<_, bool>(6);
+            item.defn = "-- *not* creating schema, since initdb creates it\n".into();
+            item.drop = Some("-- *not* dropping schema, since initdb creates it\n".into());
+            comment = match comment {
+                Some(c) if c == PUBLIC_COMMENT => None,
+                Some(c) => Some(c),
+                None => Some(String::new()), // the target's default comment goes
+            };
+        } else {
+            item.defn = format!("CREATE SCHEMA {quoted};\n");
+            item.drop = Some(format!("DROP SCHEMA {quoted};\n"));
+        }
+        let at = b.push(item);
+        let target = format!("SCHEMA {quoted}");
+        b.comment(at, &target, &target, comment);
+        b.acl(at, &target, &target, r.get(4), r.get(5));
+    }
+    Ok(())
+}
+
+pub(super) async fn extensions(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    let rows = session
+        .query(
+            "SELECT e.oid, e.extname, n.nspname, obj_description(e.oid, 'pg_extension') \
+             FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+             WHERE e.oid >= 16384 ORDER BY 2",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (oid, name, schema): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+            continue; // pg_dump leaves extensions out of schema- and table-filtered dumps too
+        }
+        let quoted = b.q.ident(&name);
+        let mut item =
+            Item::new("EXTENSION", &name, Section::PreData, P_EXTENSION).of(PG_EXTENSION, oid);
+        item.defn = format!(
+            "CREATE EXTENSION IF NOT EXISTS {quoted} WITH SCHEMA {};\n",
+            b.q.ident(&schema)
+        );
+        item.drop = Some(format!("DROP EXTENSION {quoted};\n"));
+        let at = b.push(item);
+        let target = format!("EXTENSION {quoted}");
+        b.comment(at, &target, &target, r.get(3));
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Sequences: definition, ownership by a column, position.
+
+use super::*;
+
+pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.relname, pg_get_userbyid(c.relowner), format_type(s.seqtypid, NULL), \
+                s.seqstart, s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle, \
+                c.relpersistence::text, \
+                o.refobjid, o.deptype = 'i', \
+                obj_description(c.oid, 'pg_class'), c.relacl::text[], acldefault('s', c.relowner)::text[], \
+                o.nspname, o.relname, o.attname, o.attidentity \
+         FROM pg_class c JOIN pg_sequence s ON s.seqrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN LATERAL (SELECT d.refobjid, d.deptype::text, tn.nspname, tc.relname, a.attname, a.attidentity::text \
+                  FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid \
+                  JOIN pg_namespace tn ON tn.oid = tc.relnamespace \
+                  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                 WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                   AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) o ON true \
+         WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
+        not_member("c.oid", "pg_class")
+    );
+    let rows: Vec<Row> = session
+        .query(&sql, &[])
+        .await?
+        .into_iter()
+        .filter(|r| {
+            // A sequence owned by a table goes with the table (pg_dump's rule); others by name.
+            match r.get::<_, Option<u32>>(12) {
+                Some(_) => b.filter.relation_wanted(r.get(17), r.get(18)),
+                None => b.filter.relation_wanted(r.get(1), r.get(2)),
+            }
+        })
+        .collect();
+    let positions = if b.filter.schema_only {
+        HashMap::new()
+    } else {
+        let sequences: Vec<(u32, String)> = rows
+            .iter()
+            .map(|r| (r.get(0), b.q.qualified(r.get(1), r.get(2))))
+            .collect();
+        positions(session, &sequences).await?
+    };
+    for r in rows {
+        let (oid, schema, name, owner): (u32, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let qualified = b.q.qualified(&schema, &name);
+        let type_name: String = r.get(4);
+        let (start, increment, max, min, cache): (i64, i64, i64, i64, i64) =
+            (r.get(5), r.get(6), r.get(7), r.get(8), r.get(9));
+        let cycle: bool = r.get(10);
+        let options = format!(
+            "    START WITH {start}\n    INCREMENT BY {increment}\n    MINVALUE {min}\n    MAXVALUE {max}\n    CACHE {cache}{}",
+            if cycle { "\n    CYCLE" } else { "" }
+        );
+        let owning_table: Option<u32> = r.get(12);
+        let identity = r.get::<_, Option<bool>>(13).unwrap_or(false);
+        let owner_column = match owning_table {
+            Some(table) => {
+                let (table_schema, table_name, column): (String, String, String) =
+                    (r.get(17), r.get(18), r.get(19));
+                Some((
+                    table,
+                    b.q.qualified(&table_schema, &table_name),
+                    b.q.ident(&column),
+                ))
+            }
+            None => None,
+        };
+        let mut item = Item::new("SEQUENCE", &name, Section::PreData, P_TABLE)
+            .of(PG_CLASS, oid)
+            .in_schema(&schema, Some(owner.clone()));
+        item.relkind = b'S';
+        if let (true, Some((table, table_name, column))) = (identity, &owner_column) {
+            // Created by the table's column: `ADD GENERATED ... AS IDENTITY`, after the table.
+            let always = r.get::<_, String>(20) == "a";
+            item.defn = format!(
+                "ALTER TABLE {table_name} ALTER COLUMN {column} ADD GENERATED {} AS IDENTITY (\n    SEQUENCE NAME {qualified}\n{options}\n);\n",
+                if always { "ALWAYS" } else { "BY DEFAULT" }
+            );
+            item.deps.push(Dep::Object((PG_CLASS, *table)));
+        } else {
+            let unlogged = if r.get::<_, String>(11) == "u" {
+                "UNLOGGED "
+            } else {
+                ""
+            };
+            let as_type = if type_name == "bigint" {
+                String::new()
+            } else {
+                format!("    AS {type_name}\n")
+            };
+            item.defn = format!("CREATE {unlogged}SEQUENCE {qualified}\n{as_type}{options};\n");
+            item.drop = Some(format!("DROP SEQUENCE {qualified};\n"));
+        }
+        let at = b.push(item);
+        let (target, tag) = (
+            format!("SEQUENCE {qualified}"),
+            format!("SEQUENCE {}", b.q.ident(&name)),
+        );
+        b.comment(at, &target, &tag, r.get(14));
+        if !identity && let Some((table, table_name, column)) = owner_column {
+            let mut owned = Item::new("SEQUENCE OWNED BY", &name, Section::PreData, P_OWNED_BY)
+                .in_schema(&schema, Some(owner.clone()));
+            owned.defn = format!("ALTER SEQUENCE {qualified} OWNED BY {table_name}.{column};\n");
+            owned.deps = vec![Dep::Item(at), Dep::Object((PG_CLASS, table))];
+            b.push(owned);
+        }
+        if let Some(&(last_value, is_called)) = positions.get(&oid) {
+            let mut set = Item::new("SEQUENCE SET", &name, Section::Data, P_SEQUENCE_SET)
+                .in_schema(&schema, Some(owner.clone()));
+            set.defn = format!(
+                "SELECT pg_catalog.setval({}, {last_value}, {is_called});\n",
+                literal(&qualified),
+            );
+            set.deps.push(Dep::Item(at));
+            b.push(set);
+        }
+        b.acl(at, &target, &tag, r.get(15), r.get(16));
+    }
+    Ok(())
+}
+
+/// Where each sequence stands: `last_value` and `is_called`, read from the sequences
+/// themselves as pg_dump reads them (`pg_sequence_last_value()` is NULL whenever
+/// `is_called` is false, which would lose a `setval(s, n, false)`). Sequences are not
+/// transactional: this is their state now, as it is for pg_dump.
+async fn positions(
+    session: &Session,
+    sequences: &[(u32, String)],
+) -> Result<HashMap<u32, (i64, bool)>, PgError> {
+    let mut out = HashMap::new();
+    for chunk in sequences.chunks(200) {
+        // Names quoted by the Quoter; oids are numbers.
+        let sql = chunk
+            .iter()
+            .map(|(oid, qualified)| {
+                format!("SELECT {oid}::oid, last_value, is_called FROM {qualified}")
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for r in session.query(&sql, &[]).await? {
+            out.insert(r.get(0), (r.get(1), r.get(2)));
+        }
+    }
+    Ok(out)
+}
