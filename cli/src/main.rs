@@ -288,6 +288,14 @@ struct ValidateArgs {
     /// Connections per database used at once.
     #[arg(long)]
     jobs: Option<u32>,
+    /// Also compare who owns each object (a restore with --no-owner, the default for Neon
+    /// targets, gives everything to the restoring role).
+    #[arg(long)]
+    owners: bool,
+    /// Also compare grants and default privileges (a restore with --no-privileges, the default
+    /// for Neon targets, leaves them out).
+    #[arg(long)]
+    privileges: bool,
     /// Also write the source database's profile as a manifest.json here (s3:// or file://),
     /// to validate against later.
     #[arg(long)]
@@ -652,6 +660,8 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     target: a.target,
                     checksums: a.checksums,
                     jobs: a.jobs,
+                    owners: a.owners,
+                    privileges: a.privileges,
                     save_source_manifest: a.save_source_manifest,
                 },
                 ctx,

@@ -193,3 +193,73 @@ INSERT INTO app.stress VALUES
 REFRESH MATERIALIZED VIEW app.order_stats;
 SELECT setval('app.unused_seq', 42, false);
 ALTER TABLE app.members ADD CONSTRAINT members_id_positive CHECK (id > 0) NOT VALID;
+
+-- What pg_dump carries that a copy must too: positions, grants, comments and the object kinds
+-- ferry once refused.
+DO $$ BEGIN CREATE ROLE corpus_granter NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+CREATE SEQUENCE app.restarted;
+ALTER SEQUENCE app.restarted RESTART WITH 1000;
+GRANT CREATE ON SCHEMA public TO PUBLIC;
+COMMENT ON SCHEMA public IS 'changed public';
+CREATE FUNCTION app.text_length(s text) RETURNS integer LANGUAGE sql IMMUTABLE AS 'SELECT length(s)';
+CREATE AGGREGATE app.concat_all(text) (SFUNC = textcat, STYPE = text, INITCOND = '',
+    MSFUNC = textcat, MINVFUNC = textcat, MSTYPE = text, MINITCOND = '');
+CREATE AGGREGATE app.total_length(text) (SFUNC = textcat, STYPE = text, INITCOND = '',
+    FINALFUNC = app.text_length, FINALFUNC_MODIFY = SHAREABLE);
+COMMENT ON AGGREGATE app.total_length(text) IS 'length of everything';
+GRANT EXECUTE ON FUNCTION app.total_length(text) TO corpus_reader;
+ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO corpus_reader;
+ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE corpus_granter IN SCHEMA app GRANT USAGE ON SEQUENCES TO corpus_reader;
+GRANT USAGE ON SCHEMA app TO corpus_granter;
+GRANT SELECT ON app.keyed TO corpus_granter WITH GRANT OPTION;
+SET ROLE corpus_granter;
+GRANT SELECT ON app.keyed TO corpus_reader;
+RESET ROLE;
+CREATE COLLATION app.c_sort (locale = 'C');
+COMMENT ON COLLATION app.c_sort IS 'bytewise';
+DO $$ BEGIN
+  CREATE COLLATION app.case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+EXCEPTION WHEN feature_not_supported THEN NULL; -- a server built without ICU
+END $$;
+COMMENT ON INDEX app.orders_placed_idx IS 'recent orders';
+COMMENT ON INDEX app.keyed_e_uq IS 'the index behind a key';
+COMMENT ON CONSTRAINT keyed_e_uq ON app.keyed IS 'a key';
+COMMENT ON CONSTRAINT name_not_blank ON app.customers IS 'names are not blank';
+COMMENT ON CONSTRAINT orders_customer_id_fkey ON app.orders IS 'who ordered';
+COMMENT ON CONSTRAINT members_id_positive ON app.members IS 'checked later';
+COMMENT ON CONSTRAINT positive_check ON DOMAIN app.positive IS 'above zero';
+COMMENT ON COLUMN app.pair."right part" IS 'a composite type''s column';
+COMMENT ON TRIGGER customers_touch ON app.customers IS 'stamps updates';
+COMMENT ON RULE scratch_no_delete ON app.scratch IS 'keeps rows';
+COMMENT ON POLICY customers_reader ON app.customers IS 'readers see the cheerful';
+COMMENT ON MATERIALIZED VIEW app.order_stats IS 'per customer';
+COMMENT ON VIEW app.customer_totals IS 'totals';
+COMMENT ON COLUMN app.customer_totals.total IS 'sum of amounts';
+COMMENT ON SEQUENCE app.counter IS 'counts by five';
+COMMENT ON STATISTICS app.orders_stats IS 'correlated columns';
+GRANT SELECT (id, name) ON app.customer_totals TO corpus_reader;
+ALTER INDEX app.orders_note_lower_idx ALTER COLUMN 1 SET STATISTICS 200;
+ALTER TABLE app.scratch ENABLE ALWAYS RULE scratch_no_delete;
+CREATE FUNCTION app.event_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER events_noop BEFORE INSERT ON app.events FOR EACH ROW EXECUTE FUNCTION app.event_noop();
+ALTER TABLE app.events_2024 DISABLE TRIGGER events_noop;
+ALTER TABLE app.animals ALTER COLUMN name SET DEFAULT 'unnamed';
+ALTER TABLE app.dogs ALTER COLUMN name SET DEFAULT 'rex';
+-- An index a failed CREATE INDEX CONCURRENTLY leaves behind: pg_dump skips it.
+CREATE INDEX stress_t_invalid ON app.stress (t);
+UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'app.stress_t_invalid'::regclass;
+CREATE PUBLICATION corpus_all FOR ALL TABLES WITH (publish = 'insert, truncate');
+CREATE PUBLICATION "corpus ""some"" tables" FOR TABLE app.customers, app.events WITH (publish_via_partition_root = true);
+COMMENT ON PUBLICATION corpus_all IS 'everything';
+DO $$ BEGIN
+  IF current_setting('server_version_num')::int >= 150000 THEN
+    EXECUTE 'CREATE PUBLICATION corpus_filtered FOR TABLE app.orders (id, customer_id, note) WHERE (note IS NOT NULL)';
+    EXECUTE 'CREATE PUBLICATION corpus_schemas FOR TABLES IN SCHEMA "Odd Schema", app WITH (publish = ''insert'')';
+  END IF;
+END $$;
+CREATE FUNCTION app.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+CREATE EVENT TRIGGER corpus_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION app.on_ddl();
+ALTER EVENT TRIGGER corpus_ddl ENABLE ALWAYS;
+COMMENT ON EVENT TRIGGER corpus_ddl IS 'watches DDL';

@@ -131,7 +131,7 @@ async fn compare_databases(source: &str, target: &str) -> ferry::validate::Compa
     let got = ferry::validate::profile(&profile(target), options)
         .await
         .unwrap();
-    ferry::validate::compare(&want.into(), &got)
+    ferry::validate::compare(&want.into(), &got, ferry::validate::Scope::default())
 }
 
 fn write_archive(copy_text: &[u8], compression: Compression) -> Vec<u8> {

@@ -834,6 +834,8 @@ async fn validate_checks_an_import_report_against_its_table() {
                 target: f.pg.url(&f.db),
                 checksums: false,
                 jobs: None,
+                owners: false,
+                privileges: false,
                 save_source_manifest: None,
             },
             context(f.store()),

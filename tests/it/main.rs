@@ -15,4 +15,5 @@ mod snapshot;
 mod snapshots;
 mod store;
 mod validate;
+mod validate_mutations;
 mod workflows;

@@ -1,8 +1,9 @@
 //! Snapshot against the real tools. The acceptance test: a database holding every object kind
 //! ferry dumps (tests/corpus/rich.sql) is snapshotted, restored by the real `pg_restore` (or
-//! `psql` for plain dumps) into an empty database, and then `pg_dump --schema-only` prints the
-//! same schema for both and ferry's checksums find the same rows, on PostgreSQL 15 (with its own
-//! tools) and 17 (with pg_dump and pg_restore 18).
+//! `psql` for plain dumps) into an empty database, and then `pg_dump` prints the same for both
+//! (schema, rows, sequence positions), `pg_restore -l` lists the same entries for ferry's
+//! archive as for pg_dump's, and ferry's checksums find the same rows, on PostgreSQL 14, 15, 17
+//! and 18 (with pg_dump and pg_restore 15, 15, 18 and 18).
 
 use std::{path::PathBuf, process::Command, sync::Arc};
 
@@ -82,17 +83,39 @@ pub(crate) fn run(command: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `pg_dump --schema-only`, without the per-run `\restrict` lines of pg_dump 18.
-pub(crate) fn schema_of(pg: &PgServer, db: &str) -> String {
-    run(tool(pg, "pg_dump").args(["--schema-only", "-d", db]))
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// What `pg_dump` prints of a database: schema, rows and sequence positions, without the
+/// per-run `\restrict` lines of pg_dump 18, and with each table's rows sorted (a parallel
+/// load need not keep their order; pg_dump prints them in storage order).
+pub(crate) fn dump_of(pg: &PgServer, db: &str) -> String {
+    let text = run(tool(pg, "pg_dump").args(["-d", db]));
+    let mut out = Vec::new();
+    let mut rows: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        if line.starts_with("\\restrict") || line.starts_with("\\unrestrict") {
+            continue;
+        }
+        match &mut rows {
+            Some(block) if line == "\\." => {
+                block.sort_unstable();
+                out.append(block);
+                out.push(line);
+                rows = None;
+            }
+            Some(block) => block.push(line),
+            None => {
+                out.push(line);
+                if line.starts_with("COPY ") && line.ends_with(" FROM stdin;") {
+                    rows = Some(Vec::new());
+                }
+            }
+        }
+    }
+    out.join("\n")
 }
 
+/// pg_dump's view of `source` and `target` is the same: schema, rows and sequence positions.
 pub(crate) fn assert_same_schema(pg: &PgServer, source: &str, target: &str, what: &str) {
-    let (want, got) = (schema_of(pg, source), schema_of(pg, target));
+    let (want, got) = (dump_of(pg, source), dump_of(pg, target));
     if want != got {
         let first = want
             .lines()
@@ -107,11 +130,36 @@ pub(crate) fn assert_same_schema(pg: &PgServer, source: &str, target: &str, what
                 .join("\n")
         };
         panic!(
-            "{what}: schemas differ from line {first}\n--- source ---\n{}\n--- restored ---\n{}",
+            "{what}: pg_dump's outputs differ from line {first}\n--- source ---\n{}\n--- restored ---\n{}",
             context(&want),
             context(&got)
         );
     }
+}
+
+/// `pg_restore -l` of ferry's archive and of pg_dump's archive of the same database list the
+/// same entries: kind, schema, name and owner (dump ids and catalog oids aside).
+pub(crate) fn assert_same_entries(pg: &PgServer, db: &str, ferry_archive: &std::path::Path) {
+    let dir = local_path(&local_dir("pg-dump-listing"));
+    run(tool(pg, "pg_dump")
+        .args(["-Fc", "-d", db, "-f"])
+        .arg(dir.join("db.dump")));
+    let entries = |archive: &std::path::Path| -> Vec<String> {
+        let mut lines: Vec<String> = listing(pg, archive)
+            .lines()
+            .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (want, got) = (entries(&dir.join("db.dump")), entries(ferry_archive));
+    let missing: Vec<&String> = want.iter().filter(|e| !got.contains(e)).collect();
+    let extra: Vec<&String> = got.iter().filter(|e| !want.contains(e)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && want.len() == got.len(),
+        "ferry's archive lists other entries than pg_dump's:\nonly pg_dump's: {missing:#?}\nonly ferry's: {extra:#?}"
+    );
 }
 
 async fn snapshot(
@@ -145,6 +193,8 @@ pub(crate) async fn validate(source: String, pg: &PgServer, target: &str, store:
             target: pg.url(target),
             checksums: true,
             jobs: Some(2),
+            owners: true,
+            privileges: true,
             save_source_manifest: None,
         },
         context(store),
@@ -187,8 +237,9 @@ async fn fidelity(pg: &PgServer) {
     assert_eq!(out.archive, format!("s3://{bucket}/nightly/archive.dump"));
     assert_eq!(out.manifest, format!("s3://{bucket}/nightly/manifest.json"));
     let file = s3.object_path(&bucket, "nightly/archive.dump");
-    let listing = run(tool(pg, "pg_restore").arg("-l").arg(&file));
-    assert!(listing.contains("Format: CUSTOM"), "{listing}");
+    let listed = listing(pg, &file);
+    assert!(listed.contains("Format: CUSTOM"), "{listed}");
+    assert_same_entries(pg, &source, &file);
     for jobs in ["1", "2"] {
         let target = pg_restore(pg, &file, jobs);
         assert_same_schema(pg, &source, &target, &format!("custom, -j {jobs}"));

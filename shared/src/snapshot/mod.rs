@@ -142,6 +142,9 @@ struct Prepared {
     entries: Vec<TocEntry>,
     header: Header,
     jobs: Vec<Job>,
+    /// Where the sequences stood when their positions were dumped, as validate reads them:
+    /// the manifest records these rather than where they stand once the data is copied.
+    sequence_states: std::collections::BTreeMap<String, String>,
 }
 
 /// Opens the main session, reads the catalog, locks the tables and builds the table of
@@ -164,6 +167,7 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     lock_tables(&main, &options.filter).await?;
     let quoter = ddl::Quoter::load(&main).await?;
     let schema = ddl::read(&main, &quoter, &options.filter).await?;
+    let sequence_states = validate::sequence_states(&main).await?;
     let mut ordered = order::order(schema);
     let data_only = options.filter.data_only;
     retain(&mut ordered, |i| {
@@ -210,6 +214,7 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
         entries,
         header,
         jobs,
+        sequence_states,
     })
 }
 
@@ -228,6 +233,7 @@ pub async fn run(
         entries,
         header,
         jobs,
+        sequence_states,
     } = prepare(config, options).await?;
     let total_blocks: u64 = jobs.iter().map(|j| j.blocks).sum();
     let report = Reporter {
@@ -269,7 +275,8 @@ pub async fn run(
         },
         Some(&snapshot),
     )
-    .await?;
+    .await?
+    .with_facts(sequence_states);
     main.batch_execute("COMMIT").await?;
     drop(main);
     let copied = copied

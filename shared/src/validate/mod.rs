@@ -16,6 +16,7 @@
 
 mod catalog;
 mod checksum;
+mod facts;
 mod integrity;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ use crate::{
 };
 
 pub use checksum::{PIECE_BLOCKS, Piece};
+pub use facts::{Category, KINDS, kind_of, sequence_states};
 
 /// Settings every validating session uses, so that both sides render values identically.
 pub(crate) const SESSION_SETUP: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
@@ -70,6 +72,10 @@ pub struct Problem {
 pub struct Difference {
     /// `rows`, `checksum`, `table` (missing or extra) or `schema`.
     pub check: String,
+    /// What kind of thing differs: `rows`, `checksum` and `table` for tables' contents, else
+    /// the fact's kind (`sequence state`, `acl`, `comment`, `publication table`, ...).
+    #[serde(default)]
+    pub kind: String,
     pub object: String,
     pub expected: Option<String>,
     pub actual: Option<String>,
@@ -83,6 +89,18 @@ pub struct Profile {
     pub tables: Vec<TableStats>,
     pub schema: SchemaDigest,
     pub integrity: Vec<Problem>,
+}
+
+impl Profile {
+    /// The profile with `facts` in place of its own of the same keys: a dump's sequence
+    /// positions, read when the dump read them rather than after its data was copied
+    /// (sequences are not transactional: a snapshot does not hold them still).
+    pub fn with_facts(mut self, facts: BTreeMap<String, String>) -> Profile {
+        let mut all = std::mem::take(&mut self.schema.facts);
+        all.extend(facts);
+        self.schema = digest(all);
+        self
+    }
 }
 
 /// What to compute.
@@ -131,7 +149,7 @@ pub async fn profile_at(
     if options.checksums {
         catalog::probe_hashable(&main, &mut tables, snapshot.is_some()).await?;
     }
-    let facts = catalog::facts(&main).await?;
+    let facts = facts::facts(&main).await?;
     let integrity = integrity::check(&main).await?;
     drop(main);
     let stats = checksum::run(config, &tables, options, snapshot.map(str::to_string)).await?;
@@ -166,6 +184,22 @@ pub struct Expected {
     pub schema: Option<SchemaDigest>,
     /// Problems the source already had; the same problems in the target are not failures.
     pub integrity: Vec<Problem>,
+    /// The manifest format the facts were recorded in: kinds of facts added since are not
+    /// compared (the manifest could not record them).
+    pub format_version: u32,
+    /// The source server's version, when known: definitions a newer server prints
+    /// differently are compared by what they say (see [`unqualified`]).
+    pub server_version: Option<String>,
+}
+
+/// What a comparison looks at beyond definitions and contents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    /// Owners of objects (a restore with `--no-owner`, Neon's default, gives everything to
+    /// the restoring role).
+    pub owners: bool,
+    /// Grants and default privileges (a restore with `--no-privileges` leaves them out).
+    pub privileges: bool,
 }
 
 impl From<Profile> for Expected {
@@ -174,6 +208,8 @@ impl From<Profile> for Expected {
             tables: p.tables,
             schema: Some(p.schema),
             integrity: p.integrity,
+            format_version: crate::manifest::FORMAT_VERSION,
+            server_version: Some(p.server_version),
         }
     }
 }
@@ -193,6 +229,8 @@ impl From<Manifest> for Expected {
                 .collect(),
             schema: m.schema,
             integrity: m.integrity,
+            format_version: m.format_version,
+            server_version: Some(m.source.server_version),
         }
     }
 }
@@ -241,6 +279,8 @@ pub struct Comparison {
     pub inherited: Vec<Problem>,
     pub tables_compared: usize,
     pub rows_compared: u64,
+    /// What was not compared, and how to have it compared (`owners (--owners)`).
+    pub not_compared: Vec<String>,
 }
 
 impl Comparison {
@@ -249,79 +289,113 @@ impl Comparison {
     }
 }
 
-/// Compares what was expected with the target's profile. Checksums are compared when both
-/// sides have them.
-pub fn compare(expected: &Expected, actual: &Profile) -> Comparison {
+/// Compares what was expected with the target's profile, within `scope`. Checksums are
+/// compared when both sides have them.
+pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Comparison {
     let mut out = Comparison::default();
     let key = |t: &TableStats| t.qualified();
     let actual_tables: BTreeMap<String, &TableStats> =
         actual.tables.iter().map(|t| (key(t), t)).collect();
     let expected_tables: BTreeMap<String, &TableStats> =
         expected.tables.iter().map(|t| (key(t), t)).collect();
+    let table_difference =
+        |kind: &str, object: &str, expected: String, actual: String| Difference {
+            check: kind.into(),
+            kind: kind.into(),
+            object: object.into(),
+            expected: Some(expected),
+            actual: Some(actual),
+        };
     for (name, want) in &expected_tables {
         let Some(got) = actual_tables.get(name) else {
-            out.differences.push(Difference {
-                check: "table".into(),
-                object: name.clone(),
-                expected: Some(format!("{} rows", want.rows)),
-                actual: Some("missing".into()),
-            });
+            out.differences.push(table_difference(
+                "table",
+                name,
+                format!("{} rows", want.rows),
+                "missing".into(),
+            ));
             continue;
         };
         out.tables_compared += 1;
         out.rows_compared += got.rows;
         if want.rows != got.rows {
-            out.differences.push(Difference {
-                check: "rows".into(),
-                object: name.clone(),
-                expected: Some(want.rows.to_string()),
-                actual: Some(got.rows.to_string()),
-            });
+            out.differences.push(table_difference(
+                "rows",
+                name,
+                want.rows.to_string(),
+                got.rows.to_string(),
+            ));
         } else if let (Some(a), Some(b)) = (&want.checksum, &got.checksum)
             && a != b
         {
-            out.differences.push(Difference {
-                check: "checksum".into(),
-                object: name.clone(),
-                expected: Some(a.clone()),
-                actual: Some(b.clone()),
-            });
+            out.differences
+                .push(table_difference("checksum", name, a.clone(), b.clone()));
         }
     }
     for (name, got) in &actual_tables {
         if !expected_tables.contains_key(name) {
-            out.differences.push(Difference {
-                check: "table".into(),
-                object: name.clone(),
-                expected: Some("absent".into()),
-                actual: Some(format!("{} rows", got.rows)),
-            });
+            out.differences.push(table_difference(
+                "table",
+                name,
+                "absent".into(),
+                format!("{} rows", got.rows),
+            ));
         }
+    }
+    if !scope.owners {
+        out.not_compared.push("owners (--owners)".into());
+    }
+    if !scope.privileges {
+        out.not_compared
+            .push("grants and default privileges (--privileges)".into());
     }
     if let Some(want) = &expected.schema
         && want.fingerprint != actual.schema.fingerprint
     {
+        // Facts of a kind this comparison leaves out, or that the expected side's format
+        // could not record, are not compared.
+        let compared = |fact: &str| match kind_of(fact) {
+            Some((_, Category::Owners, _)) => scope.owners,
+            Some((_, Category::Privileges, _)) => scope.privileges,
+            Some((_, _, since)) => since <= expected.format_version,
+            None => true,
+        };
+        let kind = |fact: &str| kind_of(fact).map_or("schema", |(k, _, _)| k).to_string();
+        // Servers of different major versions deparse some definitions differently (16 stopped
+        // qualifying the columns of a one-table view): those compare without qualifiers.
+        let across_versions = expected
+            .server_version
+            .as_deref()
+            .is_some_and(|v| major(v) != major(&actual.server_version));
+        let same = |fact: &str, want: &str, got: &str| {
+            want == got
+                || (across_versions
+                    && matches!(
+                        kind_of(fact),
+                        Some(("view" | "materialized view" | "rule", _, _))
+                    )
+                    && unqualified(want) == unqualified(got))
+        };
         for (fact, definition) in &want.facts {
-            match actual.schema.facts.get(fact) {
-                None => out.differences.push(Difference {
+            if !compared(fact) {
+                continue;
+            }
+            let got = actual.schema.facts.get(fact);
+            if !got.is_some_and(|g| same(fact, definition, g)) {
+                out.differences.push(Difference {
                     check: "schema".into(),
+                    kind: kind(fact),
                     object: fact.clone(),
                     expected: Some(definition.clone()),
-                    actual: None,
-                }),
-                Some(got) if got != definition => out.differences.push(Difference {
-                    check: "schema".into(),
-                    object: fact.clone(),
-                    expected: Some(definition.clone()),
-                    actual: Some(got.clone()),
-                }),
-                Some(_) => {}
+                    actual: got.cloned(),
+                });
             }
         }
         for (fact, definition) in &actual.schema.facts {
-            if !want.facts.contains_key(fact) {
+            if compared(fact) && !want.facts.contains_key(fact) {
                 out.differences.push(Difference {
                     check: "schema".into(),
+                    kind: kind(fact),
                     object: fact.clone(),
                     expected: None,
                     actual: Some(definition.clone()),
@@ -329,11 +403,73 @@ pub fn compare(expected: &Expected, actual: &Profile) -> Comparison {
             }
         }
     }
+    if expected.format_version < crate::manifest::FORMAT_VERSION {
+        out.not_compared.push(format!(
+            "what manifest format {} could not record (sequence positions, grants, comments, ...)",
+            expected.format_version
+        ));
+    }
     for problem in &actual.integrity {
         if expected.integrity.contains(problem) {
             out.inherited.push(problem.clone());
         } else {
             out.integrity.push(problem.clone());
+        }
+    }
+    out
+}
+
+/// A server version's major number (`14` of `14.23`, `18` of `18beta1`).
+fn major(version: &str) -> &str {
+    let end = version
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(version.len());
+    &version[..end]
+}
+
+/// A deparsed definition without the qualifiers before its names (`orders.customer_id` and
+/// `app.orders` become `customer_id` and `orders`); string literals and everything else as
+/// they are. Used only to compare what servers of different versions printed.
+pub fn unqualified(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let chars: Vec<char> = sql.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c == '\'' {
+            // A string literal, '' inside it escaping a quote.
+            i += 1;
+            while i < chars.len() && !(chars[i] == '\'' && chars.get(i + 1) != Some(&'\'')) {
+                i += if chars[i] == '\'' { 2 } else { 1 };
+            }
+            i = (i + 1).min(chars.len());
+        } else if c == '"' {
+            i += 1;
+            while i < chars.len() && !(chars[i] == '"' && chars.get(i + 1) != Some(&'"')) {
+                i += if chars[i] == '"' { 2 } else { 1 };
+            }
+            i = (i + 1).min(chars.len());
+        } else if c.is_alphabetic() || c == '_' {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
+            {
+                i += 1;
+            }
+        } else {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let qualifier = c != '\''
+            && chars.get(i) == Some(&'.')
+            && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_alphabetic() || *n == '_' || *n == '"');
+        if qualifier {
+            i += 1; // the name and its dot go
+        } else {
+            out.extend(&chars[start..i]);
         }
     }
     out
@@ -410,7 +546,7 @@ mod tests {
             object: "public.j".into(),
             detail: "not valid".into(),
         });
-        let c = compare(&source.into(), &target);
+        let c = compare(&source.into(), &target, Scope::default());
         assert!(!c.matches());
         let found: Vec<(String, String)> = c
             .differences
@@ -443,10 +579,29 @@ mod tests {
         let mut a = profile(vec![stats("a", 3, "c")], &[("table public.a", "r")]);
         a.integrity.push(problem.clone());
         let b = a.clone();
-        let c = compare(&a.into(), &b);
+        let c = compare(&a.into(), &b, Scope::default());
         assert!(c.matches(), "{c:?}");
         assert_eq!(c.inherited, vec![problem]);
         assert_eq!((c.tables_compared, c.rows_compared), (1, 3));
+    }
+
+    #[test]
+    fn qualifiers_go_and_literals_stay() {
+        assert_eq!(
+            unqualified(
+                "SELECT orders.customer_id, count(*) FROM app.orders GROUP BY orders.customer_id"
+            ),
+            "SELECT customer_id, count(*) FROM orders GROUP BY customer_id"
+        );
+        assert_eq!(
+            unqualified(
+                r#"SELECT "T t"."C c" FROM "Odd S"."T t" WHERE x = 'a.b' AND y = 'it''s.x'"#
+            ),
+            r#"SELECT "C c" FROM "T t" WHERE x = 'a.b' AND y = 'it''s.x'"#
+        );
+        assert_eq!(unqualified("SELECT 1.5"), "SELECT 1.5");
+        assert_eq!(major("14.23"), "14");
+        assert_eq!(major("18beta1"), "18");
     }
 
     #[test]

@@ -338,6 +338,8 @@ struct Builder<'a> {
     relations: HashMap<u32, (String, u8, usize)>,
     /// Indexes (and the constraints they back), by index oid: item index.
     indexes: HashMap<u32, usize>,
+    /// Schemas' `ACL` items, by schema name.
+    schema_acls: HashMap<String, usize>,
 }
 
 impl Builder<'_> {
@@ -368,23 +370,32 @@ impl Builder<'_> {
         tag: &str,
         acl: Option<Vec<String>>,
         default_acl: Vec<String>,
-    ) {
-        let Some(acl) = acl else { return };
+    ) -> Option<usize> {
+        let acl = acl?;
         let owner = self.items[of].owner.clone();
         let statements = acl::grants(self.q, target, None, owner.as_deref(), &acl, &default_acl);
-        self.acl_item(of, tag, statements);
+        self.acl_item(of, tag, statements)
     }
 
-    fn acl_item(&mut self, of: usize, tag: &str, statements: String) {
+    /// The `ACL` entry, if there are statements; after its schema's grants, which a grant
+    /// made as another role may need (USAGE on the schema).
+    fn acl_item(&mut self, of: usize, tag: &str, statements: String) -> Option<usize> {
         if statements.is_empty() {
-            return;
+            return None;
         }
         let mut item = Item::new("ACL", tag, Section::None, P_ACL);
         item.namespace = self.items[of].namespace.clone();
         item.owner = self.items[of].owner.clone();
         item.defn = statements;
         item.deps.push(Dep::Item(of));
-        self.push(item);
+        if let Some(&schema_acl) = item
+            .namespace
+            .as_ref()
+            .and_then(|n| self.schema_acls.get(n))
+        {
+            item.deps.push(Dep::Item(schema_acl));
+        }
+        Some(self.push(item))
     }
 }
 
@@ -409,6 +420,7 @@ pub(super) async fn read(
         items: Vec::new(),
         relations: HashMap::new(),
         indexes: HashMap::new(),
+        schema_acls: HashMap::new(),
     };
     schemas::schemas(session, &mut b).await?;
     schemas::extensions(session, &mut b).await?;

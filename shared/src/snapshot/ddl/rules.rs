@@ -10,9 +10,11 @@ pub(super) async fn triggers_rules_policies(
         .query(
             "SELECT t.oid, t.tgrelid, t.tgname, pg_get_triggerdef(t.oid, false), t.tgenabled::text, \
                     obj_description(t.oid, 'pg_trigger') \
-                    , t.tgparentid <> 0 \
-             FROM pg_trigger t WHERE NOT t.tgisinternal \
-               AND (t.tgparentid = 0 OR t.tgenabled <> (SELECT p.tgenabled FROM pg_trigger p WHERE p.oid = t.tgparentid)) \
+                    , t.tgparentid <> 0, t.tgparentid \
+             FROM pg_trigger t \
+             WHERE (t.tgparentid = 0 AND NOT t.tgisinternal) \
+                OR (t.tgparentid <> 0 AND EXISTS (SELECT 1 FROM pg_trigger p WHERE p.oid = t.tgparentid \
+                                                   AND NOT p.tgisinternal AND p.tgenabled <> t.tgenabled)) \
              ORDER BY t.tgname",
             &[],
         )
@@ -31,12 +33,14 @@ pub(super) async fn triggers_rules_policies(
         .of(PG_TRIGGER, oid);
         item.namespace = b.items[table_item].namespace.clone();
         item.owner = b.items[table_item].owner.clone();
-        // A partition's copy of its parent's trigger is dumped only when its enable state
-        // differs, as that state alone.
+        // A partition's copy of its parent's trigger (marked internal before PostgreSQL 15)
+        // is dumped only when its enable state differs, as that state alone.
         let cloned: bool = r.get(6);
         let state = enable_state(&r.get::<_, String>(4));
         let quoted = b.q.ident(&name);
         if cloned {
+            // After the parent's trigger, whose creation made this copy.
+            item.deps.push(Dep::Object((PG_TRIGGER, r.get(7))));
             item.defn = format!(
                 "ALTER TABLE ONLY {table_name} {} TRIGGER {quoted};\n",
                 state.unwrap_or("ENABLE")

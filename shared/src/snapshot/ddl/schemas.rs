@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The fixed oid of the `pg_database_owner` role (PostgreSQL 14+).
+const PG_DATABASE_OWNER: u32 = 6171;
+
 /// The comment every database's `public` schema is created with.
 const PUBLIC_COMMENT: &str = "standard public schema";
 
@@ -10,7 +13,7 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
     // what initdb gives it since 15 (owner USAGE and CREATE, PUBLIC USAGE; older servers gave
     // PUBLIC CREATE too, which a copy onto a newer server keeps only by a grant), as pg_dump
     // does. `public`'s default owner: pg_database_owner since 15, the bootstrap superuser
-    // before.
+    // before (pg_dump writes the entry whenever the owner is not pg_database_owner).
     let sql = format!(
         "SELECT n.oid, n.nspname, pg_get_userbyid(n.nspowner), obj_description(n.oid, 'pg_namespace'), \
                 n.nspacl::text[], \
@@ -18,8 +21,7 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
                      THEN ARRAY[regexp_replace(makeaclitem(n.nspowner, n.nspowner, 'USAGE', false)::text, '=U/', '=UC/'), \
                                 makeaclitem(0, n.nspowner, 'USAGE', false)::text] \
                      ELSE acldefault('n', n.nspowner)::text[] END, \
-                n.nspowner = CASE WHEN current_setting('server_version_num')::int >= 150000 \
-                                  THEN 'pg_database_owner'::regrole::oid ELSE 10 END \
+                n.nspowner = {PG_DATABASE_OWNER} \
          FROM pg_namespace n WHERE {USER_SCHEMA} AND {} ORDER BY 2",
         not_member("n.oid", "pg_namespace")
     );
@@ -52,7 +54,9 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
         let at = b.push(item);
         let target = format!("SCHEMA {quoted}");
         b.comment(at, &target, &target, comment);
-        b.acl(at, &target, &target, r.get(4), r.get(5));
+        if let Some(acl) = b.acl(at, &target, &target, r.get(4), r.get(5)) {
+            b.schema_acls.insert(name, acl);
+        }
     }
     Ok(())
 }

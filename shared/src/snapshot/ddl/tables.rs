@@ -42,7 +42,9 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
                 (SELECT k.conname FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'n' \
                    AND k.conkey[1] = a.attnum LIMIT 1), \
                 ad.oid, \
-                EXISTS (SELECT 1 FROM pg_depend d JOIN pg_depend o ON o.classid = 'pg_class'::regclass \
+                EXISTS (SELECT 1 FROM pg_depend d \
+                          JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S' \
+                          JOIN pg_depend o ON o.classid = 'pg_class'::regclass \
                           AND o.objid = d.refobjid AND o.refclassid = 'pg_class'::regclass \
                           AND o.refobjid = a.attrelid AND o.deptype = 'a' \
                          WHERE d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid \

@@ -1,0 +1,197 @@
+//! The schema as normalised facts, `kind object -> definition`: everything `pg_dump -s` would
+//! show of a database and a restore could get wrong, plus the state that lives outside tables
+//! (sequence positions, large objects). Definitions come from the server's own `pg_get_*def`
+//! functions and catalog columns, and objects are named by `pg_identify_object` (names that
+//! are not translated and do not contain oids), so that two servers that agree on an object
+//! print it alike, whatever their versions.
+//!
+//! These queries are validate's own: it judges snapshot and restore, so it shares no code
+//! with them. One module per family; each fact's kind is one of [`KINDS`].
+
+mod comments;
+mod objects;
+mod privileges;
+mod relations;
+
+use std::collections::BTreeMap;
+
+use crate::pg::{PgError, Session};
+
+/// SQL condition: namespace `n` is a user schema.
+const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'";
+
+/// SQL condition: the object with oid `oid` of catalog `catalog` is not an extension member
+/// (created by `CREATE EXTENSION`, which a dump carries as that one statement).
+fn not_extension_member(oid: &str, catalog: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_depend ext WHERE ext.classid = '{catalog}'::regclass \
+         AND ext.objid = {oid} AND ext.deptype = 'e')"
+    )
+}
+
+/// What a fact is about, which decides whether a comparison looks at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Definitions: always compared.
+    Schema,
+    /// State outside tables (sequence positions, large objects): always compared.
+    Data,
+    /// Who owns what: compared when asked (`--owners`), since restores into Neon give
+    /// everything to the restoring role by default.
+    Owners,
+    /// Grants and default privileges: compared when asked (`--privileges`).
+    Privileges,
+}
+
+/// Every kind of fact, longest first where one kind starts another, with its category and
+/// the manifest format that first recorded it (older manifests are compared on what they
+/// hold).
+pub const KINDS: &[(&str, Category, u32)] = &[
+    ("materialized view", Category::Schema, 1),
+    ("table options", Category::Schema, 2),
+    ("table", Category::Schema, 1),
+    ("column settings", Category::Schema, 2),
+    ("column", Category::Schema, 1),
+    ("constraint", Category::Schema, 1),
+    ("index settings", Category::Schema, 2),
+    ("index", Category::Schema, 1),
+    ("sequence state", Category::Data, 2),
+    ("sequence", Category::Schema, 1),
+    ("view", Category::Schema, 1),
+    ("function", Category::Schema, 1),
+    ("procedure", Category::Schema, 1),
+    ("aggregate definition", Category::Schema, 2),
+    ("aggregate", Category::Schema, 1),
+    ("trigger state", Category::Schema, 2),
+    ("trigger", Category::Schema, 1),
+    ("policy", Category::Schema, 1),
+    ("rule", Category::Schema, 2),
+    ("statistics", Category::Schema, 2),
+    ("type", Category::Schema, 2),
+    ("collation", Category::Schema, 2),
+    ("extension", Category::Schema, 2),
+    ("operator class", Category::Schema, 2),
+    ("operator family", Category::Schema, 2),
+    ("operator", Category::Schema, 2),
+    ("cast", Category::Schema, 2),
+    ("conversion", Category::Schema, 2),
+    ("language", Category::Schema, 2),
+    ("transform", Category::Schema, 2),
+    ("access method", Category::Schema, 2),
+    ("text search configuration", Category::Schema, 2),
+    ("text search dictionary", Category::Schema, 2),
+    ("text search parser", Category::Schema, 2),
+    ("text search template", Category::Schema, 2),
+    ("foreign data wrapper", Category::Schema, 2),
+    ("foreign server", Category::Schema, 2),
+    ("foreign table", Category::Schema, 2),
+    ("user mapping", Category::Schema, 2),
+    ("event trigger", Category::Schema, 2),
+    ("publication table", Category::Schema, 2),
+    ("publication schema", Category::Schema, 2),
+    ("publication", Category::Schema, 2),
+    ("schema", Category::Schema, 2),
+    ("large objects", Category::Data, 2),
+    ("comment", Category::Schema, 2),
+    ("security label", Category::Schema, 2),
+    ("owner", Category::Owners, 2),
+    ("default acl", Category::Privileges, 2),
+    ("acl", Category::Privileges, 2),
+];
+
+/// A fact key's kind (`sequence state` of `sequence state app.s`) and its entry in [`KINDS`].
+pub fn kind_of(key: &str) -> Option<(&'static str, Category, u32)> {
+    KINDS
+        .iter()
+        .find(|(kind, _, _)| {
+            key.strip_prefix(kind)
+                .is_some_and(|rest| rest.starts_with(' '))
+        })
+        .copied()
+}
+
+/// Reads every fact of the database `session` is connected to.
+pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
+    let version: i32 = session
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await?
+        .get(0);
+    let queries = relations::queries()
+        .into_iter()
+        .chain(objects::queries(version))
+        .chain(privileges::queries())
+        .chain(comments::queries());
+    let mut facts = BTreeMap::new();
+    for sql in queries {
+        for row in session.query(&sql, &[]).await? {
+            let key: String = row.get(0);
+            let value: Option<String> = row.get(1);
+            facts.insert(key, value.unwrap_or_default());
+        }
+    }
+    facts.extend(sequence_states(session).await?);
+    facts.extend(objects::large_objects(session).await?);
+    Ok(facts)
+}
+
+/// Every sequence's position (`last_value`, `is_called`), read from the sequence itself.
+/// Sequences are not transactional: this is where they stand now, whatever snapshot the
+/// session reads.
+pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
+    let names: Vec<String> = session
+        .query(
+            &format!(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {} ORDER BY 1",
+                not_extension_member("c.oid", "pg_class")
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = BTreeMap::new();
+    for chunk in names.chunks(200) {
+        // The names were quoted by the server (format %I).
+        let sql = chunk
+            .iter()
+            .map(|name| {
+                format!(
+                    "SELECT {}, last_value, is_called FROM {name}",
+                    crate::pg::literal(name)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        for r in session.query(&sql, &[]).await? {
+            let (name, last, called): (String, i64, bool) = (r.get(0), r.get(1), r.get(2));
+            out.insert(
+                format!("sequence state {name}"),
+                format!("last_value {last} is_called {called}"),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_told_apart_by_their_longest_name() {
+        assert_eq!(kind_of("sequence state app.s").unwrap().0, "sequence state");
+        assert_eq!(kind_of("sequence app.s").unwrap().0, "sequence");
+        assert_eq!(
+            kind_of("materialized view app.v").unwrap().0,
+            "materialized view"
+        );
+        assert_eq!(kind_of("default acl x").unwrap().1, Category::Privileges);
+        assert_eq!(kind_of("acl table app.t").unwrap().1, Category::Privileges);
+        assert_eq!(kind_of("owner table app.t").unwrap().1, Category::Owners);
+        assert_eq!(kind_of("tablespace x"), None);
+    }
+}
