@@ -271,9 +271,14 @@ const SESSION_ENTRIES: &[&str] = &["ENCODING", "STDSTRINGS", "SEARCHPATH"];
 /// Entries that only `pg_restore --create` uses.
 const DATABASE_ENTRIES: &[&str] = &["DATABASE", "DATABASE PROPERTIES"];
 
+/// The progress table. A dump may run statements as another role (`SET SESSION
+/// AUTHORIZATION`: a grant made by someone other than the owner, or every object in a dump
+/// made with `--use-set-session-authorization`), and each statement commits with its
+/// progress row: every role may add one (and nothing else).
 const PROGRESS_SETUP: &str = "CREATE SCHEMA IF NOT EXISTS ferry_restore; \
      CREATE TABLE IF NOT EXISTS ferry_restore.progress (archive text NOT NULL, dump_id integer NOT NULL, \
-       rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id))";
+       rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id)); \
+     GRANT USAGE ON SCHEMA ferry_restore TO PUBLIC; GRANT INSERT ON ferry_restore.progress TO PUBLIC";
 
 fn label(e: &TocEntry) -> String {
     // Items ferry adds (negative ids) are not in the archive's list.
