@@ -263,3 +263,35 @@ CREATE EVENT TRIGGER corpus_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 
     EXECUTE FUNCTION app.on_ddl();
 ALTER EVENT TRIGGER corpus_ddl ENABLE ALWAYS;
 COMMENT ON EVENT TRIGGER corpus_ddl IS 'watches DDL';
+DO $$ BEGIN
+  IF current_setting('server_version_num')::int >= 180000 THEN
+    EXECUTE 'ALTER TABLE app.keyed ADD COLUMN twice_d integer GENERATED ALWAYS AS (d * 2) VIRTUAL';
+  END IF;
+END $$;
+
+-- Operators, casts, conversions, text search, foreign data, typed tables.
+CREATE SCHEMA extra;
+CREATE FUNCTION extra.same(integer, integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+CREATE OPERATOR extra.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = extra.same,
+    COMMUTATOR = OPERATOR(extra.===));
+CREATE TEXT SEARCH DICTIONARY extra.plain (TEMPLATE = pg_catalog.simple);
+CREATE TEXT SEARCH CONFIGURATION extra.words (COPY = pg_catalog.simple);
+ALTER TEXT SEARCH CONFIGURATION extra.words ALTER MAPPING FOR word, asciiword WITH extra.plain;
+CREATE TYPE extra.wrapped AS (v integer);
+CREATE FUNCTION extra.wrap(integer) RETURNS extra.wrapped LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1)::extra.wrapped';
+CREATE CAST (integer AS extra.wrapped) WITH FUNCTION extra.wrap(integer);
+CREATE CONVERSION extra.latin_to_utf8 FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8;
+CREATE FOREIGN DATA WRAPPER extra_wrapper OPTIONS (debug 'false');
+CREATE SERVER extra_server FOREIGN DATA WRAPPER extra_wrapper OPTIONS (host 'db.example', port '5432');
+CREATE USER MAPPING FOR PUBLIC SERVER extra_server OPTIONS (user 'remote', password 'never-printed');
+CREATE FOREIGN TABLE extra.remote (id integer OPTIONS (column_name 'remote_id'), note text)
+    SERVER extra_server OPTIONS (table_name 'remote');
+GRANT USAGE ON FOREIGN SERVER extra_server TO corpus_reader;
+COMMENT ON SERVER extra_server IS 'a server elsewhere';
+COMMENT ON TEXT SEARCH CONFIGURATION extra.words IS 'plain words';
+COMMENT ON OPERATOR extra.=== (integer, integer) IS 'equal, spelled long';
+GRANT SELECT ON extra.remote TO corpus_reader;
+CREATE TYPE extra.point2 AS (x integer, y integer);
+CREATE TABLE extra.typed OF extra.point2 (x WITH OPTIONS NOT NULL, PRIMARY KEY (x));
+CREATE TABLE extra.typed_plain OF extra.point2;
+INSERT INTO extra.typed VALUES (1, 2), (3, NULL);

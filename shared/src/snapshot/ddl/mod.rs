@@ -15,11 +15,14 @@
 
 mod acl;
 mod deps;
+mod foreign;
 mod functions;
 mod indexes;
+mod operators;
 mod publications;
 mod rules;
 mod schemas;
+mod search;
 mod sequences;
 mod tables;
 mod types;
@@ -72,6 +75,13 @@ const PG_PUBLICATION: u32 = 6104;
 const PG_PUBLICATION_REL: u32 = 6106;
 const PG_PUBLICATION_NAMESPACE: u32 = 6237;
 const PG_EVENT_TRIGGER: u32 = 3466;
+const PG_TS_DICT: u32 = 3600;
+const PG_TS_CONFIG: u32 = 3602;
+const PG_FOREIGN_DATA_WRAPPER: u32 = 2328;
+const PG_FOREIGN_SERVER: u32 = 1417;
+const PG_CAST: u32 = 2605;
+const PG_CONVERSION: u32 = 2607;
+const PG_OPERATOR: u32 = 2617;
 const PG_TRIGGER: u32 = 2620;
 const PG_REWRITE: u32 = 2618;
 const PG_POLICY: u32 = 3256;
@@ -162,6 +172,11 @@ const P_EXTENSION: u16 = 4;
 const P_TYPE: u16 = 5;
 const P_FUNCTION: u16 = 8;
 const P_AGGREGATE: u16 = 9;
+const P_OPERATOR: u16 = 10;
+const P_CONVERSION: u16 = 11;
+const P_SEARCH: u16 = 12; // dictionaries, then configurations
+const P_CAST: u16 = 14;
+const P_FOREIGN: u16 = 15; // wrappers, servers, user mappings
 const P_TABLE: u16 = 20;
 const P_ATTACH: u16 = 21;
 const P_OWNED_BY: u16 = 22;
@@ -277,40 +292,29 @@ pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgErro
          UNION ALL SELECT 'range type with a canonical function ' || format('%I.%I', n.nspname, t.typname) \
            FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace \
           WHERE r.rngcanonical <> 0 AND {USER_SCHEMA} AND {t} \
-         UNION ALL SELECT 'operator ' || format('%I.%s', n.nspname, o.oprname) FROM pg_operator o \
-           JOIN pg_namespace n ON n.oid = o.oprnamespace WHERE {USER_SCHEMA} AND {o} \
          UNION ALL SELECT 'operator class ' || format('%I.%I', n.nspname, c.opcname) FROM pg_opclass c \
            JOIN pg_namespace n ON n.oid = c.opcnamespace WHERE {USER_SCHEMA} AND {opc} \
-         UNION ALL SELECT 'cast ' || format_type(c.castsource, NULL) || ' AS ' || format_type(c.casttarget, NULL) \
-           FROM pg_cast c WHERE c.oid >= 16384 AND {cast} \
-         UNION ALL SELECT 'conversion ' || format('%I.%I', n.nspname, c.conname) FROM pg_conversion c \
-           JOIN pg_namespace n ON n.oid = c.connamespace WHERE {USER_SCHEMA} AND {conv} \
-         UNION ALL SELECT 'foreign table ' || format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'f' AND {USER_SCHEMA} AND {rel} \
-         UNION ALL SELECT 'typed table ' || format('%I.%I', n.nspname, c.relname) FROM pg_class c \
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.reloftype <> 0 AND c.relkind IN ('r', 'p') \
-            AND {USER_SCHEMA} AND {rel} \
-         UNION ALL SELECT 'foreign data wrapper ' || quote_ident(w.fdwname) FROM pg_foreign_data_wrapper w \
-          WHERE {fdw} \
-         UNION ALL SELECT 'foreign server ' || quote_ident(s.srvname) FROM pg_foreign_server s WHERE {srv} \
-         UNION ALL SELECT 'text search configuration ' || format('%I.%I', n.nspname, c.cfgname) FROM pg_ts_config c \
-           JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE {USER_SCHEMA} AND {cfg} \
-         UNION ALL SELECT 'text search dictionary ' || format('%I.%I', n.nspname, d.dictname) FROM pg_ts_dict d \
-           JOIN pg_namespace n ON n.oid = d.dictnamespace WHERE {USER_SCHEMA} AND {dict} \
+         UNION ALL SELECT 'operator family ' || format('%I.%I', n.nspname, f.opfname) FROM pg_opfamily f \
+           JOIN pg_namespace n ON n.oid = f.opfnamespace WHERE {USER_SCHEMA} AND {opf} \
+         UNION ALL SELECT 'text search parser ' || format('%I.%I', n.nspname, p.prsname) FROM pg_ts_parser p \
+           JOIN pg_namespace n ON n.oid = p.prsnamespace WHERE {USER_SCHEMA} AND {prs} \
+         UNION ALL SELECT 'text search template ' || format('%I.%I', n.nspname, t.tmplname) FROM pg_ts_template t \
+           JOIN pg_namespace n ON n.oid = t.tmplnamespace WHERE {USER_SCHEMA} AND {tmpl} \
+         UNION ALL SELECT 'transform for ' || format_type(t.trftype, NULL) FROM pg_transform t WHERE {trf} \
+         UNION ALL SELECT 'access method ' || quote_ident(a.amname) FROM pg_am a WHERE a.oid >= 16384 AND {am} \
+         UNION ALL SELECT 'subscription ' || quote_ident(s.subname) FROM pg_subscription s \
+          WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          UNION ALL SELECT 'procedural language ' || quote_ident(l.lanname) FROM pg_language l \
           WHERE l.oid >= 16384 AND {lan} \
          UNION ALL SELECT 'large objects (' || count(*) || ')' FROM pg_largeobject_metadata HAVING count(*) > 0 \
          ORDER BY 1",
         t = not_member("t.oid", "pg_type"),
-        o = not_internal("o.oid", "pg_operator"),
         opc = not_member("c.oid", "pg_opclass"),
-        cast = not_internal("c.oid", "pg_cast"),
-        conv = not_member("c.oid", "pg_conversion"),
-        rel = not_member("c.oid", "pg_class"),
-        fdw = not_member("w.oid", "pg_foreign_data_wrapper"),
-        srv = not_member("s.oid", "pg_foreign_server"),
-        cfg = not_member("c.oid", "pg_ts_config"),
-        dict = not_member("d.oid", "pg_ts_dict"),
+        opf = not_member("f.oid", "pg_opfamily"),
+        prs = not_member("p.oid", "pg_ts_parser"),
+        tmpl = not_member("t.oid", "pg_ts_template"),
+        trf = not_member("t.oid", "pg_transform"),
+        am = not_member("a.oid", "pg_am"),
         lan = not_member("l.oid", "pg_language"),
     );
     Ok(session
@@ -427,6 +431,11 @@ pub(super) async fn read(
     types::collations(session, &mut b).await?;
     types::types(session, &mut b).await?;
     functions::functions(session, &mut b).await?;
+    operators::operators(session, &mut b).await?;
+    operators::conversions(session, &mut b).await?;
+    operators::casts(session, &mut b).await?;
+    search::text_search(session, &mut b).await?;
+    foreign::foreign_data(session, &mut b).await?;
     sequences::sequences(session, &mut b).await?;
     tables::tables(session, &mut b).await?;
     views::views(session, &mut b).await?;

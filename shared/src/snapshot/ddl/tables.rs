@@ -8,7 +8,8 @@ pub(super) struct Column {
     pub type_name: String,
     pub not_null: bool,
     pub default: Option<String>,
-    pub generated: bool,
+    /// A generated column: `STORED`, or (PostgreSQL 18) `VIRTUAL`.
+    pub generated: Option<&'static str>,
     pub collation: Option<String>,
     pub local: bool,
     pub storage: Option<char>,
@@ -26,9 +27,12 @@ pub(super) struct Column {
     pub default_after_sequence: bool,
     /// An inherited column's default in its parent (a child may change it locally).
     pub parent_default: Option<String>,
+    /// A foreign table's column options, as an ` OPTIONS (...)` clause.
+    pub foreign_options: Option<String>,
 }
 
 pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column>>, PgError> {
+    let options = super::foreign::options_sql("a.attfdwoptions");
     let sql = format!(
         "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
                 CASE WHEN a.atthasdef THEN pg_get_expr(ad.adbin, ad.adrelid) END, a.attgenerated::text, \
@@ -52,12 +56,14 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
                 (SELECT pg_get_expr(pd.adbin, pd.adrelid) FROM pg_inherits i \
                    JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attname = a.attname \
                    JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum \
-                  WHERE i.inhrelid = a.attrelid ORDER BY i.inhseqno LIMIT 1) \
+                  WHERE i.inhrelid = a.attrelid ORDER BY i.inhseqno LIMIT 1), \
+                {} \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
-         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMA} \
-         ORDER BY a.attrelid, a.attnum"
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMA} \
+         ORDER BY a.attrelid, a.attnum",
+        options
     );
     let mut out: HashMap<u32, Vec<Column>> = HashMap::new();
     for r in session.query(&sql, &[]).await? {
@@ -66,7 +72,11 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
             type_name: r.get(2),
             not_null: r.get(3),
             default: r.get(4),
-            generated: r.get::<_, String>(5) == "s",
+            generated: match r.get::<_, String>(5).as_str() {
+                "s" => Some("STORED"),
+                "v" => Some("VIRTUAL"),
+                _ => None,
+            },
             collation: r.get(6),
             local: r.get(7),
             storage: r.get::<_, Option<String>>(8).and_then(|s| s.chars().next()),
@@ -79,6 +89,7 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
             default_oid: r.get(15),
             default_after_sequence: r.get(16),
             parent_default: r.get(17),
+            foreign_options: r.get(18),
         });
     }
     Ok(out)
@@ -103,9 +114,15 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 (SELECT array_agg(i.inhparent ORDER BY i.inhseqno) FROM pg_inherits i WHERE i.inhrelid = c.oid), \
                 c.relreplident::text, c.relrowsecurity, c.relforcerowsecurity, am.amname, \
                 obj_description(c.oid, 'pg_class'), c.relacl::text[], acldefault('r', c.relowner)::text[], \
-                (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 \
+                (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8, \
+                CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END, \
+                (SELECT quote_ident(s.srvname) FROM pg_foreign_table f JOIN pg_foreign_server s ON s.oid = f.ftserver \
+                  WHERE f.ftrelid = c.oid), \
+                (SELECT {} FROM pg_foreign_table f WHERE f.ftrelid = c.oid), \
+                (SELECT f.ftserver FROM pg_foreign_table f WHERE f.ftrelid = c.oid), NULLIF(c.reloftype, 0) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam \
-         WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
+         WHERE c.relkind IN ('r', 'p', 'f') AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
+        super::foreign::options_sql("f.ftoptions"),
         not_member("c.oid", "pg_class")
     );
     let rows = session.query(&sql, &[]).await?;
@@ -128,6 +145,8 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         let partition: bool = r.get(9);
         let parents: Vec<u32> = r.get::<_, Option<Vec<u32>>>(11).unwrap_or_default();
         let cols = columns.remove(&oid).unwrap_or_default();
+        let typed: Option<String> = r.get(20);
+        let foreign = kind == b'f';
         let mut lines = Vec::new();
         // Defaults set after the table: a serial's, and an inherited column's changed locally.
         let mut later_defaults = Vec::new();
@@ -140,18 +159,22 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 }
                 continue;
             }
-            if c.default_after_sequence && !c.generated {
+            if c.default_after_sequence && c.generated.is_none() {
                 later_defaults.push(c);
             }
-            let mut line = format!("    {} {}", b.q.ident(&c.name), c.type_name);
-            if let Some(collation) = &c.collation {
+            // A typed table's columns come from its type: only what it adds is written.
+            let mut line = match &typed {
+                Some(_) => format!("    {}", b.q.ident(&c.name)),
+                None => format!("    {} {}", b.q.ident(&c.name), c.type_name),
+            };
+            if let (Some(collation), None) = (&c.collation, &typed) {
                 line.push_str(&format!(" COLLATE {collation}"));
             }
             match (&c.default, c.generated) {
-                (Some(expr), true) => {
-                    line.push_str(&format!(" GENERATED ALWAYS AS ({expr}) STORED"))
+                (Some(expr), Some(kind)) => {
+                    line.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {kind}"))
                 }
-                (Some(expr), false) if !c.default_after_sequence => {
+                (Some(expr), None) if !c.default_after_sequence => {
                     line.push_str(&format!(" DEFAULT {expr}"))
                 }
                 _ => {}
@@ -166,7 +189,9 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                     _ => line.push_str(" NOT NULL"),
                 }
             }
-            lines.push(line);
+            if typed.is_none() || line.trim() != b.q.ident(&c.name) {
+                lines.push(line);
+            }
         }
         let mut later_checks = Vec::new();
         let mut check_comments = Vec::new();
@@ -190,13 +215,19 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         } else {
             ""
         };
-        let mut defn = format!(
-            "CREATE {unlogged}TABLE {qualified} (\n{}\n)",
-            lines.join(",\n")
-        );
-        if lines.is_empty() {
-            defn = format!("CREATE {unlogged}TABLE {qualified} (\n)");
-        }
+        let table_word = if foreign { "FOREIGN TABLE" } else { "TABLE" };
+        let mut defn = match (&typed, lines.is_empty()) {
+            (Some(of), true) => format!("CREATE {unlogged}TABLE {qualified} OF {of}"),
+            (Some(of), false) => format!(
+                "CREATE {unlogged}TABLE {qualified} OF {of} (\n{}\n)",
+                lines.join(",\n")
+            ),
+            (None, true) => format!("CREATE {unlogged}{table_word} {qualified} (\n)"),
+            (None, false) => format!(
+                "CREATE {unlogged}{table_word} {qualified} (\n{}\n)",
+                lines.join(",\n")
+            ),
+        };
         if !partition && !parents.is_empty() {
             let names: Vec<String> = parents
                 .iter()
@@ -206,6 +237,12 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         }
         if let Some(key) = opt_text(&r, 8) {
             defn.push_str(&format!("\nPARTITION BY {key}"));
+        }
+        if let Some(server) = opt_text(&r, 21) {
+            defn.push_str(&format!("\nSERVER {server}"));
+            if let Some(options) = opt_text(&r, 22) {
+                defn.push_str(&format!("\n{}", options.trim_start()));
+            }
         }
         let mut with = Vec::new();
         if let Some(options) = opt_text(&r, 6) {
@@ -220,9 +257,12 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         defn.push_str(";\n");
         for c in &cols {
             let col = format!(
-                "ALTER TABLE ONLY {qualified} ALTER COLUMN {}",
+                "ALTER {table_word} ONLY {qualified} ALTER COLUMN {}",
                 b.q.ident(&c.name)
             );
+            if let Some(options) = &c.foreign_options {
+                defn.push_str(&format!("{col}{options};\n"));
+            }
             if let Some(storage) = c.storage {
                 let s = match storage {
                     'p' => "PLAIN",
@@ -242,7 +282,9 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 defn.push_str(&format!("{col} SET ({options});\n"));
             }
         }
+        // A foreign table has no replica identity to set (its `n` is not a choice).
         match r.get::<_, String>(12).as_str() {
+            _ if foreign => {}
             "n" => defn.push_str(&format!(
                 "ALTER TABLE ONLY {qualified} REPLICA IDENTITY NOTHING;\n"
             )),
@@ -256,13 +298,23 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 "ALTER TABLE ONLY {qualified} FORCE ROW LEVEL SECURITY;\n"
             ));
         }
-        let mut item = Item::new("TABLE", &name, Section::PreData, P_TABLE)
+        let mut item = Item::new(table_word, &name, Section::PreData, P_TABLE)
             .of(PG_CLASS, oid)
             .in_schema(&schema, Some(owner.clone()));
         item.relkind = kind;
-        item.tableam = if kind == b'p' { None } else { r.get(15) };
+        item.tableam = if matches!(kind, b'p' | b'f') {
+            None
+        } else {
+            r.get(15)
+        };
+        if let Some(server) = r.get::<_, Option<u32>>(23) {
+            item.deps.push(Dep::Object((PG_FOREIGN_SERVER, server)));
+        }
+        if let Some(of) = r.get::<_, Option<u32>>(24) {
+            item.deps.push(Dep::Object((PG_TYPE, of)));
+        }
         item.defn = defn;
-        item.drop = Some(format!("DROP TABLE {qualified};\n"));
+        item.drop = Some(format!("DROP {table_word} {qualified};\n"));
         for p in &parents {
             item.deps.push(Dep::Object((PG_CLASS, *p)));
         }
@@ -284,8 +336,8 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         let quoted = b.q.ident(&name);
         b.comment(
             at,
-            &format!("TABLE {qualified}"),
-            &format!("TABLE {quoted}"),
+            &format!("{table_word} {qualified}"),
+            &format!("{table_word} {quoted}"),
             r.get(16),
         );
         for c in &cols {
@@ -363,12 +415,12 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         if kind == b'r' && b.filter.data_wanted(&schema, &name) {
             let copy_columns: Vec<String> = cols
                 .iter()
-                .filter(|c| !c.generated)
+                .filter(|c| c.generated.is_none())
                 .map(|c| b.q.ident(&c.name))
                 .collect();
             let columns: Vec<String> = cols
                 .iter()
-                .filter(|c| !c.generated)
+                .filter(|c| c.generated.is_none())
                 .map(|c| c.name.clone())
                 .collect();
             let copy_target = if copy_columns.is_empty() {
