@@ -295,3 +295,9 @@ CREATE TYPE extra.point2 AS (x integer, y integer);
 CREATE TABLE extra.typed OF extra.point2 (x WITH OPTIONS NOT NULL, PRIMARY KEY (x));
 CREATE TABLE extra.typed_plain OF extra.point2;
 INSERT INTO extra.typed VALUES (1, 2), (3, NULL);
+-- Large objects: one with a comment and a grant, one spanning pieces, one with an oid past 2^31.
+SELECT lo_from_bytea(424242, 'the content of a large object');
+COMMENT ON LARGE OBJECT 424242 IS 'a blob';
+GRANT SELECT ON LARGE OBJECT 424242 TO corpus_reader;
+SELECT lo_from_bytea(424243, decode(repeat('0123456789abcdef', 150000), 'hex'));
+SELECT lo_from_bytea(3000000000, '');

@@ -15,7 +15,7 @@ use ferry::{
 use ferry_tests::{PgServer, shared_pg, shared_s3};
 
 use crate::snapshot::{
-    assert_same_schema, context, load_corpus, local_dir, local_path, run, tool, validate,
+    assert_same_schema, context, load_corpus_without, local_dir, local_path, run, tool, validate,
 };
 
 async fn request(
@@ -126,7 +126,8 @@ async fn a_snapshot_in_pieces_of_postgresql_17_is_read_by_pg_restore_18() {
 }
 
 async fn one_archive_pg_restore_reads(pg: &PgServer) {
-    let source = load_corpus(pg, "pieces");
+    // Large objects are not dumped in pieces yet (a plan refuses them).
+    let source = load_corpus_without(pg, "pieces", &["lo_from_bytea", "LARGE OBJECT"]);
     add_big_table(pg, &source, 20_000);
     let store = StoreConfig::default();
     let to = local_dir("pieces");

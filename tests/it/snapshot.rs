@@ -21,24 +21,30 @@ pub(crate) fn corpus() -> PathBuf {
 /// Loads the corpus into a new database of `pg` (without the pgcrypto extension where the
 /// server has none, as the PyPI PostgreSQL 18 build).
 pub(crate) fn load_corpus(pg: &PgServer, prefix: &str) -> String {
+    load_corpus_without(pg, prefix, &[])
+}
+
+/// Loads the corpus without the lines that contain any of `skip` (and without pgcrypto where
+/// the server has none).
+pub(crate) fn load_corpus_without(pg: &PgServer, prefix: &str, skip: &[&str]) -> String {
     let db = pg.create_database(prefix);
     let has_pgcrypto = pg.psql(
         &db,
         "SELECT count(*) FROM pg_available_extensions WHERE name = 'pgcrypto'",
     );
-    if has_pgcrypto.trim() == "1" {
-        pg.psql_file(&db, &corpus());
-    } else {
-        let text = std::fs::read_to_string(corpus()).unwrap();
-        let without: String = text
-            .lines()
-            .filter(|l| !l.contains("pgcrypto"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let path = ferry_tests::process::scratch().join(format!("{db}.sql"));
-        std::fs::write(&path, without).unwrap();
-        pg.psql_file(&db, &path);
+    let mut skip = skip.to_vec();
+    if has_pgcrypto.trim() != "1" {
+        skip.push("pgcrypto");
     }
+    let text = std::fs::read_to_string(corpus()).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !skip.iter().any(|s| l.contains(s)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = ferry_tests::process::scratch().join(format!("{db}.sql"));
+    std::fs::write(&path, kept).unwrap();
+    pg.psql_file(&db, &path);
     db
 }
 
@@ -153,7 +159,15 @@ pub(crate) fn assert_same_entries(pg: &PgServer, db: &str, ferry_archive: &std::
         lines.sort();
         lines
     };
-    let (want, got) = (entries(&dir.join("db.dump")), entries(ferry_archive));
+    let (mut want, mut got) = (entries(&dir.join("db.dump")), entries(ferry_archive));
+    // pg_dump 17+ writes large objects as archive 1.16's groups (BLOB METADATA and BLOBS
+    // entries per group) where ferry writes archive 1.14's (a BLOB entry each, one BLOBS):
+    // the same objects, which the comparison of pg_dump's output of the copies checks.
+    if want.iter().any(|e| e.starts_with("BLOB METADATA ")) {
+        for list in [&mut want, &mut got] {
+            list.retain(|e| !e.starts_with("BLOB"));
+        }
+    }
     let missing: Vec<&String> = want.iter().filter(|e| !got.contains(e)).collect();
     let extra: Vec<&String> = got.iter().filter(|e| !want.contains(e)).collect();
     assert!(
@@ -404,7 +418,7 @@ async fn objects_it_cannot_dump_are_refused_by_name_and_nothing_is_left() {
         &source,
         "CREATE TABLE t (x int); \
          CREATE OPERATOR FAMILY fam USING btree; \
-         SELECT lo_from_bytea(0, 'x');",
+         CREATE TEXT SEARCH TEMPLATE tmpl (LEXIZE = dsimple_lexize);",
     );
     let to = local_dir("snap-refused");
     let err = jobs::snapshot(
@@ -418,8 +432,14 @@ async fn objects_it_cannot_dump_are_refused_by_name_and_nothing_is_left() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type(), "Ferry.Unsupported", "{err}");
-    assert!(err.to_string().contains("operator family public.fam"), "{err}");
-    assert!(err.to_string().contains("large objects (1)"), "{err}");
+    assert!(
+        err.to_string().contains("operator family public.fam"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("text search template public.tmpl"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(local_path(&to)).unwrap().collect();
     assert!(left.is_empty(), "nothing written: {left:?}");
 }

@@ -335,6 +335,36 @@ impl DataBlock {
     }
 }
 
+/// A BLOBS block (large objects) of entry `dump_id`: its header bytes. Each large object
+/// follows as a [`LargeObject`]; [`blobs_end`] ends the block.
+pub fn blobs_head(dump_id: i32) -> Vec<u8> {
+    let mut head = vec![BLK_BLOBS];
+    put_int(&mut head, dump_id.into());
+    head
+}
+
+/// The end of a BLOBS block: an oid of 0.
+pub fn blobs_end() -> Vec<u8> {
+    let mut out = Vec::new();
+    put_int(&mut out, 0);
+    out
+}
+
+/// One large object inside a BLOBS block: its oid, then its bytes as a data stream of their
+/// own, framed and ended as a table's data is.
+pub struct LargeObject;
+
+impl LargeObject {
+    /// Starts large object `oid`; returns the stream for its bytes and the header bytes. The
+    /// oid is written as pg_dump writes it, a C `int` (negative from 2^31 on).
+    pub fn start(oid: u32, compression: Compression) -> Result<(DataBlock, Vec<u8>), ArchiveError> {
+        let stream = Stream::new(compression, false)?;
+        let mut head = Vec::new();
+        put_int(&mut head, i64::from(oid as i32));
+        Ok((DataBlock { stream }, head))
+    }
+}
+
 /// Reads a custom-format archive from any byte source, front to back.
 pub struct Reader<R: Read> {
     input: R,
@@ -343,6 +373,8 @@ pub struct Reader<R: Read> {
     off_size: usize,
     /// Custom (data blocks follow the TOC) or directory (`toc.dat`; data in separate files).
     pub layout: Layout,
+    /// The kind of the block [`Reader::next_block`] last found.
+    block_kind: u8,
 }
 
 impl<R: Read> Reader<R> {
@@ -355,6 +387,7 @@ impl<R: Read> Reader<R> {
             off_size: header.off_size as usize,
             header,
             layout: Layout::Custom,
+            block_kind: BLK_DATA,
         }
     }
 
@@ -392,6 +425,7 @@ impl<R: Read> Reader<R> {
         };
         let mut reader = Reader {
             input,
+            block_kind: BLK_DATA,
             header: Header {
                 version,
                 int_size: int_size as u8,
@@ -586,9 +620,20 @@ impl<R: Read> Reader<R> {
             Ok(_) => {}
             Err(e) => return Err(ArchiveError::Decompress(e)),
         }
+        self.block_kind = kind[0];
         match kind[0] {
             BLK_DATA | BLK_BLOBS => Ok(Some(self.int("a data block")? as i32)),
             other => Err(ArchiveError::Corrupt(format!("data block type {other}"))),
+        }
+    }
+
+    /// Reads past the block [`Reader::next_block`] found, whatever its kind (a BLOBS block
+    /// holds one data stream per large object, each after its oid).
+    pub fn skip_block(&mut self) -> Result<(), ArchiveError> {
+        if self.block_kind == BLK_BLOBS {
+            self.read_blobs(&mut NoBlobs).map(|_| ())
+        } else {
+            self.read_block_data(&mut io::sink()).map(|_| ())
         }
     }
 
@@ -649,6 +694,29 @@ impl<R: Read> Reader<R> {
 pub trait BlobSink: Write {
     fn start(&mut self, oid: u32) -> io::Result<()>;
     fn end(&mut self) -> io::Result<()>;
+}
+
+/// Large objects read and dropped.
+struct NoBlobs;
+
+impl Write for NoBlobs {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlobSink for NoBlobs {
+    fn start(&mut self, _oid: u32) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The `oid file` lines of a directory archive's `blobs.toc` (or `blobs_<id>.toc`).

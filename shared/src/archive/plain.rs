@@ -112,6 +112,14 @@ pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
     out
 }
 
+/// The banner of the large objects' data (a `BLOBS` entry).
+pub fn blobs_header(entry: &TocEntry) -> String {
+    format!(
+        "--\n-- Data for Name: {}; Type: BLOBS; Schema: -; Owner: -\n--\n\n",
+        entry.tag
+    )
+}
+
 /// The `COPY ... FROM stdin;` line that precedes a table's rows.
 pub fn copy_header(entry: &TocEntry) -> String {
     format!(

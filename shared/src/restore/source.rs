@@ -225,7 +225,7 @@ impl Archive {
                 match reader.next_block()? {
                     Some(id) => {
                         found.insert(id, at);
-                        reader.read_block_data(&mut io::sink())?;
+                        reader.skip_block()?;
                     }
                     None => return Ok::<_, ArchiveError>(found),
                 }

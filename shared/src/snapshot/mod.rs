@@ -195,6 +195,19 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
         .iter()
         .zip(&ordered.items)
         .filter_map(|(entry, item)| {
+            if let Some(objects) = &item.blobs {
+                return Some(Job {
+                    dump_id: entry.dump_id,
+                    copy_sql: String::new(),
+                    name: "large objects".into(),
+                    blocks: 0,
+                    schema: String::new(),
+                    table: String::new(),
+                    columns: Vec::new(),
+                    end_of_copy: false,
+                    blobs: Some(objects.clone()),
+                });
+            }
             item.data.as_ref().map(|d| Job {
                 dump_id: entry.dump_id,
                 copy_sql: format!("COPY {} TO STDOUT", d.copy_target),
@@ -204,6 +217,7 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
                 table: d.name.clone(),
                 columns: d.columns.clone(),
                 end_of_copy: true,
+                blobs: None,
             })
         })
         .collect();
@@ -467,6 +481,14 @@ fn toc_entries(ordered: &order::Ordered, layout: Layout) -> Vec<TocEntry> {
             e.tablespace = Some(String::new());
         }
         e.dependencies = deps.iter().map(|&d| first + d as i32).collect();
+        if item.blobs.is_some() {
+            e.had_dumper = true;
+            e.offset = Offset::NotSet;
+            e.defn = Some(String::new());
+            if layout == Layout::Directory {
+                e.file = Some(BLOBS_TOC.into());
+            }
+        }
         if let Some(data) = &item.data {
             e.had_dumper = true;
             e.offset = Offset::NotSet;
@@ -498,6 +520,8 @@ struct Job {
     /// Whether the rows end with pg_dump's end-of-data marker (all but the leading pieces of
     /// a table split over several).
     end_of_copy: bool,
+    /// The `BLOBS` entry's job: these large objects' bytes, instead of a table's rows.
+    blobs: Option<Vec<u32>>,
 }
 
 /// Rows and bytes (uncompressed) each table's COPY carried.
@@ -657,6 +681,41 @@ async fn copy_table(
     Ok(counts)
 }
 
+/// A directory archive's list of its large objects' files (archive 1.14: one list).
+const BLOBS_TOC: &str = "blobs.toc";
+
+/// Bytes of a large object read at a time.
+const LARGE_OBJECT_PIECE: i32 = 1 << 20;
+
+/// Reads large object `oid` as the dump's snapshot sees it, a piece at a time, and writes
+/// what `frame` makes of each piece to `sink`.
+async fn read_large_object(
+    session: &Session,
+    oid: u32,
+    report: &Reporter,
+    mut frame: impl FnMut(&[u8]) -> Vec<u8>,
+    sink: &mut Sink,
+) -> Result<(), SnapshotError> {
+    let mut offset = 0i64;
+    loop {
+        let piece: Vec<u8> = session
+            .query_one(
+                "SELECT lo_get($1, $2, $3)",
+                &[&oid, &offset, &LARGE_OBJECT_PIECE],
+            )
+            .await?
+            .get(0);
+        if !piece.is_empty() {
+            sink.write(frame(&piece)).await?;
+            report.add(piece.len() as u64);
+        }
+        if piece.len() < LARGE_OBJECT_PIECE as usize {
+            return Ok(());
+        }
+        offset += piece.len() as i64;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_custom(
     session: &Session,
@@ -677,6 +736,18 @@ async fn write_custom(
     let mut copied = Vec::new();
     for job in jobs {
         offsets.insert(job.dump_id, sink.size);
+        if let Some(objects) = &job.blobs {
+            sink.write(custom::blobs_head(job.dump_id)).await?;
+            for &oid in objects {
+                let (mut block, head) = custom::LargeObject::start(oid, header.compression)?;
+                sink.write(head).await?;
+                read_large_object(session, oid, report, |bytes| block.write(bytes), &mut sink)
+                    .await?;
+                sink.write(block.finish()).await?;
+            }
+            sink.write(custom::blobs_end()).await?;
+            continue;
+        }
         let (block, head) = DataBlock::start(job.dump_id, header.compression)?;
         sink.write(head).await?;
         let (rows, bytes) =
@@ -712,6 +783,36 @@ async fn write_plain(
                 .iter()
                 .find(|j| j.dump_id == entry.dump_id)
                 .expect("every data entry has a job");
+            if let Some(objects) = &job.blobs {
+                // As pg_dump writes them: one transaction, each object opened, written in
+                // pieces and closed (descriptor 0: the only one open).
+                sink.write(plain::blobs_header(entry).into_bytes()).await?;
+                sink.write(b"BEGIN;\n\n".to_vec()).await?;
+                for &oid in objects {
+                    sink.write(
+                        format!("SELECT pg_catalog.lo_open('{oid}', 131072);\n").into_bytes(),
+                    )
+                    .await?;
+                    read_large_object(
+                        session,
+                        oid,
+                        report,
+                        |bytes| {
+                            format!(
+                                "SELECT pg_catalog.lowrite(0, '\\x{}');\n",
+                                hex::encode(bytes)
+                            )
+                            .into_bytes()
+                        },
+                        &mut sink,
+                    )
+                    .await?;
+                    sink.write(b"SELECT pg_catalog.lo_close(0);\n\n".to_vec())
+                        .await?;
+                }
+                sink.write(b"COMMIT;\n\n".to_vec()).await?;
+                continue;
+            }
             sink.write(plain::copy_header(entry).into_bytes()).await?;
             let (rows, bytes) = copy_table(session, job, Framer::Raw, &mut sink, report).await?;
             copied.push((job.clone(), rows, bytes));
@@ -739,7 +840,8 @@ async fn write_directory(
 ) -> Result<(ObjectUrl, Vec<ManifestObject>, Copied), SnapshotError> {
     let dir = to.join("archive")?;
     let suffix = custom::directory_file_suffix(header.compression);
-    let mut queue: Vec<Job> = jobs.to_vec();
+    let (blob_jobs, jobs): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| j.blobs.is_some());
+    let mut queue: Vec<Job> = jobs.iter().map(|j| (*j).clone()).collect();
     queue.sort_by_key(|j| std::cmp::Reverse(j.blocks));
     let queue = Arc::new(Mutex::new(VecDeque::from(queue)));
     let results: Arc<Mutex<(Vec<ManifestObject>, Copied)>> = Arc::default();
@@ -788,6 +890,25 @@ async fn write_directory(
             }
         }
     }
+    let mut blob_objects = Vec::new();
+    for job in blob_jobs {
+        let objects = job.blobs.as_deref().unwrap_or_default();
+        let session = dump_session(config, Some(snapshot)).await?;
+        let mut list = String::new();
+        for &oid in objects {
+            let file = format!("blob_{oid}.dat");
+            let name = format!("{file}{suffix}");
+            let mut sink = Sink::open(store, &dir.join(&name)?).await?;
+            let mut data = DataFile::new(header.compression)?;
+            read_large_object(&session, oid, &report, |bytes| data.write(bytes), &mut sink).await?;
+            sink.write(data.finish()).await?;
+            blob_objects.push(sink.finish(&format!("archive/{name}")).await?);
+            list.push_str(&format!("{oid} {file}\n"));
+        }
+        let mut sink = Sink::open(store, &dir.join(BLOBS_TOC)?).await?;
+        sink.write(list.into_bytes()).await?;
+        blob_objects.push(sink.finish(&format!("archive/{BLOBS_TOC}")).await?);
+    }
     let mut toc = custom::header_bytes_for(header, Layout::Directory)?;
     toc.extend(custom::toc_bytes_for(
         header.version,
@@ -800,6 +921,7 @@ async fn write_directory(
     let toc_object = sink.finish("archive/toc.dat").await?;
     let (mut objects, copied) = std::mem::take(&mut *results.lock().unwrap());
     objects.push(toc_object);
+    objects.extend(blob_objects);
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     Ok((ObjectUrl::parse(&format!("{dir}/"))?, objects, copied))
 }

@@ -175,6 +175,7 @@ mod tests {
             relkind: 0,
             tableam: None,
             data: None,
+            blobs: None,
             placeholder: false,
         }
     }

@@ -294,6 +294,13 @@ pub async fn plan(
         options.compression,
         Compression::None | Compression::Gzip { .. }
     );
+    if jobs.iter().any(|j| j.blobs.is_some()) {
+        return Err(SnapshotError::Pieces(
+            "the database has large objects, which a snapshot in pieces does not dump yet: \
+             snapshot it in one invocation"
+                .into(),
+        ));
+    }
     if let Some(big) = jobs.iter().find(|j| j.blocks > piece_blocks)
         && !joinable
     {
@@ -500,6 +507,7 @@ pub async fn work(
             columns: table.columns.clone(),
             blocks: 0,
             end_of_copy: n + 1 == table.pieces.len(),
+            blobs: None,
         };
         let name = plan.data_name(t, n);
         let mut sink = Sink::open(store, &to.join(&name)?).await?;
@@ -692,6 +700,7 @@ mod tests {
             columns: vec!["a".into()],
             blocks,
             end_of_copy: true,
+            blobs: None,
         }
     }
 

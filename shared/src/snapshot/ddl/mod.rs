@@ -14,6 +14,7 @@
 //! and grants the separate `COMMENT` and `ACL` entries pg_dump writes for them.
 
 mod acl;
+mod blobs;
 mod deps;
 mod foreign;
 mod functions;
@@ -82,6 +83,7 @@ const PG_FOREIGN_SERVER: u32 = 1417;
 const PG_CAST: u32 = 2605;
 const PG_CONVERSION: u32 = 2607;
 const PG_OPERATOR: u32 = 2617;
+const PG_LARGEOBJECT: u32 = 2613;
 const PG_TRIGGER: u32 = 2620;
 const PG_REWRITE: u32 = 2618;
 const PG_POLICY: u32 = 3256;
@@ -126,6 +128,8 @@ pub(super) struct Item {
     pub relkind: u8,
     pub tableam: Option<String>,
     pub data: Option<TableData>,
+    /// A `BLOBS` entry: the large objects whose bytes its data block carries.
+    pub blobs: Option<Vec<u32>>,
     /// Not written: an object that exists on every target (a default-owned `public` schema),
     /// present so that its comment and grants have something to depend on.
     pub placeholder: bool,
@@ -148,6 +152,7 @@ impl Item {
             relkind: 0,
             tableam: None,
             data: None,
+            blobs: None,
             placeholder: false,
         }
     }
@@ -181,8 +186,10 @@ const P_TABLE: u16 = 20;
 const P_ATTACH: u16 = 21;
 const P_OWNED_BY: u16 = 22;
 const P_DEFAULT: u16 = 23;
+const P_BLOB: u16 = 24;
 pub(super) const P_TABLE_DATA: u16 = 30;
 const P_SEQUENCE_SET: u16 = 31;
+const P_BLOBS: u16 = 32;
 const P_CONSTRAINT: u16 = 40;
 const P_INDEX: u16 = 41;
 const P_INDEX_ATTACH: u16 = 42;
@@ -306,7 +313,6 @@ pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgErro
           WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          UNION ALL SELECT 'procedural language ' || quote_ident(l.lanname) FROM pg_language l \
           WHERE l.oid >= 16384 AND {lan} \
-         UNION ALL SELECT 'large objects (' || count(*) || ')' FROM pg_largeobject_metadata HAVING count(*) > 0 \
          ORDER BY 1",
         t = not_member("t.oid", "pg_type"),
         opc = not_member("c.oid", "pg_opclass"),
@@ -445,6 +451,7 @@ pub(super) async fn read(
     indexes::statistics(session, &mut b).await?;
     publications::publications(session, &mut b).await?;
     publications::event_triggers(session, &mut b).await?;
+    blobs::large_objects(session, &mut b).await?;
     acl::default_privileges(session, &mut b).await?;
     let edges = deps::edges(session).await?;
     Ok(Schema {
