@@ -301,3 +301,11 @@ COMMENT ON LARGE OBJECT 424242 IS 'a blob';
 GRANT SELECT ON LARGE OBJECT 424242 TO corpus_reader;
 SELECT lo_from_bytea(424243, decode(repeat('0123456789abcdef', 150000), 'hex'));
 SELECT lo_from_bytea(3000000000, '');
+-- Last: an event trigger that records every drop. A restore creates it after everything else
+-- and drops nothing after that, so the copy's app.drops is as empty as the source's.
+CREATE TABLE app.drops (tag text, object text);
+CREATE FUNCTION app.record_drop() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO app.drops SELECT tg_tag, object_identity FROM pg_event_trigger_dropped_objects();
+END $$;
+CREATE EVENT TRIGGER corpus_drops ON sql_drop EXECUTE FUNCTION app.record_drop();

@@ -439,3 +439,47 @@ async fn a_pg_dump_archive_is_a_source_by_its_row_counts() {
     .unwrap_err();
     assert!(err.to_string().contains("row counts"), "{err}");
 }
+
+/// A sequence whose name is built to break out of a string literal where the database turns
+/// `standard_conforming_strings` off: validate and snapshot treat it as a name (before, the
+/// name's SQL ran: here a division by zero).
+#[tokio::test]
+async fn a_hostile_sequence_name_is_only_a_name() {
+    let pg = shared_pg();
+    let db = pg.create_database("hostile_seq");
+    pg.psql(
+        &db,
+        r#"CREATE SEQUENCE public."x\',(1/0)::int8,true--"; CREATE TABLE t (id int)"#,
+    );
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" SET standard_conforming_strings = off"),
+    );
+    let out = validate(
+        ValidateInput {
+            source: pg.url(&db),
+            import_report: None,
+            target: pg.url(&db),
+            checksums: false,
+            jobs: Some(1),
+            owners: false,
+            privileges: false,
+            save_source_manifest: None,
+        },
+        Context::from_env().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(out.matches, "{}", out.summary());
+    let to = crate::snapshot::local_dir("hostile-seq");
+    ferry::jobs::snapshot(
+        ferry::jobs::SnapshotInput {
+            source: pg.url(&db),
+            to,
+            ..Default::default()
+        },
+        crate::snapshot::context(Default::default()),
+    )
+    .await
+    .unwrap();
+}

@@ -86,6 +86,13 @@ pub fn blob_group_oids(entry: &TocEntry) -> Vec<&str> {
         .collect()
 }
 
+/// Text for a `--` comment line: names are the database's and may hold line breaks, which
+/// would end the comment and make the rest of the name a statement or a psql command
+/// (`\\! ...`) when the script runs. Replaced by spaces, as pg_dump's `sanitize_line` does.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
 /// An entry's banner and statements (its data, if any, follows separately: [`copy_header`]).
 pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
     if matches!(
@@ -96,10 +103,10 @@ pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
     }
     let mut out = format!(
         "--\n-- Name: {}; Type: {}; Schema: {}; Owner: {}\n--\n\n",
-        entry.tag,
-        entry.desc,
-        entry.namespace.as_deref().unwrap_or("-"),
-        entry.owner.as_deref().unwrap_or("-")
+        one_line(&entry.tag),
+        one_line(&entry.desc),
+        one_line(entry.namespace.as_deref().unwrap_or("-")),
+        one_line(entry.owner.as_deref().unwrap_or("-"))
     );
     if let Some(defn) = entry.defn.as_deref().filter(|d| !d.is_empty()) {
         out.push_str(defn);
@@ -116,7 +123,7 @@ pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
 pub fn blobs_header(entry: &TocEntry) -> String {
     format!(
         "--\n-- Data for Name: {}; Type: BLOBS; Schema: -; Owner: -\n--\n\n",
-        entry.tag
+        one_line(&entry.tag)
     )
 }
 
@@ -124,9 +131,9 @@ pub fn blobs_header(entry: &TocEntry) -> String {
 pub fn copy_header(entry: &TocEntry) -> String {
     format!(
         "--\n-- Data for Name: {}; Type: TABLE DATA; Schema: {}; Owner: {}\n--\n\n{}",
-        entry.tag,
-        entry.namespace.as_deref().unwrap_or("-"),
-        entry.owner.as_deref().unwrap_or("-"),
+        one_line(&entry.tag),
+        one_line(entry.namespace.as_deref().unwrap_or("-")),
+        one_line(entry.owner.as_deref().unwrap_or("-")),
         entry.copy_stmt.as_deref().unwrap_or_default()
     )
 }
@@ -154,5 +161,30 @@ mod tests {
         );
         let index = TocEntry::new(6, "INDEX", "i", Section::PostData);
         assert_eq!(owner_statement(&index), None);
+    }
+
+    #[test]
+    fn names_with_line_breaks_stay_inside_their_comment_lines() {
+        let mut table = TocEntry::new(
+            4,
+            "TABLE",
+            "t\n\\! touch pwned\r\nDROP TABLE x;",
+            Section::PreData,
+        );
+        table.namespace = Some("s\nx".into());
+        table.owner = Some("o\rw".into());
+        table.copy_stmt = Some("COPY s.t FROM stdin;\n".into());
+        for text in [
+            entry_text(&table, false),
+            copy_header(&table),
+            blobs_header(&table),
+        ] {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                assert!(
+                    line.starts_with("--") || line.starts_with("COPY "),
+                    "a line outside a comment: {line:?} in {text:?}"
+                );
+            }
+        }
     }
 }

@@ -271,14 +271,9 @@ const SESSION_ENTRIES: &[&str] = &["ENCODING", "STDSTRINGS", "SEARCHPATH"];
 /// Entries that only `pg_restore --create` uses.
 const DATABASE_ENTRIES: &[&str] = &["DATABASE", "DATABASE PROPERTIES"];
 
-/// The progress table. A dump may run statements as another role (`SET SESSION
-/// AUTHORIZATION`: a grant made by someone other than the owner, or every object in a dump
-/// made with `--use-set-session-authorization`), and each statement commits with its
-/// progress row: every role may add one (and nothing else).
 const PROGRESS_SETUP: &str = "CREATE SCHEMA IF NOT EXISTS ferry_restore; \
      CREATE TABLE IF NOT EXISTS ferry_restore.progress (archive text NOT NULL, dump_id integer NOT NULL, \
-       rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id)); \
-     GRANT USAGE ON SCHEMA ferry_restore TO PUBLIC; GRANT INSERT ON ferry_restore.progress TO PUBLIC";
+       rows bigint, done_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (archive, dump_id))";
 
 fn label(e: &TocEntry) -> String {
     // Items ferry adds (negative ids) are not in the archive's list.
@@ -499,10 +494,7 @@ pub async fn run(
             }
         };
     }
-    let outcome = result?;
-    main.batch_execute("DROP SCHEMA ferry_restore CASCADE")
-        .await?;
-    Ok(outcome)
+    result
 }
 
 /// The three passes over the archive's items.
@@ -642,11 +634,19 @@ async fn restore_items(
                 && !done.contains(&e.dump_id)
         });
         let applied = apply_in_order(main, last, &state, applied).await?;
-        // Pass 4: event triggers, which would otherwise fire on the restore's own statements.
-        let triggers = items
+        // Pass 4: event triggers, which would otherwise fire on the restore's own statements:
+        // the last ones, the progress schema's removal, come first, in the same transaction
+        // (an interrupted run resumes from the progress rows, as after any other item).
+        let triggers: Vec<&TocEntry> = items
             .iter()
-            .filter(|e| after_everything(e) && !done.contains(&e.dump_id));
-        let applied = apply_in_order(main, triggers, &state, applied).await?;
+            .copied()
+            .filter(|e| after_everything(e) && !done.contains(&e.dump_id))
+            .collect();
+        let applied = if options.single_transaction {
+            apply_in_order(main, triggers.iter(), &state, applied).await?
+        } else {
+            finish(main, &triggers, &state, applied).await?
+        };
         Ok::<_, RestoreError>((rows, tables, applied))
     };
     let analyzing = async {
@@ -699,6 +699,35 @@ async fn restore_items(
     outcome.tables += tables;
     outcome.applied = applied - outcome.already_done;
     Ok(outcome)
+}
+
+/// Ends a restore: drops the progress schema, then creates the event triggers (`triggers`),
+/// in one transaction, so that no restored event trigger fires on ferry's own statements.
+async fn finish(
+    main: &Session,
+    triggers: &[&TocEntry],
+    state: &State,
+    applied: usize,
+) -> Result<usize, RestoreError> {
+    let mut sql = String::from("BEGIN;\nDROP SCHEMA ferry_restore CASCADE;\n");
+    for e in triggers {
+        sql.push_str(e.defn.as_deref().unwrap_or(""));
+        sql.push('\n');
+        if !state.options.no_owner
+            && let Some(owner) = owner_statement(e)
+        {
+            sql.push_str(&owner);
+        }
+    }
+    sql.push_str("COMMIT;");
+    if let Err(err) = main.batch_execute(&sql).await {
+        let _ = main.batch_execute("ROLLBACK").await;
+        return Err(RestoreError::Failed(format!(
+            "creating the event triggers (after everything else) failed: {}",
+            PgError::from(err)
+        )));
+    }
+    Ok(applied + triggers.len())
 }
 
 /// Event triggers and their comments: restored after everything else (pg_restore's last
@@ -818,7 +847,11 @@ async fn run_plain(
     }
     let mut done = prepare(&main, &archive_id, options.clean, false).await?;
     // Every database the script worked in (it may `\connect` to others), to finish at the end.
-    let mut finished: Vec<Session> = Vec::new();
+    // Each database's session with the event-trigger statements held back for its end.
+    let mut finished: Vec<(Session, Vec<String>)> = Vec::new();
+    let mut deferred: Vec<String> = Vec::new();
+    // The dump's `SET SESSION AUTHORIZATION` in force, if any.
+    let mut authorized: Option<String> = None;
     let state = State {
         archive_id: archive_id.clone(),
         options: options.clone(),
@@ -900,6 +933,19 @@ async fn run_plain(
                     continue;
                 }
                 if kind == PlainKind::Session {
+                    // A dump may run statements as another role (a grant made by someone
+                    // other than the owner). Without owners or privileges that is not wanted
+                    // (and needs a superuser); otherwise progress rows are written as the
+                    // restoring role, between the two.
+                    let upper = uncommented(&sql).trim().to_ascii_uppercase();
+                    if upper.starts_with("SET SESSION AUTHORIZATION")
+                        || upper.starts_with("RESET SESSION AUTHORIZATION")
+                    {
+                        if options.no_owner || options.no_privileges {
+                            continue;
+                        }
+                        authorized = upper.starts_with("SET").then(|| sql.clone());
+                    }
                     match main.batch_execute(&sql).await {
                         Ok(()) => {}
                         // A setting newer than the server (pg_dump 18 writes `SET
@@ -931,15 +977,31 @@ async fn run_plain(
                 {
                     continue;
                 }
+                // Event triggers come last, after ferry's own statements (see `finish`).
+                let upper = uncommented(&sql).trim().to_ascii_uppercase();
+                if [
+                    "CREATE EVENT TRIGGER",
+                    "ALTER EVENT TRIGGER",
+                    "COMMENT ON EVENT TRIGGER",
+                ]
+                .iter()
+                .any(|p| upper.starts_with(p))
+                {
+                    deferred.push(sql);
+                    continue;
+                }
                 ordinal += 1;
                 outcome.items += 1;
                 if done.contains(&ordinal) {
                     continue;
                 }
-                let record = format!(
+                let mut record = format!(
                     "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {ordinal})",
                     literal(&archive_id)
                 );
+                if let Some(authorization) = &authorized {
+                    record = format!("RESET SESSION AUTHORIZATION; {record}; {authorization}");
+                }
                 let result = if kind == PlainKind::Outside {
                     match main.batch_execute(&sql).await {
                         Ok(()) => main.batch_execute(&record).await,
@@ -989,7 +1051,11 @@ async fn run_plain(
                 }
                 let next = session(&target.with_dbname(&database), BASE_SETUP).await?;
                 done = prepare(&next, &archive_id, options.clean, false).await?;
-                finished.push(std::mem::replace(&mut main, next));
+                authorized = None;
+                finished.push((
+                    std::mem::replace(&mut main, next),
+                    std::mem::take(&mut deferred),
+                ));
             }
             plain::Piece::Rows(_) | plain::Piece::EndCopy => {
                 return Err(RestoreError::Failed("COPY rows outside a COPY".into()));
@@ -999,12 +1065,21 @@ async fn run_plain(
     splitter
         .await
         .map_err(|e| RestoreError::Failed(format!("reading the dump: {e}")))?;
-    finished.push(main);
-    for session in &finished {
+    finished.push((main, deferred));
+    for (session, triggers) in &finished {
         session.batch_execute("ANALYZE").await?;
-        session
-            .batch_execute("DROP SCHEMA IF EXISTS ferry_restore CASCADE")
-            .await?;
+        let sql = format!(
+            "BEGIN;\nDROP SCHEMA IF EXISTS ferry_restore CASCADE;\n{}\nCOMMIT;",
+            triggers.join("\n;\n")
+        );
+        if let Err(e) = session.batch_execute(&sql).await {
+            let _ = session.batch_execute("ROLLBACK").await;
+            return Err(fail(
+                "the event triggers (created last)".into(),
+                PgError::from(e).to_string(),
+                &outcome,
+            ));
+        }
     }
     Ok(outcome)
 }

@@ -117,6 +117,7 @@ pub struct Outcome {
 
 /// Settings of every dumping session: stable value rendering, names always qualified.
 const SESSION_SETUP: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+     SET standard_conforming_strings = on; \
      SET extra_float_digits = 3; SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
      SET row_security = off; SELECT pg_catalog.set_config('search_path', '', false)";
 

@@ -156,14 +156,14 @@ pub(super) fn grants(
 pub(super) async fn default_privileges(
     session: &Session,
     b: &mut Builder<'_>,
-) -> Result<(), PgError> {
+) -> Result<(), SnapshotError> {
     let rows = session
         .query(
             "SELECT d.oid, pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text, \
                     d.defaclacl::text[], \
                     CASE WHEN d.defaclnamespace = 0 \
                          THEN acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' WHEN 'T' THEN 'T' \
-                                         WHEN 'n' THEN 'n' WHEN 'f' THEN 'f' ELSE 'r' END::\"char\", d.defaclrole)::text[] \
+                                         WHEN 'n' THEN 'n' WHEN 'f' THEN 'f' WHEN 'L' THEN 'L' ELSE 'r' END::\"char\", d.defaclrole)::text[] \
                          ELSE '{}'::text[] END, \
                     d.defaclnamespace \
              FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace \
@@ -188,7 +188,12 @@ pub(super) async fn default_privileges(
             "f" => "FUNCTIONS",
             "T" => "TYPES",
             "n" => "SCHEMAS",
-            _ => continue,
+            "L" => "LARGE OBJECTS",
+            other => {
+                return Err(SnapshotError::Unsupported(vec![format!(
+                    "default privileges of {role} on objects of kind {other:?}"
+                )]));
+            }
         };
         let acl: Vec<String> = r.get(4);
         let default: Vec<String> = r.get(5);

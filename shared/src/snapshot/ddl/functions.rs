@@ -165,9 +165,13 @@ pub(super) fn aggregate(r: &Row, qualified: &str) -> String {
     if r.get::<_, String>(22) == "h" {
         parts.push("HYPOTHETICAL".into());
     }
+    // An aggregate of no arguments (`count(*)`'s kind) is declared with `*`.
+    let arguments = match r.get::<_, String>(10) {
+        a if a.is_empty() => "*".to_string(),
+        a => a,
+    };
     format!(
-        "CREATE AGGREGATE {qualified}({}) (\n    {}\n);\n",
-        r.get::<_, String>(10),
+        "CREATE AGGREGATE {qualified}({arguments}) (\n    {}\n);\n",
         parts.join(",\n    ")
     )
 }

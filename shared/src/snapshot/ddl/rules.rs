@@ -34,7 +34,8 @@ pub(super) async fn triggers_rules_policies(
         item.namespace = b.items[table_item].namespace.clone();
         item.owner = b.items[table_item].owner.clone();
         // A partition's copy of its parent's trigger (marked internal before PostgreSQL 15)
-        // is dumped only when its enable state differs, as that state alone.
+        // is dumped only when its enable state differs, as that state alone; the ALTER
+        // reaches the partition's own partitions, as the one that set it did.
         let cloned: bool = r.get(6);
         let state = enable_state(&r.get::<_, String>(4));
         let quoted = b.q.ident(&name);
@@ -42,7 +43,7 @@ pub(super) async fn triggers_rules_policies(
             // After the parent's trigger, whose creation made this copy.
             item.deps.push(Dep::Object((PG_TRIGGER, r.get(7))));
             item.defn = format!(
-                "ALTER TABLE ONLY {table_name} {} TRIGGER {quoted};\n",
+                "ALTER TABLE {table_name} {} TRIGGER {quoted};\n",
                 state.unwrap_or("ENABLE")
             );
         } else {

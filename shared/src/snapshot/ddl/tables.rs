@@ -152,9 +152,9 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         let mut later_defaults = Vec::new();
         for c in &cols {
             if !c.local && !partition {
-                if let Some(expr) = &c.default
-                    && c.parent_default.as_ref() != Some(expr)
-                {
+                // A child inherits its parent's default when created: a different one, or
+                // none where the parent has one, is set after.
+                if c.default != c.parent_default {
                     later_defaults.push(c);
                 }
                 continue;
@@ -359,7 +359,7 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
             );
         }
         for c in later_defaults {
-            let Some(expr) = &c.default else { continue };
+            let expr = c.default.as_deref().unwrap_or("NULL");
             let mut default = Item::new(
                 "DEFAULT",
                 format!("{name} {}", c.name),
@@ -404,14 +404,14 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 comment,
             );
         }
-        b.acl(
+        let table_acl = b.acl(
             at,
             &format!("TABLE {qualified}"),
             &format!("TABLE {quoted}"),
             r.get(17),
             r.get(18),
         );
-        column_grants(b, at, &qualified, &quoted, &cols);
+        column_grants(b, at, table_acl, &qualified, &quoted, &cols);
         if kind == b'r' && b.filter.data_wanted(&schema, &name) {
             let copy_columns: Vec<String> = cols
                 .iter()
@@ -447,10 +447,12 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
 }
 
 /// `ACL` entries for the columns of a table or view that have privileges of their own
-/// (a column has none by default), tagged `COLUMN table.column` as pg_dump tags them.
+/// (a column has none by default), tagged `COLUMN table.column` as pg_dump tags them, each
+/// after the table's own grants (a column grant made by a role the table grant empowered).
 pub(super) fn column_grants(
     b: &mut Builder<'_>,
     of: usize,
+    table_acl: Option<usize>,
     qualified: &str,
     quoted: &str,
     columns: &[Column],
@@ -462,7 +464,10 @@ pub(super) fn column_grants(
             let owner = b.items[of].owner.clone();
             let statements =
                 super::acl::grants(b.q, &target, Some(&column), owner.as_deref(), acl, &[]);
-            b.acl_item(of, &format!("COLUMN {quoted}.{column}"), statements);
+            let tag = format!("COLUMN {quoted}.{column}");
+            if let (Some(at), Some(table_acl)) = (b.acl_item(of, &tag, statements), table_acl) {
+                b.items[at].deps.push(Dep::Item(table_acl));
+            }
         }
     }
 }

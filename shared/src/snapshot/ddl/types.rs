@@ -6,7 +6,7 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
     let sql = format!(
         "SELECT t.oid, n.nspname, t.typname, pg_get_userbyid(t.typowner), t.typtype::text, \
                 obj_description(t.oid, 'pg_type'), \
-                (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) \
+                (SELECT string_agg(quote_literal(e.enumlabel), E',\n    ' ORDER BY e.enumsortorder) \
                    FROM pg_enum e WHERE e.enumtypid = t.oid), \
                 CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END, \
                 t.typnotnull, COALESCE(pg_get_expr(t.typdefaultbin, 0), t.typdefault), \
@@ -75,7 +75,7 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                 "TYPE",
                 format!(
                     "CREATE TYPE {qualified} AS ENUM (\n    {}\n);\n",
-                    opt_text(&r, 6).unwrap_or_default().replace(", ", ",\n    ")
+                    opt_text(&r, 6).unwrap_or_default()
                 ),
             ),
             "d" => {

@@ -83,14 +83,14 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             }
         }
         let target = format!("TABLE {qualified}");
-        b.acl(
+        let table_acl = b.acl(
             at,
             &target,
             &format!("TABLE {quoted}"),
             r.get(10),
             r.get(11),
         );
-        super::tables::column_grants(b, at, &qualified, &quoted, &columns);
+        super::tables::column_grants(b, at, table_acl, &qualified, &quoted, &columns);
         if materialized && r.get::<_, bool>(7) && !b.filter.schema_only {
             let mut refresh = Item::new(
                 "MATERIALIZED VIEW DATA",

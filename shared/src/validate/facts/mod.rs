@@ -139,37 +139,34 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
 /// Sequences are not transactional: this is where they stand now, whatever snapshot the
 /// session reads.
 pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
-    let names: Vec<String> = session
+    let sequences: BTreeMap<u32, String> = session
         .query(
             &format!(
-                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {} ORDER BY 1",
+                 WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {} ORDER BY 2",
                 not_extension_member("c.oid", "pg_class")
             ),
             &[],
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let list: Vec<(&u32, &String)> = sequences.iter().collect();
     let mut out = BTreeMap::new();
-    for chunk in names.chunks(200) {
-        // The names were quoted by the server (format %I).
+    for chunk in list.chunks(200) {
+        // The names were quoted by the server (format %I); each row says which sequence by
+        // its oid, so no name is written as a literal.
         let sql = chunk
             .iter()
-            .map(|name| {
-                format!(
-                    "SELECT {}, last_value, is_called FROM {name}",
-                    crate::pg::literal(name)
-                )
-            })
+            .map(|(oid, name)| format!("SELECT {oid}::oid, last_value, is_called FROM {name}"))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
         for r in session.query(&sql, &[]).await? {
-            let (name, last, called): (String, i64, bool) = (r.get(0), r.get(1), r.get(2));
+            let (oid, last, called): (u32, i64, bool) = (r.get(0), r.get(1), r.get(2));
             out.insert(
-                format!("sequence state {name}"),
+                format!("sequence state {}", sequences[&oid]),
                 format!("last_value {last} is_called {called}"),
             );
         }

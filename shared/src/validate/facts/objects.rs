@@ -87,7 +87,9 @@ pub(super) fn queries(version: i32) -> Vec<String> {
         format!(
             "SELECT 'collation ' || format('%I.%I', n.nspname, c.collname), \
                     concat_ws(' ', 'provider=' || c.collprovider::text, 'deterministic=' || c.collisdeterministic, \
-                              'collate=' || c.collcollate, 'ctype=' || c.collctype, 'locale=' || {locale}, \
+                              CASE WHEN c.collprovider = 'c' THEN 'collate=' || c.collcollate END, \
+                              CASE WHEN c.collprovider = 'c' THEN 'ctype=' || c.collctype END, \
+                              CASE WHEN c.collprovider <> 'c' THEN 'locale=' || coalesce({locale}, c.collcollate) END, \
                               'rules=' || {rules}) \
              FROM pg_collation c JOIN pg_namespace n ON n.oid = c.collnamespace \
              WHERE {USER_SCHEMA} AND {}",

@@ -140,7 +140,7 @@ pub(super) fn queries() -> Vec<String> {
              FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, \
                   LATERAL (SELECT CASE WHEN d.defaclnamespace = 0 \
                                        THEN acldefault(CASE d.defaclobjtype WHEN 'S' THEN 's' WHEN 'T' THEN 'T' \
-                                                       WHEN 'n' THEN 'n' WHEN 'f' THEN 'f' ELSE 'r' END::\"char\", \
+                                                       WHEN 'n' THEN 'n' WHEN 'f' THEN 'f' WHEN 'L' THEN 'L' ELSE 'r' END::\"char\", \
                                                        d.defaclrole) \
                                        ELSE '{{}}'::aclitem[] END AS builtin) x, \
                   LATERAL (SELECT {} AS granted, {} AS builtin) r",
