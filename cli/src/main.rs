@@ -296,6 +296,10 @@ struct ValidateArgs {
     /// for Neon targets, leaves them out).
     #[arg(long)]
     privileges: bool,
+    /// Also compare the database's own settings, comment, connection limit and grants (only a
+    /// restore that creates the database, such as pg_restore -C, carries them).
+    #[arg(long)]
+    database: bool,
     /// Also write the source database's profile as a manifest.json here (s3:// or file://),
     /// to validate against later.
     #[arg(long)]
@@ -662,6 +666,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     jobs: a.jobs,
                     owners: a.owners,
                     privileges: a.privileges,
+                    database: a.database,
                     save_source_manifest: a.save_source_manifest,
                 },
                 ctx,

@@ -836,6 +836,7 @@ async fn validate_checks_an_import_report_against_its_table() {
                 jobs: None,
                 owners: false,
                 privileges: false,
+                database: false,
                 save_source_manifest: None,
             },
             context(f.store()),

@@ -209,6 +209,7 @@ pub(crate) async fn validate(source: String, pg: &PgServer, target: &str, store:
             jobs: Some(2),
             owners: true,
             privileges: true,
+            database: true,
             save_source_manifest: None,
         },
         context(store),

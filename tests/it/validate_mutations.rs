@@ -45,6 +45,7 @@ async fn compare(source: String, target: String) -> ValidateOutput {
             jobs: Some(2),
             owners: true,
             privileges: true,
+            database: true,
             save_source_manifest: None,
         },
         context(Default::default()),
@@ -349,6 +350,17 @@ const MUTATIONS: &[Mutation] = &[
         "SET ROLE corpus_granter; REVOKE SELECT ON app.keyed FROM corpus_reader; RESET ROLE",
         "acl table app.keyed",
     ),
+    // The database's own.
+    m(
+        "database setting added",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET work_mem = ''8MB''', current_database()); END $$",
+        "database setting work_mem",
+    ),
+    m(
+        "database comment added",
+        "DO $$ BEGIN EXECUTE format('COMMENT ON DATABASE %I IS ''x''', current_database()); END $$",
+        "database options",
+    ),
     // Rows.
     m(
         "row changed",
@@ -448,6 +460,7 @@ async fn every_single_difference_is_found_and_named_and_faithful_copies_match() 
             jobs: Some(2),
             owners: false,
             privileges: false,
+            database: false,
             save_source_manifest: None,
         },
         context(Default::default()),
@@ -455,7 +468,7 @@ async fn every_single_difference_is_found_and_named_and_faithful_copies_match() 
     .await
     .unwrap();
     assert!(out.matches, "{}", out.summary());
-    assert_eq!(out.not_compared.len(), 2, "{:?}", out.not_compared);
+    assert_eq!(out.not_compared.len(), 3, "{:?}", out.not_compared);
     assert!(out.summary().contains("not compared"), "{}", out.summary());
 }
 

@@ -41,6 +41,11 @@ pub struct ValidateInput {
     /// `--no-privileges`, the default for Neon targets, does not carry them).
     #[serde(default)]
     pub privileges: bool,
+    /// Compare the database's own settings (`ALTER DATABASE ... SET`, `ALTER ROLE ... IN
+    /// DATABASE ... SET`), comment, connection limit and grants (left out by default: only a
+    /// restore that creates the database, `pg_restore -C`, carries them).
+    #[serde(default)]
+    pub database: bool,
     /// Also write the source database's profile as a `manifest.json` at this location, to
     /// validate against later (after the source has moved on, or from another network).
     #[serde(default)]
@@ -194,6 +199,7 @@ pub async fn validate(input: ValidateInput, ctx: Context) -> Result<ValidateOutp
     let scope = validate::Scope {
         owners: input.owners,
         privileges: input.privileges,
+        database: input.database,
     };
     let comparison = validate::compare(&expected, &target, scope);
     Ok(ValidateOutput {

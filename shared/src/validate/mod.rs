@@ -204,6 +204,9 @@ pub struct Scope {
     pub owners: bool,
     /// Grants and default privileges (a restore with `--no-privileges` leaves them out).
     pub privileges: bool,
+    /// The database's own settings, comment, connection limit and grants (only a restore
+    /// that creates the database carries them).
+    pub database: bool,
 }
 
 impl From<Profile> for Expected {
@@ -353,6 +356,11 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
         out.not_compared
             .push("grants and default privileges (--privileges)".into());
     }
+    if !scope.database {
+        out.not_compared.push(
+            "the database's own settings, comment, connection limit and grants (--database)".into(),
+        );
+    }
     if let Some(want) = &expected.schema
         && want.fingerprint != actual.schema.fingerprint
     {
@@ -362,6 +370,7 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
             Some((_, _, since)) if since > expected.format_version => false,
             Some((_, Category::Owners, _)) => scope.owners,
             Some((_, Category::Privileges, _)) => scope.privileges,
+            Some((_, Category::Database, _)) => scope.database,
             _ => true,
         };
         let kind = |fact: &str| kind_of(fact).map_or("schema", |(k, _, _)| k).to_string();

@@ -42,6 +42,10 @@ pub enum Category {
     Owners,
     /// Grants and default privileges: compared when asked (`--privileges`).
     Privileges,
+    /// The database's own settings, comment, connection limit and grants: compared when asked
+    /// (`--database`), since only a restore that creates the database (`pg_restore -C`)
+    /// carries them.
+    Database,
 }
 
 /// Every kind of fact, longest first where one kind starts another, with its category and
@@ -96,6 +100,9 @@ pub const KINDS: &[(&str, Category, u32)] = &[
     ("comment", Category::Schema, 2),
     ("security label", Category::Schema, 2),
     ("owner", Category::Owners, 2),
+    ("database role setting", Category::Database, 2),
+    ("database setting", Category::Database, 2),
+    ("database options", Category::Database, 2),
     ("default acl", Category::Privileges, 2),
     ("acl", Category::Privileges, 2),
 ];
@@ -121,7 +128,8 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
         .into_iter()
         .chain(objects::queries(version))
         .chain(privileges::queries())
-        .chain(comments::queries());
+        .chain(comments::queries())
+        .chain(database_queries());
     let mut facts = BTreeMap::new();
     for sql in queries {
         for row in session.query(&sql, &[]).await? {
@@ -133,6 +141,30 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
     facts.extend(sequence_states(session).await?);
     facts.extend(objects::large_objects(session).await?);
     Ok(facts)
+}
+
+/// The database's settings (`ALTER DATABASE ... SET`, `ALTER ROLE ... IN DATABASE ...
+/// SET`), comment, connection limit and grants (against the default, owner-neutral).
+fn database_queries() -> Vec<String> {
+    let this = "(SELECT oid FROM pg_database WHERE datname = current_database())";
+    vec![
+        format!(
+            "SELECT CASE WHEN s.setrole = 0 THEN 'database setting ' \
+                         ELSE 'database role setting ' || quote_ident(pg_get_userbyid(s.setrole)) || ' ' END \
+                    || split_part(c, '=', 1), substr(c, length(split_part(c, '=', 1)) + 2) \
+             FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setdatabase = {this}"
+        ),
+        format!(
+            "SELECT 'database options', concat_ws(' ', 'connection-limit=' || d.datconnlimit, \
+                    'comment=' || quote_literal(shobj_description(d.oid, 'pg_database')), \
+                    'acl=' || (SELECT string_agg(CASE e.grantee WHEN d.datdba THEN 'owner' WHEN 0 THEN 'PUBLIC' \
+                                                 ELSE quote_ident(pg_get_userbyid(e.grantee)) END \
+                                            || ':' || e.privilege_type || CASE WHEN e.is_grantable THEN '*' ELSE '' END, \
+                                            ',' ORDER BY 1) \
+                               FROM aclexplode(COALESCE(d.datacl, acldefault('d', d.datdba))) e)) \
+             FROM pg_database d WHERE d.oid = {this}"
+        ),
+    ]
 }
 
 /// Every sequence's position (`last_value`, `is_called`), read from the sequence itself.
