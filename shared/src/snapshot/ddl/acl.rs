@@ -69,10 +69,37 @@ pub(super) fn privilege_name(letter: char) -> Option<&'static str> {
     })
 }
 
+/// A grantee's privileges from one grantor: each letter with whether it carries the grant
+/// option, in the order the aclitem printed them.
+type Privileges = Vec<(char, bool)>;
+
+/// The items of an ACL as `(grantee, grantor) -> privileges`, items of the same pair merged,
+/// in the catalog's order.
+fn by_pair(items: &[String]) -> Vec<((String, String), Privileges)> {
+    let mut out: Vec<((String, String), Privileges)> = Vec::new();
+    for item in items.iter().filter_map(|i| parse_aclitem(i)) {
+        let letters: Vec<char> = item.privileges.chars().collect();
+        let privileges: Privileges = letters
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c != '*')
+            .map(|(i, &c)| (c, letters.get(i + 1) == Some(&'*')))
+            .collect();
+        let pair = (item.grantee, item.grantor);
+        match out.iter_mut().find(|(p, _)| *p == pair) {
+            Some((_, existing)) => existing.extend(privileges),
+            None => out.push((pair, privileges)),
+        }
+    }
+    out
+}
+
 /// GRANT and REVOKE statements that turn the default privileges into `acl`, grantee by
-/// grantee in the order the catalog holds them. A privilege granted by someone other than
-/// `owner` is granted as that role (`SET SESSION AUTHORIZATION`), as pg_dump does, so the
-/// copy records the same grantor.
+/// grantee in the order the catalog holds them, privilege by privilege as pg_dump writes them
+/// (a `REVOKE ALL` would also take away what a newer server grants by default, such as
+/// MAINTAIN on tables in 17). A privilege granted by someone other than `owner` is granted as
+/// that role (`SET SESSION AUTHORIZATION`), as pg_dump does, so the copy records the same
+/// grantor.
 pub(super) fn grants(
     q: &Quoter,
     target: &str,
@@ -81,10 +108,7 @@ pub(super) fn grants(
     acl: &[String],
     default_acl: &[String],
 ) -> String {
-    let parse = |items: &[String]| -> Vec<AclItem> {
-        items.iter().filter_map(|i| parse_aclitem(i)).collect()
-    };
-    let (want, default) = (parse(acl), parse(default_acl));
+    let (want, default) = (by_pair(acl), by_pair(default_acl));
     let who = |g: &str| {
         if g.is_empty() {
             "PUBLIC".to_string()
@@ -92,55 +116,93 @@ pub(super) fn grants(
             q.ident(g)
         }
     };
-    let mut out = String::new();
-    let mut revoked = Vec::new();
-    for item in &default {
-        if !want.contains(item) && !revoked.contains(&item.grantee) {
-            out.push_str(&format!(
-                "REVOKE ALL ON {target} FROM {};\n",
-                who(&item.grantee)
-            ));
-            revoked.push(item.grantee.clone());
-        }
-    }
-    for item in &want {
-        if default.contains(item) && !revoked.contains(&item.grantee) {
-            continue;
-        }
-        let (mut plain, mut with_option) = (Vec::new(), Vec::new());
-        let letters: Vec<char> = item.privileges.chars().collect();
-        for (i, &letter) in letters.iter().enumerate() {
-            let Some(name) = privilege_name(letter) else {
-                continue;
-            };
-            let name = match column {
+    let names = |privileges: &[char]| -> String {
+        privileges
+            .iter()
+            .filter_map(|&c| privilege_name(c))
+            .map(|name| match column {
                 Some(column) => format!("{name}({column})"),
                 None => name.to_string(),
-            };
-            if letters.get(i + 1) == Some(&'*') {
-                with_option.push(name);
-            } else {
-                plain.push(name);
-            }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut out = String::new();
+    for (pair, had) in &default {
+        let grantee = who(&pair.0);
+        let kept = want.iter().find(|(p, _)| p == pair).map(|(_, k)| k);
+        let Some(kept) = kept else {
+            out.push_str(&format!("REVOKE ALL ON {target} FROM {grantee};\n"));
+            continue;
+        };
+        let lost: Vec<char> = had
+            .iter()
+            .filter(|(c, _)| !kept.iter().any(|(k, _)| k == c))
+            .map(|(c, _)| *c)
+            .collect();
+        let option_lost: Vec<char> = had
+            .iter()
+            .filter(|(c, option)| *option && kept.iter().any(|(k, o)| k == c && !o))
+            .map(|(c, _)| *c)
+            .collect();
+        if !lost.is_empty() {
+            out.push_str(&format!(
+                "REVOKE {} ON {target} FROM {grantee};\n",
+                names(&lost)
+            ));
         }
-        let as_grantor = owner.is_some_and(|o| !item.grantor.is_empty() && item.grantor != o);
+        if !option_lost.is_empty() {
+            out.push_str(&format!(
+                "REVOKE GRANT OPTION FOR {} ON {target} FROM {grantee};\n",
+                names(&option_lost)
+            ));
+        }
+    }
+    for (pair, privileges) in &want {
+        let had = default
+            .iter()
+            .find(|(p, _)| p == pair)
+            .map(|(_, h)| h.as_slice())
+            .unwrap_or_default();
+        // What the default did not give: a privilege (kept by a REVOKE GRANT OPTION when
+        // only its option went), or its grant option.
+        let new = |with_option: bool| -> Vec<char> {
+            privileges
+                .iter()
+                .filter(|(_, o)| *o == with_option)
+                .filter(|(c, o)| {
+                    if *o {
+                        !had.contains(&(*c, true))
+                    } else {
+                        !had.iter().any(|(h, _)| h == c)
+                    }
+                })
+                .map(|(c, _)| *c)
+                .collect()
+        };
+        let (plain, with_option) = (new(false), new(true));
+        if plain.is_empty() && with_option.is_empty() {
+            continue;
+        }
+        let grantor = &pair.1;
+        let as_grantor = owner.is_some_and(|o| !grantor.is_empty() && grantor != o);
         if as_grantor {
             out.push_str(&format!(
                 "SET SESSION AUTHORIZATION {};\n",
-                q.ident(&item.grantor)
+                q.ident(grantor)
             ));
         }
-        let grantee = who(&item.grantee);
+        let grantee = who(&pair.0);
         if !plain.is_empty() {
             out.push_str(&format!(
                 "GRANT {} ON {target} TO {grantee};\n",
-                plain.join(",")
+                names(&plain)
             ));
         }
         if !with_option.is_empty() {
             out.push_str(&format!(
                 "GRANT {} ON {target} TO {grantee} WITH GRANT OPTION;\n",
-                with_option.join(",")
+                names(&with_option)
             ));
         }
         if as_grantor {
@@ -288,7 +350,46 @@ mod tests {
                 &revoked,
                 &default
             ),
-            "REVOKE ALL ON TABLE public.t FROM owner;\nGRANT SELECT ON TABLE public.t TO owner;\n"
+            "REVOKE INSERT,UPDATE,DELETE,TRUNCATE,REFERENCES,TRIGGER ON TABLE public.t FROM owner;\n"
+        );
+        // Every privilege gone: all of them revoked; a grant option taken back alone.
+        assert_eq!(
+            grants(
+                &keywords,
+                "TABLE public.t",
+                None,
+                Some("owner"),
+                &[],
+                &default
+            ),
+            "REVOKE ALL ON TABLE public.t FROM owner;\n"
+        );
+        let granted = vec!["owner=arwdDxt/owner".to_string(), "x=r*/owner".to_string()];
+        let narrowed = vec!["owner=arwdDxt/owner".to_string(), "x=r/owner".to_string()];
+        assert_eq!(
+            grants(
+                &keywords,
+                "TABLE t",
+                None,
+                Some("owner"),
+                &narrowed,
+                &granted
+            ),
+            "REVOKE GRANT OPTION FOR SELECT ON TABLE t FROM x;\n"
+        );
+        // Items of one grantee and grantor merge (the public schema's default is built so).
+        let split = vec!["owner=U/owner".to_string(), "owner=C/owner".to_string()];
+        let merged = vec!["owner=UC/owner".to_string()];
+        assert_eq!(
+            grants(
+                &keywords,
+                "SCHEMA public",
+                None,
+                Some("owner"),
+                &merged,
+                &split
+            ),
+            ""
         );
     }
 

@@ -18,7 +18,8 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
         "SELECT n.oid, n.nspname, pg_get_userbyid(n.nspowner), obj_description(n.oid, 'pg_namespace'), \
                 n.nspacl::text[], \
                 CASE WHEN n.nspname = 'public' \
-                     THEN ARRAY[regexp_replace(makeaclitem(n.nspowner, n.nspowner, 'USAGE', false)::text, '=U/', '=UC/'), \
+                     THEN ARRAY[makeaclitem(n.nspowner, n.nspowner, 'USAGE', false)::text, \
+                                makeaclitem(n.nspowner, n.nspowner, 'CREATE', false)::text, \
                                 makeaclitem(0, n.nspowner, 'USAGE', false)::text] \
                      ELSE acldefault('n', n.nspowner)::text[] END, \
                 n.nspowner = {PG_DATABASE_OWNER} \
