@@ -87,13 +87,16 @@ impl ValidateOutput {
                 ""
             }
         )];
+        // Names, comments and definitions are the database's: a line break or an escape in
+        // one must not forge a line of the report.
+        let shown = |text: &str| text.escape_debug().to_string();
         for d in &self.differences {
             lines.push(format!(
                 "  {:<9} {}: expected {}, actual {}",
                 d.check,
-                d.object,
-                d.expected.as_deref().unwrap_or("nothing"),
-                d.actual.as_deref().unwrap_or("nothing")
+                shown(&d.object),
+                d.expected.as_deref().map_or("nothing".into(), shown),
+                d.actual.as_deref().map_or("nothing".into(), shown)
             ));
         }
         for p in &self.integrity {

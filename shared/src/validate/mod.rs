@@ -380,6 +380,15 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
             .server_version
             .as_deref()
             .is_some_and(|v| major(v) != major(&actual.server_version));
+        // Schema names (of the expected side's schemas, and the system's) stay as they are:
+        // only the qualifiers of columns go.
+        let schemas: Vec<String> = want
+            .facts
+            .keys()
+            .filter_map(|k| k.strip_prefix("schema "))
+            .map(str::to_string)
+            .chain(["pg_catalog".to_string(), "public".to_string()])
+            .collect();
         let same = |fact: &str, want: &str, got: &str| {
             want == got
                 || (across_versions
@@ -387,10 +396,29 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
                         kind_of(fact),
                         Some(("view" | "materialized view" | "rule", _, _))
                     )
-                    && unqualified(want) == unqualified(got))
+                    && unqualified(want, &schemas) == unqualified(got, &schemas))
+        };
+        // What format 1 recorded that is no longer a fact: PostgreSQL 18's NOT NULL
+        // constraints (now a column's property) and partitions' copies of their parents'
+        // triggers (a trigger of the same name on another table; now their states only).
+        let retired = |fact: &str, definition: &str| {
+            expected.format_version < 2
+                && match kind_of(fact) {
+                    Some(("constraint", _, _)) => definition.starts_with("NOT NULL"),
+                    Some(("trigger", _, _)) => {
+                        let name = fact.rsplit('.').next().unwrap_or(fact);
+                        !actual.schema.facts.contains_key(fact)
+                            && want.facts.keys().any(|other| {
+                                other != fact
+                                    && other.starts_with("trigger ")
+                                    && other.rsplit('.').next() == Some(name)
+                            })
+                    }
+                    _ => false,
+                }
         };
         for (fact, definition) in &want.facts {
-            if !compared(fact) {
+            if !compared(fact) || retired(fact, definition) {
                 continue;
             }
             let got = actual.schema.facts.get(fact);
@@ -440,10 +468,11 @@ fn major(version: &str) -> &str {
     &version[..end]
 }
 
-/// A deparsed definition without the qualifiers before its names (`orders.customer_id` and
-/// `app.orders` become `customer_id` and `orders`); string literals and everything else as
-/// they are. Used only to compare what servers of different versions printed.
-pub fn unqualified(sql: &str) -> String {
+/// A deparsed definition without the qualifiers before its columns (`orders.customer_id`
+/// becomes `customer_id`); a qualifier that is one of `schemas` (as SQL spells it, quoted
+/// where it must be) stays, string literals and everything else too. Used only to compare
+/// what servers of different versions printed.
+pub fn unqualified(sql: &str, schemas: &[String]) -> String {
     let mut out = String::with_capacity(sql.len());
     let chars: Vec<char> = sql.chars().collect();
     let mut i = 0;
@@ -474,11 +503,13 @@ pub fn unqualified(sql: &str) -> String {
             i += 1;
             continue;
         }
+        let name: String = chars[start..i].iter().collect();
         let qualifier = c != '\''
             && chars.get(i) == Some(&'.')
             && chars
                 .get(i + 1)
-                .is_some_and(|n| n.is_alphabetic() || *n == '_' || *n == '"');
+                .is_some_and(|n| n.is_alphabetic() || *n == '_' || *n == '"')
+            && !schemas.contains(&name);
         if qualifier {
             i += 1; // the name and its dot go
         } else {
@@ -600,21 +631,78 @@ mod tests {
 
     #[test]
     fn qualifiers_go_and_literals_stay() {
+        let schemas = ["app".to_string(), "\"Odd S\"".to_string()];
         assert_eq!(
             unqualified(
-                "SELECT orders.customer_id, count(*) FROM app.orders GROUP BY orders.customer_id"
+                "SELECT orders.customer_id, count(*) FROM app.orders GROUP BY orders.customer_id",
+                &schemas
             ),
-            "SELECT customer_id, count(*) FROM orders GROUP BY customer_id"
+            "SELECT customer_id, count(*) FROM app.orders GROUP BY customer_id"
         );
         assert_eq!(
             unqualified(
-                r#"SELECT "T t"."C c" FROM "Odd S"."T t" WHERE x = 'a.b' AND y = 'it''s.x'"#
+                r#"SELECT "T t"."C c" FROM "Odd S"."T t" WHERE x = 'a.b' AND y = 'it''s.x'"#,
+                &schemas
             ),
-            r#"SELECT "C c" FROM "T t" WHERE x = 'a.b' AND y = 'it''s.x'"#
+            r#"SELECT "C c" FROM "Odd S"."T t" WHERE x = 'a.b' AND y = 'it''s.x'"#
         );
-        assert_eq!(unqualified("SELECT 1.5"), "SELECT 1.5");
+        // Another schema's table is another table.
+        assert_ne!(
+            unqualified("SELECT x FROM app.t", &schemas),
+            unqualified("SELECT x FROM other.t", &["other".to_string()])
+        );
+        assert_eq!(unqualified("SELECT 1.5", &schemas), "SELECT 1.5");
         assert_eq!(major("14.23"), "14");
         assert_eq!(major("18beta1"), "18");
+    }
+
+    #[test]
+    fn format_1_manifests_are_compared_on_what_they_recorded() {
+        let source = profile(
+            vec![],
+            &[
+                ("constraint public.t.t_a_not_null", "NOT NULL a"),
+                (
+                    "trigger public.p.tg",
+                    "CREATE TRIGGER tg BEFORE INSERT ON public.p",
+                ),
+                (
+                    "trigger public.c.tg",
+                    "CREATE TRIGGER tg BEFORE INSERT ON public.c",
+                ),
+                (
+                    "trigger public.p.gone",
+                    "CREATE TRIGGER gone BEFORE INSERT ON public.p",
+                ),
+                ("acl table public.t", "+x:SELECT/owner"),
+            ],
+        );
+        let mut expected: Expected = source.into();
+        expected.format_version = 1;
+        let target = profile(
+            vec![],
+            &[
+                (
+                    "trigger public.p.tg",
+                    "CREATE TRIGGER tg BEFORE INSERT ON public.p",
+                ),
+                ("acl table public.t", "+y:SELECT/owner"),
+                ("sequence state public.s", "last_value 1 is_called false"),
+            ],
+        );
+        let all = Scope {
+            owners: true,
+            privileges: true,
+            database: true,
+        };
+        let c = compare(&expected, &target, all);
+        // Only the trigger that is really gone differs.
+        let objects: Vec<&str> = c.differences.iter().map(|d| d.object.as_str()).collect();
+        assert_eq!(objects, ["trigger public.p.gone"], "{c:?}");
+        assert!(
+            c.not_compared.iter().any(|n| n.contains("format 1")),
+            "{c:?}"
+        );
     }
 
     #[test]

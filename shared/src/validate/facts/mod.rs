@@ -61,6 +61,7 @@ pub const KINDS: &[(&str, Category, u32)] = &[
     ("index settings", Category::Schema, 2),
     ("index", Category::Schema, 1),
     ("sequence state", Category::Data, 2),
+    ("sequence options", Category::Schema, 2),
     ("sequence", Category::Schema, 1),
     ("view", Category::Schema, 1),
     ("function", Category::Schema, 1),

@@ -94,13 +94,14 @@ fn against(granted: &str, builtin: &str) -> String {
 
 pub(super) fn queries() -> Vec<String> {
     // `public` belongs to pg_database_owner by default since 15, to the bootstrap superuser
-    // before: the same owner in a faithful copy across versions.
+    // (whose name differs from one cluster to another) before, and pg_dump gives a copy of an
+    // older one to the bootstrap superuser: all of them its default owner.
     let default_public_owner =
-        "x.cls = 'pg_namespace'::regclass AND x.oid = 2200 AND x.owner = 6171";
+        "x.cls = 'pg_namespace'::regclass AND x.oid = 2200 AND x.owner IN (6171, 10)";
     vec![
         format!(
             "SELECT 'owner ' || o.type || ' ' || o.identity, \
-                    pg_get_userbyid(CASE WHEN {default_public_owner} THEN 10 ELSE x.owner END) \
+                    CASE WHEN {default_public_owner} THEN 'the default owner' ELSE pg_get_userbyid(x.owner) END \
              FROM ({}) x, pg_identify_object(x.cls, x.oid, 0) o WHERE o.identity IS NOT NULL",
             owned_objects()
         ),

@@ -112,6 +112,20 @@ pub(super) fn queries() -> Vec<String> {
              FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE {USER_SCHEMA} AND {class_ok}"
         ),
+        // What a sequence belongs to (OWNED BY, or an identity column) and its persistence.
+        format!(
+            "SELECT 'sequence options ' || format('%I.%I', n.nspname, c.relname), \
+                    concat_ws(' ', 'persistence=' || c.relpersistence::text, \
+                              (SELECT CASE d.deptype WHEN 'i' THEN 'identity-of=' ELSE 'owned-by=' END \
+                                      || format('%I.%I.%I', tn.nspname, t.relname, a.attname) \
+                                 FROM pg_depend d JOIN pg_class t ON t.oid = d.refobjid \
+                                 JOIN pg_namespace tn ON tn.oid = t.relnamespace \
+                                 JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                                WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid \
+                                  AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1)) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {class_ok}"
+        ),
         // Views and materialized views.
         format!(
             "SELECT CASE c.relkind WHEN 'v' THEN 'view ' ELSE 'materialized view ' END || format('%I.%I', n.nspname, c.relname), \
