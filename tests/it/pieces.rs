@@ -360,3 +360,30 @@ async fn a_snapshot_that_cannot_end_before_the_deadline_stops_and_leaves_nothing
     );
     assert!(!run.logs.contains(pg.password()));
 }
+
+/// A plan refuses a database with large objects (not dumped in pieces yet), by name, and
+/// writes nothing.
+#[tokio::test]
+async fn a_plan_refuses_large_objects_and_writes_nothing() {
+    let pg = ferry_tests::shared_pg();
+    let source = pg.create_database("pieces_lo");
+    pg.psql(
+        &source,
+        "CREATE TABLE t (x int); SELECT lo_from_bytea(0, 'x');",
+    );
+    let to = local_dir("pieces-lo");
+    let err = plan(
+        pg,
+        &source,
+        &to,
+        &StoreConfig::default(),
+        "gzip",
+        2,
+        1 << 20,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("large objects"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(local_path(&to)).unwrap().collect();
+    assert!(left.is_empty(), "nothing written: {left:?}");
+}

@@ -63,7 +63,12 @@ pub(crate) fn local_dir(name: &str) -> String {
 }
 
 pub(crate) fn tool(pg: &PgServer, name: &str) -> Command {
-    let mut command = Command::new(pg.bin(name));
+    tool_for(pg, pg, name)
+}
+
+/// A client tool of `tools` pointed at the server `pg` (pg_dump 18 against PostgreSQL 14).
+pub(crate) fn tool_for(pg: &PgServer, tools: &PgServer, name: &str) -> Command {
+    let mut command = Command::new(tools.bin(name));
     command
         .args([
             "-h",

@@ -3,12 +3,12 @@
 //! pg_restore's, across server versions in both directions), and copies that each differ in
 //! one thing, which must be DIFFERENT naming the object.
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use ferry::jobs::{ValidateInput, ValidateOutput, validate};
-use ferry_tests::{PgServer, pg::SUPERUSER, shared_pg};
+use ferry_tests::{PgServer, shared_pg};
 
-use crate::snapshot::{context, local_dir, local_path, run};
+use crate::snapshot::{context, local_dir, local_path, run, tool_for};
 
 fn corpus_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -470,23 +470,6 @@ async fn every_single_difference_is_found_and_named_and_faithful_copies_match() 
     assert!(out.matches, "{}", out.summary());
     assert_eq!(out.not_compared.len(), 3, "{:?}", out.not_compared);
     assert!(out.summary().contains("not compared"), "{}", out.summary());
-}
-
-/// A dump tool of `tools` pointed at the server `pg`.
-fn tool_for(pg: &PgServer, tools: &PgServer, name: &str) -> Command {
-    let mut command = Command::new(tools.bin(name));
-    command
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            SUPERUSER,
-        ])
-        .env("PGPASSWORD", pg.password())
-        .env("PGSSLMODE", "disable");
-    command
 }
 
 /// What the corpus creates outside its database, made on a server it was not loaded into.
