@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validates recorded Neon API exchanges against Neon's OpenAPI document.
 
-Usage: check_exchanges.py OPENAPI_JSON EXCHANGES_JSONL
+Usage: check_exchanges.py OPENAPI_DOCUMENT EXCHANGES_JSONL   (JSON or YAML)
 
 Each line of EXCHANGES_JSONL is {method, path, query, request, status, response}, as the
 neon-emulator's --record writes them: the request is what ferry's client sent, the response what

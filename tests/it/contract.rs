@@ -1,7 +1,8 @@
 //! The Neon API contract, checked from both sides against Neon's own documents:
 //! every request ferry's client sends and every response the emulator returns validate against
-//! `openapi.json` (by openapi-core, an independent validator), and the client parses every real
-//! response recorded from the live service.
+//! Neon's OpenAPI document as its npm package publishes it (`@neondatabase/api-client`, pinned;
+//! by openapi-core, an independent validator), and the client parses every real response
+//! recorded from the live service (tests/fixtures/neon-recorded).
 
 use std::{path::PathBuf, process::Command};
 
@@ -9,18 +10,30 @@ use ferry::neon::{CreateBranch, NeonError, models::*};
 use ferry_tests::{EmulatorOptions, NeonEmulator, shared_pg};
 use serde_json::json;
 
-/// `../shared/neon-api` beside the checkout (reference material tests may read), or
-/// `FERRY_NEON_API_DIR`.
-fn reference() -> PathBuf {
-    let dir = std::env::var_os("FERRY_NEON_API_DIR")
+/// The npm package Neon publishes its OpenAPI document in, pinned (`dev/setup` installs it).
+const API_CLIENT: &str = "@neondatabase/api-client@2.7.3";
+
+/// Neon's OpenAPI document for the console API v2, from [`API_CLIENT`], or the file
+/// `FERRY_NEON_OPENAPI` names.
+fn openapi() -> PathBuf {
+    let path = std::env::var_os("FERRY_NEON_OPENAPI")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/neon-api"));
+        .unwrap_or_else(|| {
+            ferry_tests::pg::tools_dir().join(
+                "npm-neon/node_modules/@neondatabase/api-client/public-v2-for-users.gen.yaml",
+            )
+        });
     assert!(
-        dir.join("openapi.json").exists(),
-        "Neon's API contract not found at {} (set FERRY_NEON_API_DIR)",
-        dir.display()
+        path.exists(),
+        "Neon's OpenAPI document ({API_CLIENT}) not found at {}: run ./dev/setup",
+        path.display()
     );
-    dir
+    path
+}
+
+/// Real responses of the live API, recorded (tests/fixtures/neon-recorded/README.md).
+fn recorded() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/neon-recorded")
 }
 
 #[tokio::test]
@@ -141,7 +154,7 @@ async fn every_exchange_validates_against_the_openapi_document() {
             env!("CARGO_MANIFEST_DIR"),
             "/contract/check_exchanges.py"
         ))
-        .arg(reference().join("openapi.json"))
+        .arg(openapi())
         .arg(&emulator.record)
         .output()
         .expect("run python3 (./dev/setup installs openapi-core)");
@@ -166,11 +179,12 @@ async fn every_exchange_validates_against_the_openapi_document() {
 
 #[test]
 fn the_client_parses_every_recorded_response() {
-    let dir = reference().join("recorded");
+    let dir = recorded();
     let mut parsed = 0;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
     assert!(!files.is_empty());
