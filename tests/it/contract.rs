@@ -19,9 +19,8 @@ fn openapi() -> PathBuf {
     let path = std::env::var_os("FERRY_NEON_OPENAPI")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            ferry_tests::pg::tools_dir().join(
-                "npm-neon/node_modules/@neondatabase/api-client/public-v2-for-users.gen.yaml",
-            )
+            ferry_tests::pg::tools_dir()
+                .join("npm-neon/node_modules/@neondatabase/api-client/public-v2-for-users.gen.yaml")
         });
     assert!(
         path.exists(),
