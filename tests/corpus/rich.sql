@@ -272,6 +272,7 @@ END $$;
 -- Operators, casts, conversions, text search, foreign data, typed tables.
 CREATE SCHEMA extra;
 CREATE FUNCTION extra.same(integer, integer) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 = $2';
+CREATE FUNCTION extra.ltext(integer, text) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1::text < $2';
 CREATE OPERATOR extra.=== (LEFTARG = integer, RIGHTARG = integer, FUNCTION = extra.same,
     COMMUTATOR = OPERATOR(extra.===));
 CREATE TEXT SEARCH DICTIONARY extra.plain (TEMPLATE = pg_catalog.simple);
@@ -291,6 +292,11 @@ COMMENT ON SERVER extra_server IS 'a server elsewhere';
 COMMENT ON TEXT SEARCH CONFIGURATION extra.words IS 'plain words';
 COMMENT ON OPERATOR extra.=== (integer, integer) IS 'equal, spelled long';
 GRANT SELECT ON extra.remote TO corpus_reader;
+-- A shell operator (a commutator named, never defined): pg_dump leaves it out. An operator of
+-- another owner.
+CREATE OPERATOR extra.<<< (LEFTARG = integer, RIGHTARG = text, FUNCTION = extra.ltext,
+    COMMUTATOR = OPERATOR(extra.>>>));
+ALTER OPERATOR extra.=== (integer, integer) OWNER TO corpus_granter;
 CREATE TYPE extra.point2 AS (x integer, y integer);
 CREATE TABLE extra.typed OF extra.point2 (x WITH OPTIONS NOT NULL, PRIMARY KEY (x));
 CREATE TABLE extra.typed_plain OF extra.point2;

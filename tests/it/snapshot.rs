@@ -325,6 +325,7 @@ async fn filters_choose_what_is_dumped() {
     let pg = shared_pg();
     let source = pg.create_database("filters");
     pg.psql(&source, SMALL);
+    pg.psql(&source, "SELECT lo_from_bytea(777, 'a large object')");
     let source = &source;
     let dump = |input: SnapshotInput| async move {
         let to = local_dir("snap-filter");
@@ -402,6 +403,8 @@ async fn filters_choose_what_is_dumped() {
     assert!(!list.contains("TABLE DATA"), "{list}");
     assert!(!list.contains("SEQUENCE SET"), "{list}");
     assert!(list.contains("TABLE public accounts"), "{list}");
+    // A large object is data (pg_dump -s writes none).
+    assert!(!list.contains("BLOB"), "{list}");
     let (list, _) = dump(SnapshotInput {
         data_only: true,
         ..SnapshotInput::default()
@@ -414,6 +417,9 @@ async fn filters_choose_what_is_dumped() {
     );
     assert!(!list.contains("CONSTRAINT"), "{list}");
     assert!(!list.contains("; 1259 "), "no definitions: {list}");
+    // The large objects' bytes with what creates them, as pg_dump -a writes them.
+    assert!(list.contains("BLOB - 777"), "{list}");
+    assert!(list.contains("BLOBS - BLOBS"), "{list}");
 }
 
 #[tokio::test]

@@ -38,7 +38,8 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
         None => format!("{kind} {}", quoted(&entry.tag)),
     };
     let target = match entry.desc.as_str() {
-        "FUNCTION" | "PROCEDURE" | "AGGREGATE" => entry
+        "FUNCTION" | "PROCEDURE" | "AGGREGATE" | "OPERATOR" | "OPERATOR CLASS"
+        | "OPERATOR FAMILY" => entry
             .drop_stmt
             .as_deref()?
             .strip_prefix("DROP ")?
@@ -59,6 +60,7 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
             format!("{} {}", entry.desc, quoted(&entry.tag))
         }
         "SERVER" => format!("SERVER {}", quoted(&entry.tag)),
+        "PROCEDURAL LANGUAGE" => format!("LANGUAGE {}", quoted(&entry.tag)),
         "BLOB" => format!("LARGE OBJECT {}", entry.tag),
         "BLOB METADATA" => {
             // One entry for a group of large objects: one statement per object.

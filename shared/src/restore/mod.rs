@@ -645,9 +645,9 @@ async fn restore_items(
         let applied = if options.single_transaction {
             apply_in_order(main, triggers.iter(), &state, applied).await?
         } else {
-            finish(main, &triggers, &state, applied).await?
+            applied // after the analyzer is done too (below)
         };
-        Ok::<_, RestoreError>((rows, tables, applied))
+        Ok::<_, RestoreError>((rows, tables, applied, triggers))
     };
     let analyzing = async {
         if options.single_transaction || analyze.is_empty() {
@@ -674,10 +674,13 @@ async fn restore_items(
                 .iter()
                 .position(|(_, deps)| all_announced || deps.is_subset(&finished))
             {
+                // Statistics are a courtesy (pg_restore takes none): a table whose ANALYZE
+                // fails (a parent sampling a foreign child whose server is out of reach) is
+                // left for autovacuum, and the restore goes on.
                 let (e, _) = waiting.remove(at);
-                apply(&analyzer, e, &state)
-                    .await
-                    .map_err(|reason| item_failed(e, reason, applied, state.total))?;
+                if let Err(reason) = apply(&analyzer, e, &state).await {
+                    tracing::warn!(item = %label(e), %reason, "ANALYZE failed; left to autovacuum");
+                }
                 continue;
             }
             match finished_rx.recv().await {
@@ -693,8 +696,11 @@ async fn restore_items(
         Ok::<(), RestoreError>(())
     };
     let (main_work, analyzed) = tokio::join!(main_work, analyzing);
-    let (rows, tables, applied) = main_work?;
+    let (rows, tables, mut applied, triggers) = main_work?;
     analyzed?;
+    if !options.single_transaction {
+        applied = finish(main, &triggers, &state, applied).await?;
+    }
     outcome.rows += rows;
     outcome.tables += tables;
     outcome.applied = applied - outcome.already_done;
@@ -907,10 +913,14 @@ async fn run_plain(
                         if done.contains(&ordinal) {
                             continue;
                         }
-                        let record = format!(
+                        let mut record = format!(
                             "INSERT INTO ferry_restore.progress (archive, dump_id) VALUES ({}, {ordinal})",
                             literal(&archive_id)
                         );
+                        if let Some(authorization) = &authorized {
+                            record =
+                                format!("RESET SESSION AUTHORIZATION; {record}; {authorization}");
+                        }
                         if let Err(e) = main
                             .batch_execute(&format!("BEGIN;\n{body}\n;{record}; COMMIT;"))
                             .await
@@ -1032,9 +1042,17 @@ async fn run_plain(
                 ordinal += 1;
                 outcome.items += 1;
                 let skip = done.contains(&ordinal);
-                let rows = copy_plain(&main, &statement, &mut rx, skip, &archive_id, ordinal)
-                    .await
-                    .map_err(|reason| fail(statement_label(&statement), reason, &outcome))?;
+                let rows = copy_plain(
+                    &main,
+                    &statement,
+                    &mut rx,
+                    skip,
+                    &archive_id,
+                    ordinal,
+                    authorized.as_deref(),
+                )
+                .await
+                .map_err(|reason| fail(statement_label(&statement), reason, &outcome))?;
                 if !skip {
                     outcome.applied += 1;
                     outcome.tables += 1;
@@ -1067,18 +1085,24 @@ async fn run_plain(
         .map_err(|e| RestoreError::Failed(format!("reading the dump: {e}")))?;
     finished.push((main, deferred));
     for (session, triggers) in &finished {
-        session.batch_execute("ANALYZE").await?;
+        // As the restoring role again, whatever role the dump ended as.
+        session.batch_execute("RESET SESSION AUTHORIZATION").await?;
+        // Statistics are a courtesy (see `restore_items`).
+        if let Err(e) = session.batch_execute("ANALYZE").await {
+            tracing::warn!(error = %PgError::from(e), "ANALYZE failed; left to autovacuum");
+        }
         let sql = format!(
             "BEGIN;\nDROP SCHEMA IF EXISTS ferry_restore CASCADE;\n{}\nCOMMIT;",
             triggers.join("\n;\n")
         );
         if let Err(e) = session.batch_execute(&sql).await {
             let _ = session.batch_execute("ROLLBACK").await;
-            return Err(fail(
-                "the event triggers (created last)".into(),
-                PgError::from(e).to_string(),
-                &outcome,
-            ));
+            let what = if triggers.is_empty() {
+                "removing the progress schema"
+            } else {
+                "the event triggers (created last, with the progress schema's removal)"
+            };
+            return Err(fail(what.into(), PgError::from(e).to_string(), &outcome));
         }
     }
     Ok(outcome)
@@ -1104,6 +1128,7 @@ async fn copy_plain(
     skip: bool,
     archive_id: &str,
     ordinal: i32,
+    authorized: Option<&str>,
 ) -> Result<u64, String> {
     let pg = |e: tokio_postgres::Error| PgError::from(e).to_string();
     if skip {
@@ -1135,11 +1160,19 @@ async fn copy_plain(
             }
         }
         let rows = sink.finish().await.map_err(pg)?;
+        // The progress row is the restoring role's, whatever role the dump runs as.
+        let record = format!(
+            "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {ordinal}, {rows})",
+            literal(archive_id)
+        );
+        let record = match authorized {
+            Some(authorization) => {
+                format!("RESET SESSION AUTHORIZATION; {record}; {authorization}")
+            }
+            None => record,
+        };
         session
-            .batch_execute(&format!(
-                "INSERT INTO ferry_restore.progress (archive, dump_id, rows) VALUES ({}, {ordinal}, {rows}); COMMIT;",
-                literal(archive_id)
-            ))
+            .batch_execute(&format!("{record}; COMMIT;"))
             .await
             .map_err(pg)?;
         Ok(rows)

@@ -171,8 +171,10 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     let sequence_states = validate::sequence_states(&main).await?;
     let mut ordered = order::order(schema);
     let data_only = options.filter.data_only;
+    // A data-only dump keeps the data, sequence positions and the large objects' creation
+    // (their bytes need them), as pg_dump -a does.
     retain(&mut ordered, |i| {
-        !i.placeholder && (!data_only || i.section == Section::Data)
+        !i.placeholder && (!data_only || i.section == Section::Data || i.desc == "BLOB")
     });
 
     let layout = match options.format {

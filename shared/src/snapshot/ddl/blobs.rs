@@ -5,8 +5,9 @@
 use super::*;
 
 pub(super) async fn large_objects(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
-    // pg_dump leaves them out of dumps filtered by schema or table.
-    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+    // pg_dump leaves them out of dumps filtered by schema or table, and out of schema-only
+    // dumps (a large object is data).
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() || b.filter.schema_only {
         return Ok(());
     }
     let rows = session
@@ -33,7 +34,7 @@ pub(super) async fn large_objects(session: &Session, b: &mut Builder<'_>) -> Res
         objects.push(oid);
         items.push(at);
     }
-    if objects.is_empty() || b.filter.schema_only {
+    if objects.is_empty() {
         return Ok(());
     }
     let mut data = Item::new("BLOBS", "BLOBS", Section::Data, P_BLOBS);

@@ -3,8 +3,9 @@
 use super::*;
 
 pub(super) async fn operators(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
-    // regoperator/regproc print schema-qualified names where the (empty) search path needs
-    // them; a commutator or negator may be the operator itself or not exist yet, which
+    // A shell (a commutator or negator named but never defined: no function) is left out,
+    // as pg_dump leaves it. regoperator/regproc print schema-qualified names where the (empty)
+    // search path needs them; a commutator or negator may be the operator itself or not exist yet, which
     // CREATE OPERATOR allows (it makes a shell).
     let sql = format!(
         "SELECT o.oid, n.nspname, o.oprname, pg_get_userbyid(o.oprowner), o.oprcode::regproc::text, \
@@ -19,7 +20,7 @@ pub(super) async fn operators(session: &Session, b: &mut Builder<'_>) -> Result<
                 CASE WHEN o.oprjoin <> 0 THEN o.oprjoin::regproc::text END, \
                 obj_description(o.oid, 'pg_operator'), o.oprcode::oid \
          FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace \
-         WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
+         WHERE o.oprcode <> 0 AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_internal("o.oid", "pg_operator")
     );
     for r in session.query(&sql, &[]).await? {

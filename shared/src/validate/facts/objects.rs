@@ -111,7 +111,7 @@ pub(super) fn queries(version: i32) -> Vec<String> {
                               'join=' || NULLIF(o.oprjoin::oid, 0)::regproc::text, \
                               CASE WHEN o.oprcanhash THEN 'hashes' END, CASE WHEN o.oprcanmerge THEN 'merges' END) \
              FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace \
-             WHERE {USER_SCHEMA} AND {}",
+             WHERE o.oprcode <> 0 AND {USER_SCHEMA} AND {}",
             identity("pg_operator", "o.oid"),
             not_extension_member("o.oid", "pg_operator")
         ),
