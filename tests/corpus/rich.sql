@@ -301,6 +301,23 @@ CREATE TYPE extra.point2 AS (x integer, y integer);
 CREATE TABLE extra.typed OF extra.point2 (x WITH OPTIONS NOT NULL, PRIMARY KEY (x));
 CREATE TABLE extra.typed_plain OF extra.point2;
 INSERT INTO extra.typed VALUES (1, 2), (3, NULL);
+-- Cases the hostile reviews found: an enum label holding ", ", an aggregate of no arguments, a
+-- trigger disabled on a partition that has partitions, a child without its parent's default, a
+-- column grant made by a role a table grant empowered, 18's default privileges on large objects.
+CREATE TYPE app.labels AS ENUM ('a, b', 'c');
+CREATE AGGREGATE app.count_all(*) (SFUNC = int8inc, STYPE = int8, INITCOND = '0');
+ALTER TABLE app.events_2025 DISABLE TRIGGER events_noop;
+CREATE TABLE app.cats () INHERITS (app.animals);
+ALTER TABLE app.cats ALTER COLUMN name DROP DEFAULT;
+GRANT SELECT ON app.stress TO corpus_granter WITH GRANT OPTION;
+SET ROLE corpus_granter;
+GRANT SELECT (t) ON app.stress TO corpus_reader;
+RESET ROLE;
+DO $$ BEGIN
+  IF current_setting('server_version_num')::int >= 180000 THEN
+    EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO corpus_reader';
+  END IF;
+END $$;
 -- Large objects: one with a comment and a grant, one spanning pieces, one with an oid past 2^31.
 SELECT lo_from_bytea(424242, 'the content of a large object');
 COMMENT ON LARGE OBJECT 424242 IS 'a blob';

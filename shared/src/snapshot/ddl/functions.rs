@@ -39,7 +39,14 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
             "a" => ("AGGREGATE", "AGGREGATE", P_AGGREGATE),
             _ => ("FUNCTION", "FUNCTION", P_FUNCTION),
         };
-        let signature = format!("{qualified}({identity})");
+        // An aggregate of no arguments is named `agg(*)`, but granted on as the function
+        // `agg()` (pg_dump's tags say so too).
+        let no_arguments = kind == "a" && identity.is_empty();
+        let signature = if no_arguments {
+            format!("{qualified}(*)")
+        } else {
+            format!("{qualified}({identity})")
+        };
         let defn = if kind == "a" {
             aggregate(&r, &qualified)
         } else {
@@ -76,10 +83,15 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
         );
         // Privileges on an aggregate are granted on it as a function.
         let grant_keyword = if kind == "a" { "FUNCTION" } else { keyword };
+        let (grant_signature, grant_tag) = if no_arguments {
+            (format!("{qualified}()"), format!("{}()", b.q.ident(&name)))
+        } else {
+            (signature.clone(), quoted_signature.clone())
+        };
         b.acl(
             at,
-            &format!("{grant_keyword} {signature}"),
-            &format!("{grant_keyword} {quoted_signature}"),
+            &format!("{grant_keyword} {grant_signature}"),
+            &format!("{grant_keyword} {grant_tag}"),
             r.get(8),
             r.get(9),
         );
