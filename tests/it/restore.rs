@@ -18,7 +18,7 @@ use crate::snapshot::{
     SMALL, assert_same_schema, context, corpus, local_dir, local_path, run, tool, validate,
 };
 
-async fn restore(
+pub(crate) async fn restore(
     pg: &PgServer,
     from: &str,
     store: StoreConfig,

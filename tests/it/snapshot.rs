@@ -589,3 +589,116 @@ async fn the_lambda_and_the_cli_write_a_snapshot_to_s3() {
     let listing = listing(pg, &s3.object_path(&bucket, "cli/archive.dump"));
     assert!(listing.contains("TABLE DATA public accounts"), "{listing}");
 }
+
+/// The database's own settings as pg_dump writes them (`DATABASE`, its comment and grants,
+/// `DATABASE PROPERTIES`): the same entries and statements in ferry's archive as in pg_dump's,
+/// `pg_restore --create` of ferry's archive makes the same database (validate compares its
+/// settings), a plain snapshot has none of them (as `pg_dump -Fp`), and a restore without
+/// `--create` leaves every database alone: it used to run pg_dump's `COMMENT ON DATABASE` of
+/// the source's name, changing that database (on the target's server) instead of its own.
+#[tokio::test]
+async fn the_database_itself_is_dumped_as_pg_dump_dumps_it() {
+    let pg = shared_pg();
+    let db = pg.create_database("db_props");
+    pg.psql(&db, SMALL);
+    pg.psql(
+        "postgres",
+        "DO $$ BEGIN CREATE ROLE db_props_reader NOLOGIN; \
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+    );
+    for sql in [
+        format!("COMMENT ON DATABASE \"{db}\" IS 'the app''s database'"),
+        format!("ALTER DATABASE \"{db}\" SET work_mem = '7MB'"),
+        format!("ALTER DATABASE \"{db}\" SET search_path = \"$user\", public, \"Odd, one\""),
+        format!("ALTER DATABASE \"{db}\" SET \"app.note\" = 'it''s set'"),
+        format!("ALTER DATABASE \"{db}\" CONNECTION LIMIT 40"),
+        format!("ALTER ROLE db_props_reader IN DATABASE \"{db}\" SET statement_timeout = '5s'"),
+        format!("REVOKE TEMPORARY ON DATABASE \"{db}\" FROM PUBLIC"),
+        format!("GRANT CREATE ON DATABASE \"{db}\" TO db_props_reader WITH GRANT OPTION"),
+    ] {
+        pg.psql("postgres", &sql);
+    }
+    let dir = local_path(&local_dir("db-props"));
+    run(tool(pg, "pg_dump")
+        .args(["-Fc", "-d", &db, "-f"])
+        .arg(dir.join("pg_dump.dump")));
+    let to = local_dir("db-props-ferry");
+    let out = snapshot(pg, &db, &to, StoreConfig::default(), "custom").await;
+    let ferry_archive = local_path(&out.archive);
+
+    // The same entries, and the same statements, for pg_restore --create.
+    let database_part = |archive: &std::path::Path| -> (Vec<String>, Vec<String>) {
+        let list = run(tool(pg, "pg_restore").args(["-C", "-l"]).arg(archive));
+        let entries = list
+            .lines()
+            .filter(|l| !l.starts_with(';') && l.contains("DATABASE"))
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+            .collect();
+        let script = run(tool(pg, "pg_restore").args(["-C", "-f", "-"]).arg(archive));
+        let statements = script
+            .lines()
+            // Grants are written as their own statements by each (pg_dump 15 revokes and
+            // grants again what ferry leaves): validate compares their effect below.
+            .filter(|l| !l.starts_with("--") && !l.starts_with("GRANT") && !l.starts_with("REVOKE"))
+            .filter(|l| l.contains("DATABASE") || l.contains("ROLE"))
+            .map(str::to_string)
+            .collect();
+        (entries, statements)
+    };
+    let (want_entries, want_statements) = database_part(&dir.join("pg_dump.dump"));
+    let (got_entries, got_statements) = database_part(&ferry_archive);
+    assert_eq!(got_entries, want_entries);
+    assert_eq!(got_statements, want_statements);
+    assert!(
+        want_statements
+            .iter()
+            .any(|s| s.contains("SET search_path TO '$user', 'public', 'Odd, one'")),
+        "{want_statements:#?}"
+    );
+
+    // A plain snapshot holds none of them (pg_dump -Fp without -C writes none).
+    let plain = snapshot(
+        pg,
+        &db,
+        &local_dir("db-props-plain"),
+        StoreConfig::default(),
+        "plain",
+    )
+    .await;
+    let text = std::fs::read_to_string(local_path(&plain.archive)).unwrap();
+    assert!(!text.contains("DATABASE"), "{text}");
+
+    // Restores without --create leave the source's database alone, whatever its comment now.
+    pg.psql(
+        "postgres",
+        &format!("COMMENT ON DATABASE \"{db}\" IS 'changed since'"),
+    );
+    for archive in [dir.join("pg_dump.dump"), ferry_archive.clone()] {
+        let from = format!("file://{}", archive.display());
+        let (target, _) = crate::restore::restore(pg, &from, StoreConfig::default(), 1).await;
+        let comments = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT datname = '{db}', coalesce(shobj_description(oid, 'pg_database'), '-') \
+                 FROM pg_database WHERE datname IN ('{db}', '{target}') ORDER BY 1"
+            ),
+        );
+        assert_eq!(comments, "f|-\nt|changed since\n", "{}", archive.display());
+    }
+    pg.psql(
+        "postgres",
+        &format!("COMMENT ON DATABASE \"{db}\" IS 'the app''s database'"),
+    );
+
+    // pg_restore --create of ferry's archive makes the database as it was: the source moves
+    // aside under another name, and validate compares the two, database settings included.
+    let aside = format!("{db}_src");
+    pg.psql(
+        "postgres",
+        &format!("ALTER DATABASE \"{db}\" RENAME TO \"{aside}\""),
+    );
+    run(tool(pg, "pg_restore")
+        .args(["--exit-on-error", "-C", "-d", "postgres"])
+        .arg(&ferry_archive));
+    validate(pg.url(&aside), pg, &db, StoreConfig::default()).await;
+}

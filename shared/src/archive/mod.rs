@@ -213,6 +213,14 @@ impl TocEntry {
     }
 }
 
+/// Whether an entry is one of the database's own (`DATABASE`, `DATABASE PROPERTIES`, and the
+/// database's comment, grants and security label): pg_restore runs them only with `--create`,
+/// since they name the database the dump was taken from.
+pub fn is_database_level(desc: &str, tag: &str) -> bool {
+    matches!(desc, "DATABASE" | "DATABASE PROPERTIES")
+        || (matches!(desc, "COMMENT" | "ACL" | "SECURITY LABEL") && tag.starts_with("DATABASE "))
+}
+
 /// A name pattern as pg_dump and pg_restore take them: `*` matches any run of characters.
 pub fn glob(pattern: &str, text: &str) -> bool {
     match pattern.split_once('*') {

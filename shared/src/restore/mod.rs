@@ -268,8 +268,6 @@ pub struct Outcome {
 
 /// Entries that set up the session rather than create anything.
 const SESSION_ENTRIES: &[&str] = &["ENCODING", "STDSTRINGS", "SEARCHPATH"];
-/// Entries that only `pg_restore --create` uses.
-const DATABASE_ENTRIES: &[&str] = &["DATABASE", "DATABASE PROPERTIES"];
 
 const PROGRESS_SETUP: &str = "CREATE SCHEMA IF NOT EXISTS ferry_restore; \
      CREATE TABLE IF NOT EXISTS ferry_restore.progress (archive text NOT NULL, dump_id integer NOT NULL, \
@@ -511,7 +509,7 @@ async fn restore_items(
 ) -> Result<Outcome, RestoreError> {
     let wanted = |e: &TocEntry| {
         let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
-            || DATABASE_ENTRIES.contains(&e.desc.as_str())
+            || crate::archive::is_database_level(&e.desc, &e.tag)
             || (options.no_privileges && matches!(e.desc.as_str(), "ACL" | "DEFAULT ACL"));
         !skipped && options.selects(e)
     };

@@ -32,7 +32,7 @@ use crate::{
     archive::{
         ArchiveError, Compression, CreatedAt, Header, Layout, Offset, Section, TocEntry, Version,
         custom::{self, DataBlock, DataFile},
-        plain,
+        is_database_level, plain,
     },
     manifest::{Manifest, ManifestObject},
     pg::{PgConfig, PgError, Session, connect, literal},
@@ -173,8 +173,17 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     let data_only = options.filter.data_only;
     // A data-only dump keeps the data, sequence positions and the large objects' creation
     // (their bytes need them), as pg_dump -a does.
+    // The database's own entries are for pg_restore --create: a plain dump has none (as
+    // pg_dump -Fp without -C), a data-only dump keeps DATABASE and its properties (as pg_dump -a).
+    let plain = options.format == Format::Plain;
     retain(&mut ordered, |i| {
-        !i.placeholder && (!data_only || i.section == Section::Data || i.desc == "BLOB")
+        let database = is_database_level(&i.desc, &i.tag);
+        !i.placeholder
+            && !(plain && database)
+            && (!data_only
+                || i.section == Section::Data
+                || i.desc == "BLOB"
+                || matches!(i.desc.as_str(), "DATABASE" | "DATABASE PROPERTIES"))
     });
 
     let layout = match options.format {

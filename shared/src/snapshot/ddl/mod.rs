@@ -15,6 +15,7 @@
 
 mod acl;
 mod blobs;
+mod database;
 mod deps;
 mod foreign;
 mod functions;
@@ -171,6 +172,7 @@ impl Item {
 }
 
 // pg_dump's priorities (pg_dump_sort.c), spaced so the order reads.
+const P_DATABASE: u16 = 0;
 const P_SCHEMA: u16 = 1;
 const P_COLLATION: u16 = 3;
 const P_EXTENSION: u16 = 4;
@@ -432,6 +434,7 @@ pub(super) async fn read(
         indexes: HashMap::new(),
         schema_acls: HashMap::new(),
     };
+    database::database(session, &mut b).await?;
     schemas::schemas(session, &mut b).await?;
     schemas::extensions(session, &mut b).await?;
     types::collations(session, &mut b).await?;
