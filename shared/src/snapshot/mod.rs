@@ -178,8 +178,8 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     let plain = options.format == Format::Plain;
     retain(&mut ordered, |i| {
         let database = is_database_level(&i.desc, &i.tag);
-        !i.placeholder
-            && !(plain && database)
+        let left_out = i.placeholder || (plain && database);
+        !left_out
             && (!data_only
                 || i.section == Section::Data
                 || i.desc == "BLOB"
