@@ -318,6 +318,16 @@ DO $$ BEGIN
     EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO corpus_reader';
   END IF;
 END $$;
+-- Grants changed on objects the dump does not create: the system's (pg_catalog) and an
+-- extension's (pg_dump writes them against pg_init_privs).
+REVOKE EXECUTE ON FUNCTION pg_catalog.pg_backend_pid() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text) TO corpus_reader;
+GRANT SELECT (proname) ON pg_catalog.pg_proc TO corpus_reader;
+REVOKE SELECT ON pg_catalog.pg_settings FROM PUBLIC;
+GRANT USAGE ON SCHEMA pg_catalog TO corpus_granter WITH GRANT OPTION;
+GRANT USAGE ON LANGUAGE plpgsql TO corpus_reader;
+REVOKE EXECUTE ON FUNCTION public.gen_random_uuid() FROM PUBLIC; -- pgcrypto
+GRANT EXECUTE ON FUNCTION public.digest(text, text) TO corpus_reader; -- pgcrypto
 -- Large objects: one with a comment and a grant, one spanning pieces, one with an oid past 2^31.
 SELECT lo_from_bytea(424242, 'the content of a large object');
 COMMENT ON LARGE OBJECT 424242 IS 'a blob';

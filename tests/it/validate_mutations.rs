@@ -350,6 +350,26 @@ const MUTATIONS: &[Mutation] = &[
         "SET ROLE corpus_granter; REVOKE SELECT ON app.keyed FROM corpus_reader; RESET ROLE",
         "acl table app.keyed",
     ),
+    m(
+        "a system function's grant changed",
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_backend_pid() TO PUBLIC",
+        "changed acl function pg_catalog.pg_backend_pid()",
+    ),
+    m(
+        "an extension member's grant changed",
+        "REVOKE EXECUTE ON FUNCTION public.digest(text, text) FROM corpus_reader",
+        "changed acl function public.digest(",
+    ),
+    m(
+        "a system table's column grant revoked",
+        "REVOKE SELECT (proname) ON pg_catalog.pg_proc FROM corpus_reader",
+        "changed acl table column pg_catalog.pg_proc.proname",
+    ),
+    m(
+        "a language's grant revoked",
+        "REVOKE USAGE ON LANGUAGE plpgsql FROM corpus_reader",
+        "changed acl language plpgsql",
+    ),
     // The database's own.
     m(
         "database setting added",

@@ -446,8 +446,13 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
     }
     if expected.format_version < crate::manifest::FORMAT_VERSION {
         out.not_compared.push(format!(
-            "what manifest format {} could not record (sequence positions, grants, comments, ...)",
-            expected.format_version
+            "what manifest format {} could not record ({})",
+            expected.format_version,
+            if expected.format_version < 2 {
+                "sequence positions, grants, comments, ..."
+            } else {
+                "grants changed on system objects and extension members"
+            }
         ));
     }
     for problem in &actual.integrity {

@@ -20,6 +20,7 @@ mod deps;
 mod foreign;
 mod functions;
 mod indexes;
+mod initial;
 mod operators;
 mod publications;
 mod rules;
@@ -456,6 +457,7 @@ pub(super) async fn read(
     publications::event_triggers(session, &mut b).await?;
     blobs::large_objects(session, &mut b).await?;
     acl::default_privileges(session, &mut b).await?;
+    initial::grants(session, &mut b).await?;
     let edges = deps::edges(session).await?;
     Ok(Schema {
         items: b.items,

@@ -105,6 +105,7 @@ pub const KINDS: &[(&str, Category, u32)] = &[
     ("database setting", Category::Database, 2),
     ("database options", Category::Database, 2),
     ("default acl", Category::Privileges, 2),
+    ("changed acl", Category::Privileges, 3),
     ("acl", Category::Privileges, 2),
 ];
 
@@ -221,6 +222,10 @@ mod tests {
         );
         assert_eq!(kind_of("default acl x").unwrap().1, Category::Privileges);
         assert_eq!(kind_of("acl table app.t").unwrap().1, Category::Privileges);
+        assert_eq!(
+            kind_of("changed acl function pg_catalog.now()").unwrap().0,
+            "changed acl"
+        );
         assert_eq!(kind_of("owner table app.t").unwrap().1, Category::Owners);
         assert_eq!(kind_of("tablespace x"), None);
     }

@@ -64,6 +64,54 @@ fn owned_objects() -> String {
     )
 }
 
+/// Objects a dump does not create but whose grants it carries: `pg_catalog`'s and those of
+/// extensions (and their columns), as `(catalog, oid, subid, owner, acl, initial acl)` rows,
+/// where the two differ.
+fn initial_objects() -> String {
+    let kind = |catalog: &str, table: &str, owner: &str, acl: &str, letter: &str, system: &str| {
+        format!(
+            "SELECT '{catalog}'::regclass AS cls, o.oid, 0 AS sub, {owner} AS owner, \
+                    coalesce({acl}, acldefault({letter}, {owner})) AS acl, \
+                    coalesce(i.initprivs, acldefault({letter}, {owner})) AS initial \
+             FROM {table} \
+             LEFT JOIN pg_init_privs i ON i.classoid = '{catalog}'::regclass AND i.objoid = o.oid AND i.objsubid = 0 \
+             WHERE ({system} OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '{catalog}'::regclass \
+                                        AND e.objid = o.oid AND e.deptype = 'e')) \
+               AND coalesce({acl}, acldefault({letter}, {owner})) \
+                   IS DISTINCT FROM coalesce(i.initprivs, acldefault({letter}, {owner}))"
+        )
+    };
+    let catalog = "pg_catalog'::regnamespace";
+    [
+        kind("pg_namespace", "pg_namespace o", "o.nspowner", "o.nspacl", "'n'", &format!("o.oid = '{catalog}")),
+        kind("pg_proc", "pg_proc o", "o.proowner", "o.proacl", "'f'", &format!("o.pronamespace = '{catalog}")),
+        kind("pg_type", "pg_type o", "o.typowner", "o.typacl", "'T'", &format!("o.typnamespace = '{catalog}")),
+        kind(
+            "pg_class",
+            "pg_class o",
+            "o.relowner",
+            "o.relacl",
+            "(CASE o.relkind WHEN 'S' THEN 's' ELSE 'r' END)::\"char\"",
+            &format!("o.relnamespace = '{catalog}"),
+        ),
+        kind("pg_language", "pg_language o", "o.lanowner", "o.lanacl", "'l'", "false"),
+        kind("pg_foreign_data_wrapper", "pg_foreign_data_wrapper o", "o.fdwowner", "o.fdwacl", "'F'", "false"),
+        kind("pg_foreign_server", "pg_foreign_server o", "o.srvowner", "o.srvacl", "'S'", "false"),
+        format!(
+            "SELECT 'pg_class'::regclass, c.oid, a.attnum, c.relowner, coalesce(a.attacl, '{{}}'), \
+                    coalesce(i.initprivs, '{{}}') \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             LEFT JOIN pg_init_privs i ON i.classoid = 'pg_class'::regclass AND i.objoid = c.oid \
+                  AND i.objsubid = a.attnum \
+             WHERE a.attnum > 0 AND NOT a.attisdropped \
+               AND (c.relnamespace = '{catalog} OR EXISTS (SELECT 1 FROM pg_depend e \
+                    WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')) \
+               AND coalesce(a.attacl, '{{}}') IS DISTINCT FROM coalesce(i.initprivs, '{{}}')"
+        ),
+    ]
+    .join(" UNION ALL ")
+}
+
 /// The privileges of `acl` as text items, `grantee:PRIVILEGE[*]/grantor`, with `owner` for
 /// the role `owner` (so that grants compare apart from who owns the object) and `PUBLIC`.
 fn rendered(acl: &str, owner: &str) -> String {
@@ -133,6 +181,20 @@ pub(super) fn queries() -> Vec<String> {
             against("r.granted", "'{}'::text[]"),
             rendered("a.attacl", "c.relowner"),
             not_extension_member("c.oid", "pg_class")
+        ),
+        // The system's own objects and extension members: what their grants became since
+        // they were created (pg_init_privs, or the kind's default), as facts only where they
+        // changed (the system has thousands of objects).
+        format!(
+            "SELECT 'changed acl ' || o.type || ' ' || o.identity, {} \
+             FROM ({}) x, \
+                  LATERAL (SELECT {} AS granted, {} AS builtin) r, \
+                  pg_identify_object(x.cls, x.oid, x.sub) o \
+             WHERE o.identity IS NOT NULL AND r.granted IS DISTINCT FROM r.builtin",
+            against("r.granted", "r.builtin"),
+            initial_objects(),
+            rendered("x.acl", "x.owner"),
+            rendered("x.initial", "x.owner"),
         ),
         // Everywhere: against the built-in default (as for objects); in a schema: additions.
         format!(
