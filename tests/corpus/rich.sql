@@ -318,6 +318,11 @@ DO $$ BEGIN
     EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO corpus_reader';
   END IF;
 END $$;
+-- Objects dropped with an extension they are not members of (plpgsql: every server has it).
+ALTER FUNCTION app.add_one(integer) DEPENDS ON EXTENSION plpgsql;
+ALTER TRIGGER customers_touch ON app.customers DEPENDS ON EXTENSION plpgsql;
+ALTER MATERIALIZED VIEW app.empty_stats DEPENDS ON EXTENSION plpgsql;
+ALTER INDEX app.orders_note_lower_idx DEPENDS ON EXTENSION plpgsql;
 -- Grants changed on objects the dump does not create: the system's (pg_catalog) and an
 -- extension's (pg_dump writes them against pg_init_privs).
 REVOKE EXECUTE ON FUNCTION pg_catalog.pg_backend_pid() FROM PUBLIC;

@@ -351,6 +351,16 @@ const MUTATIONS: &[Mutation] = &[
         "acl table app.keyed",
     ),
     m(
+        "an index's extension dependency dropped",
+        "ALTER INDEX app.orders_note_lower_idx NO DEPENDS ON EXTENSION plpgsql",
+        "extension dependency index app.orders_note_lower_idx",
+    ),
+    m(
+        "a function made to depend on an extension",
+        "ALTER FUNCTION app.touch() DEPENDS ON EXTENSION plpgsql",
+        "extension dependency function app.touch()",
+    ),
+    m(
         "a system function's grant changed",
         "GRANT EXECUTE ON FUNCTION pg_catalog.pg_backend_pid() TO PUBLIC",
         "changed acl function pg_catalog.pg_backend_pid()",

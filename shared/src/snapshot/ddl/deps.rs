@@ -60,3 +60,56 @@ pub(super) async fn edges(session: &Session) -> Result<Vec<(ObjKey, ObjKey)>, Pg
         })
         .collect())
 }
+
+/// `ALTER ... DEPENDS ON EXTENSION` (pg_depend's `x` dependencies: the object is dropped with
+/// the extension), appended to the statement that creates the object, as pg_dump writes it:
+/// functions and procedures, triggers, materialized views, indexes (and the keys they back).
+pub(super) async fn extension_dependencies(
+    session: &Session,
+    b: &mut Builder<'_>,
+) -> Result<(), PgError> {
+    // The object's name as the server quotes it (regprocedure and regclass print qualified
+    // names under the dump's empty search_path).
+    let rows = session
+        .query(
+            "SELECT d.classid::oid, d.objid, \
+                    CASE WHEN d.classid = 'pg_proc'::regclass THEN \
+                           (SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || p.oid::regprocedure::text \
+                              FROM pg_proc p WHERE p.oid = d.objid) \
+                         WHEN d.classid = 'pg_trigger'::regclass THEN \
+                           (SELECT format('TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass) FROM pg_trigger t WHERE t.oid = d.objid) \
+                         ELSE (SELECT CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW ' ELSE 'INDEX ' END || c.oid::regclass::text \
+                                 FROM pg_class c WHERE c.oid = d.objid) END, \
+                    quote_ident(e.extname), e.oid \
+             FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid \
+             WHERE d.deptype = 'x' AND d.refclassid = 'pg_extension'::regclass \
+               AND d.classid IN ('pg_proc'::regclass, 'pg_trigger'::regclass, 'pg_class'::regclass) \
+             ORDER BY 1, 2, 4",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (class, oid): (u32, u32) = (r.get(0), r.get(1));
+        let (Some(object), extension): (Option<String>, String) = (r.get(2), r.get(3)) else {
+            continue;
+        };
+        let at = b
+            .items
+            .iter()
+            .position(|i| i.key == Some((class, oid)))
+            .or_else(|| {
+                (class == PG_CLASS)
+                    .then(|| b.indexes.get(&oid).copied())
+                    .flatten()
+            });
+        if let Some(at) = at {
+            b.items[at].defn.push_str(&format!(
+                "ALTER {object} DEPENDS ON EXTENSION {extension};\n"
+            ));
+            b.items[at]
+                .deps
+                .push(Dep::Object((PG_EXTENSION, r.get::<_, u32>(4))));
+        }
+    }
+    Ok(())
+}

@@ -458,6 +458,7 @@ pub(super) async fn read(
     blobs::large_objects(session, &mut b).await?;
     acl::default_privileges(session, &mut b).await?;
     initial::grants(session, &mut b).await?;
+    deps::extension_dependencies(session, &mut b).await?;
     let edges = deps::edges(session).await?;
     Ok(Schema {
         items: b.items,

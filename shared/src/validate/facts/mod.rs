@@ -75,6 +75,7 @@ pub const KINDS: &[(&str, Category, u32)] = &[
     ("statistics", Category::Schema, 2),
     ("type", Category::Schema, 2),
     ("collation", Category::Schema, 2),
+    ("extension dependency", Category::Schema, 3),
     ("extension", Category::Schema, 2),
     ("operator class", Category::Schema, 2),
     ("operator family", Category::Schema, 2),

@@ -36,6 +36,14 @@ pub(super) fn queries(version: i32) -> Vec<String> {
         "NULL::text"
     };
     let mut queries = vec![
+        // Objects dropped with an extension they are not members of (DEPENDS ON EXTENSION).
+        "SELECT 'extension dependency ' || o.type || ' ' || o.identity, \
+                string_agg(quote_ident(e.extname), ',' ORDER BY e.extname) \
+         FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid, \
+              pg_identify_object(d.classid, d.objid, d.objsubid) o \
+         WHERE d.deptype = 'x' AND d.refclassid = 'pg_extension'::regclass \
+         GROUP BY o.type, o.identity"
+            .to_string(),
         format!(
             "SELECT 'schema ' || quote_ident(n.nspname), 'exists' FROM pg_namespace n \
              WHERE {USER_SCHEMA} AND {}",
