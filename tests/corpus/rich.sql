@@ -1,6 +1,11 @@
 -- A rich schema for the snapshot fidelity test: every object kind ferry dumps, awkward names,
 -- and values that stress COPY. Loaded into a fresh database as a superuser.
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
+-- An extension with configuration tables (tests/fixtures/extension, installed by dev/setup):
+-- the rows added since it was created are dumped, its own are not.
+CREATE EXTENSION ferry_fixture;
+INSERT INTO ferry_fixture.settings VALUES ('tenant', 'it''s acme', false);
+INSERT INTO ferry_fixture.log (what) VALUES ('first'), ('second');
 CREATE SCHEMA app;
 CREATE SCHEMA "Odd Schema";
 COMMENT ON SCHEMA app IS 'application schema';

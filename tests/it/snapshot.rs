@@ -684,6 +684,24 @@ async fn the_database_itself_is_dumped_as_pg_dump_dumps_it() {
             ),
         );
         assert_eq!(comments, "f|-\nt|changed since\n", "{}", archive.display());
+        // --clean drops what the restore makes, not the database the dump came from (it ran
+        // the DATABASE entry's DROP DATABASE of the source's name).
+        jobs::restore(
+            ferry::jobs::RestoreInput {
+                from: from.clone(),
+                target: Some(pg.url(&target)),
+                clean: true,
+                ..Default::default()
+            },
+            context(StoreConfig::default()),
+        )
+        .await
+        .unwrap();
+        let exists = pg.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+        );
+        assert_eq!(exists.trim(), "1", "--clean dropped the source database");
     }
     pg.psql(
         "postgres",

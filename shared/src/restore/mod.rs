@@ -507,13 +507,11 @@ async fn restore_items(
     options: &Options,
     progress: &SharedProgress,
 ) -> Result<Outcome, RestoreError> {
-    let wanted = |e: &TocEntry| {
-        let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
-            || crate::archive::is_database_level(&e.desc, &e.tag)
-            || (options.no_privileges && matches!(e.desc.as_str(), "ACL" | "DEFAULT ACL"));
-        !skipped && options.selects(e)
-    };
-    let items: Vec<&TocEntry> = archive.entries.iter().filter(|e| wanted(e)).collect();
+    let items: Vec<&TocEntry> = archive
+        .entries
+        .iter()
+        .filter(|e| restored(e, options))
+        .collect();
     let total = items.len();
     let mut outcome = Outcome {
         items: total,
@@ -536,6 +534,11 @@ async fn restore_items(
                     .collect();
                 (e.dump_id, oids)
             })
+            .collect(),
+        created_tables: items
+            .iter()
+            .filter(|e| e.desc == "TABLE")
+            .map(|e| (e.namespace.clone().unwrap_or_default(), e.tag.clone()))
             .collect(),
     };
 
@@ -768,11 +771,22 @@ async fn apply_in_order<'a>(
     Ok(applied)
 }
 
+/// Whether the restore runs entry `e`: what the options select, but never the session
+/// settings (set on every connection) nor the database's own entries, which name the database
+/// the dump was taken from (pg_restore runs them only with `--create`).
+fn restored(e: &TocEntry, options: &Options) -> bool {
+    let skipped = SESSION_ENTRIES.contains(&e.desc.as_str())
+        || crate::archive::is_database_level(&e.desc, &e.tag)
+        || (options.no_privileges && matches!(e.desc.as_str(), "ACL" | "DEFAULT ACL"));
+    !skipped && options.selects(e)
+}
+
 /// `--clean`: drops what the archive creates, dependents first, each `IF EXISTS`. As with
 /// pg_restore, a drop that fails (something else depends on the object) is reported and the
-/// restore goes on; creating the object then fails if it is still there.
+/// restore goes on; creating the object then fails if it is still there. The database's own
+/// entries are not the target's: their `DROP DATABASE` would drop the source's namesake.
 async fn clean(main: &Session, entries: &[TocEntry], options: &Options) {
-    for e in entries.iter().rev().filter(|e| options.selects(e)) {
+    for e in entries.iter().rev().filter(|e| restored(e, options)) {
         let Some(drop) = e.drop_stmt.as_deref().filter(|d| !d.trim().is_empty()) else {
             continue;
         };
@@ -862,6 +876,7 @@ async fn run_plain(
         progress: progress.clone(),
         total: 0,
         blob_groups: HashMap::new(),
+        created_tables: HashSet::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<plain::Piece, RestoreError>>(8);
     let reader = source::plain_reader(store, url).await?;
@@ -1387,6 +1402,9 @@ struct State {
     total: usize,
     /// The oids of each `BLOB METADATA` entry (a group of large objects), by dump id.
     blob_groups: HashMap<i32, Vec<String>>,
+    /// The tables this restore creates, as (schema, name): only those may be emptied before
+    /// their load (an extension's configuration table holds the extension's own rows).
+    created_tables: HashSet<(String, String)>,
 }
 
 impl State {
@@ -1533,10 +1551,12 @@ async fn load_blobs(
 }
 
 /// `TRUNCATE ONLY` of the table entry `e` loads, when its load may empty it first: not in one
-/// transaction, and not for a load through a partition root (which would empty every
-/// partition).
+/// transaction, not for a load through a partition root (which would empty every
+/// partition), and only for a table this restore creates (not an extension's configuration
+/// table, whose extension put rows of its own in it, nor a table a data-only archive fills).
 fn truncate_statement(e: &TocEntry, state: &State) -> Option<String> {
-    if state.options.single_transaction {
+    let key = (e.namespace.clone().unwrap_or_default(), e.tag.clone());
+    if state.options.single_transaction || !state.created_tables.contains(&key) {
         return None;
     }
     let statement = copy_statement(e)?;

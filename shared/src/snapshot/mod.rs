@@ -218,11 +218,16 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
                     columns: Vec::new(),
                     end_of_copy: false,
                     blobs: Some(objects.clone()),
+                    filtered: false,
                 });
             }
             item.data.as_ref().map(|d| Job {
                 dump_id: entry.dump_id,
-                copy_sql: format!("COPY {} TO STDOUT", d.copy_target),
+                copy_sql: d
+                    .copy_out
+                    .clone()
+                    .unwrap_or_else(|| format!("COPY {} TO STDOUT", d.copy_target)),
+                filtered: d.copy_out.is_some(),
                 name: format!("{}.{}", d.schema, d.name),
                 blocks: d.blocks,
                 schema: d.schema.clone(),
@@ -312,6 +317,7 @@ pub async fn run(
             table: job.table,
             rows,
             bytes,
+            partial: job.filtered,
         })
         .collect();
     let written = Written {
@@ -348,6 +354,9 @@ struct CopiedTable {
     table: String,
     rows: u64,
     bytes: u64,
+    /// Only the rows a condition selects (an extension's configuration table): the manifest
+    /// keeps the whole table's count, which a restore reproduces with the extension's rows.
+    partial: bool,
 }
 
 /// Writes `manifest.json` under `to`, last: the profile's counts (checked against the rows each
@@ -371,6 +380,9 @@ async fn write_manifest(
         else {
             continue;
         };
+        if c.partial {
+            continue;
+        }
         if table.rows != c.rows {
             return Err(SnapshotError::Inconsistent(format!(
                 "COPY of {}.{} carried {} rows but the snapshot counts {}",
@@ -506,9 +518,7 @@ fn toc_entries(ordered: &order::Ordered, layout: Layout) -> Vec<TocEntry> {
             e.offset = Offset::NotSet;
             e.defn = Some(String::new());
             e.copy_stmt = Some(format!("COPY {} FROM stdin;\n", data.copy_target));
-            if let Some(&table) = deps.first() {
-                e.oid = ordered.items[table].key.map_or(0, |k| k.1).to_string();
-            }
+            e.oid = data.oid.to_string();
             if layout == Layout::Directory {
                 e.file = Some(custom::directory_data_name(e.dump_id));
             }
@@ -534,6 +544,8 @@ struct Job {
     end_of_copy: bool,
     /// The `BLOBS` entry's job: these large objects' bytes, instead of a table's rows.
     blobs: Option<Vec<u32>>,
+    /// Only some rows (an extension configuration table's condition).
+    filtered: bool,
 }
 
 /// Rows and bytes (uncompressed) each table's COPY carried.

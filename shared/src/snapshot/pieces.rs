@@ -89,6 +89,10 @@ pub struct PlannedTable {
     pub columns: Vec<String>,
     pub blocks: u64,
     pub pieces: Vec<PlannedPiece>,
+    /// An extension's configuration table dumped in part (the rows its condition selects):
+    /// one piece, whose worker reads the condition from the catalog (a plan carries no SQL).
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// A range of a table's blocks and the worker that dumps it.
@@ -191,6 +195,38 @@ impl Plan {
     }
 }
 
+/// The COPY of an extension configuration table's rows that its extension's condition
+/// selects, the condition read from the catalog (as the snapshot read it when it planned).
+async fn partial_copy_sql(
+    session: &crate::pg::Session,
+    table: &PlannedTable,
+) -> Result<String, SnapshotError> {
+    let qualified = format!("{}.{}", ident(&table.schema), ident(&table.name));
+    let row = session
+        .query_opt(
+            "SELECT x.condition FROM pg_extension e, \
+                    unnest(e.extconfig, e.extcondition) AS x(config, condition) \
+             WHERE x.config = to_regclass($1)",
+            &[&qualified],
+        )
+        .await?;
+    let Some(condition) = row.map(|r| r.get::<_, String>(0)) else {
+        return Err(SnapshotError::Pieces(format!(
+            "{}.{} is no longer an extension's configuration table: plan the snapshot again",
+            table.schema, table.name
+        )));
+    };
+    let columns: Vec<String> = table.columns.iter().map(|c| ident(c)).collect();
+    let list = if columns.is_empty() {
+        "*".to_string()
+    } else {
+        columns.join(", ")
+    };
+    Ok(format!(
+        "COPY (SELECT {list} FROM {qualified} {condition}) TO STDOUT"
+    ))
+}
+
 /// Splits every table into pieces of at most `piece_blocks` blocks (the last one open-ended)
 /// and gives each piece to a worker: largest first, to the least loaded.
 fn split(jobs: &[Job], piece_blocks: u64, workers: usize) -> Vec<PlannedTable> {
@@ -199,7 +235,7 @@ fn split(jobs: &[Job], piece_blocks: u64, workers: usize) -> Vec<PlannedTable> {
         .map(|job| {
             let mut pieces = Vec::new();
             let mut first = 0;
-            while first + piece_blocks < job.blocks {
+            while first + piece_blocks < job.blocks && !job.filtered {
                 pieces.push(PlannedPiece {
                     first_block: first,
                     end_block: Some(first + piece_blocks),
@@ -219,6 +255,7 @@ fn split(jobs: &[Job], piece_blocks: u64, workers: usize) -> Vec<PlannedTable> {
                 columns: job.columns.clone(),
                 blocks: job.blocks,
                 pieces,
+                partial: job.filtered,
             }
         })
         .collect();
@@ -498,9 +535,14 @@ pub async fn work(
         }
         let started = Instant::now();
         let table = &plan.tables[t];
+        let copy_sql = if table.partial {
+            partial_copy_sql(&session, table).await?
+        } else {
+            plan.copy_sql(t, n)
+        };
         let job = Job {
             dump_id: table.dump_id,
-            copy_sql: plan.copy_sql(t, n),
+            copy_sql,
             name: format!("{}.{}", table.schema, table.name),
             schema: table.schema.clone(),
             table: table.name.clone(),
@@ -508,6 +550,7 @@ pub async fn work(
             blocks: 0,
             end_of_copy: n + 1 == table.pieces.len(),
             blobs: None,
+            filtered: false,
         };
         let name = plan.data_name(t, n);
         let mut sink = Sink::open(store, &to.join(&name)?).await?;
@@ -603,6 +646,7 @@ pub async fn finish(
             table: table.name.clone(),
             rows: mine.iter().map(|r| r.rows).sum(),
             bytes: mine.iter().map(|r| r.bytes).sum(),
+            partial: table.partial,
         });
         if let [one] = mine {
             objects.push(one.object.clone());
@@ -701,6 +745,7 @@ mod tests {
             blocks,
             end_of_copy: true,
             blobs: None,
+            filtered: false,
         }
     }
 

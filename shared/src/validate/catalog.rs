@@ -19,14 +19,16 @@ fn not_extension_member(oid: &str, catalog: &str) -> String {
 }
 
 /// Tables and populated materialized views that hold rows (partitioned parents hold none:
-/// their partitions are listed instead), with their size in blocks.
+/// their partitions are listed instead), with their size in blocks; and extensions'
+/// configuration tables, whose rows a dump carries in part (what was added to them) and a
+/// restore must complete (the extension's own).
 pub(super) async fn tables(session: &Session) -> Result<Vec<TableRef>, PgError> {
     let sql = format!(
         "SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname), \
                 (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated)) AND {USER_SCHEMA} \
-           AND {} \
+           AND ({} OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_extension e)) \
          ORDER BY 1, 2",
         not_extension_member("c.oid", "pg_class")
     );

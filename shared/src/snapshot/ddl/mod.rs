@@ -103,6 +103,8 @@ pub(super) enum Dep {
 /// One table's data, dumped with `COPY`.
 #[derive(Debug, Clone)]
 pub(super) struct TableData {
+    /// The table's oid (the data entry's catalog id, as pg_dump writes it).
+    pub oid: u32,
     pub schema: String,
     pub name: String,
     /// `COPY schema.table (columns)` without the direction.
@@ -110,6 +112,9 @@ pub(super) struct TableData {
     /// The columns COPY carries (all but generated ones), unquoted.
     pub columns: Vec<String>,
     pub blocks: u64,
+    /// The COPY that dumps the rows, when not all of them: an extension configuration
+    /// table's, with the condition the extension gave `pg_extension_config_dump`.
+    pub copy_out: Option<String>,
 }
 
 /// One table-of-contents entry before dump ids are known.
@@ -438,6 +443,7 @@ pub(super) async fn read(
     database::database(session, &mut b).await?;
     schemas::schemas(session, &mut b).await?;
     schemas::extensions(session, &mut b).await?;
+    schemas::configuration(session, &mut b).await?;
     types::collations(session, &mut b).await?;
     types::types(session, &mut b).await?;
     functions::functions(session, &mut b).await?;

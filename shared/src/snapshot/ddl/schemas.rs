@@ -90,3 +90,85 @@ pub(super) async fn extensions(session: &Session, b: &mut Builder<'_>) -> Result
     }
     Ok(())
 }
+
+/// The rows of extensions' configuration tables (`pg_extension_config_dump`): the extension's
+/// script creates the table, the dump carries what was added to it since (the rows its
+/// condition selects, or all) and where its configuration sequences stand, as pg_dump does.
+/// Only in a dump of the whole database, which is the one that carries extensions.
+pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() || b.filter.schema_only {
+        return Ok(());
+    }
+    let rows = session
+        .query(
+            "SELECT e.oid, c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+                    pg_get_userbyid(c.relowner), x.condition, c.relpages::bigint, \
+                    ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid \
+                          AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum) \
+             FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(config, condition) \
+             JOIN pg_class c ON c.oid = x.config JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE e.oid >= 16384 ORDER BY 3, 4",
+            &[],
+        )
+        .await?;
+    for r in rows {
+        let (extension, schema, name, kind): (u32, String, String, String) =
+            (r.get(0), r.get(2), r.get(3), r.get(4));
+        if !b.filter.data_wanted(&schema, &name) {
+            continue;
+        }
+        let owner: String = r.get(5);
+        let qualified = b.q.qualified(&schema, &name);
+        if kind == "S" {
+            let position = session
+                .query_one(
+                    &format!("SELECT last_value, is_called FROM {qualified}"),
+                    &[],
+                )
+                .await?;
+            let (last_value, is_called): (i64, bool) = (position.get(0), position.get(1));
+            let mut set = Item::new("SEQUENCE SET", &name, Section::Data, P_SEQUENCE_SET)
+                .in_schema(&schema, Some(owner));
+            set.defn = format!(
+                "SELECT pg_catalog.setval({}, {last_value}, {is_called});\n",
+                literal(&qualified),
+            );
+            set.deps.push(Dep::Object((PG_EXTENSION, extension)));
+            b.push(set);
+            continue;
+        }
+        let names: Vec<String> = r.get(8);
+        let columns: Vec<String> = names.iter().map(|c| b.q.ident(c)).collect();
+        let copy_target = if columns.is_empty() {
+            qualified.clone()
+        } else {
+            format!("{qualified} ({})", columns.join(", "))
+        };
+        let mut data = Item::new("TABLE DATA", &name, Section::Data, P_TABLE_DATA)
+            .in_schema(&schema, Some(owner));
+        data.deps.push(Dep::Object((PG_EXTENSION, extension)));
+        // The condition is the extension's SQL, from the catalog, run as pg_dump runs it.
+        let copy_out = r
+            .get::<_, Option<String>>(6)
+            .filter(|c| !c.trim().is_empty())
+            .map(|condition| {
+                let list = if columns.is_empty() {
+                    "*".to_string()
+                } else {
+                    columns.join(", ")
+                };
+                format!("COPY (SELECT {list} FROM {qualified} {condition}) TO STDOUT")
+            });
+        data.data = Some(TableData {
+            oid: r.get(1),
+            schema,
+            name,
+            copy_target,
+            columns: names,
+            blocks: r.get::<_, i64>(7).max(0) as u64,
+            copy_out,
+        });
+        b.push(data);
+    }
+    Ok(())
+}

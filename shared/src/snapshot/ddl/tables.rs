@@ -434,11 +434,13 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
             data.key = None;
             data.deps.push(Dep::Item(at));
             data.data = Some(TableData {
+                oid,
                 schema: schema.clone(),
                 name: name.clone(),
                 copy_target,
                 columns,
                 blocks: r.get::<_, i64>(19).max(0) as u64,
+                copy_out: None,
             });
             b.push(data);
         }

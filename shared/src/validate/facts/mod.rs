@@ -170,7 +170,8 @@ fn database_queries() -> Vec<String> {
     ]
 }
 
-/// Every sequence's position (`last_value`, `is_called`), read from the sequence itself.
+/// Every sequence's position (`last_value`, `is_called`), read from the sequence itself
+/// (extensions' configuration sequences too, whose positions a dump carries).
 /// Sequences are not transactional: this is where they stand now, whatever snapshot the
 /// session reads.
 pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
@@ -179,7 +180,8 @@ pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, Strin
             &format!(
                 "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND {USER_SCHEMA} AND {} ORDER BY 2",
+                 WHERE c.relkind = 'S' AND {USER_SCHEMA} \
+                   AND ({} OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_extension e)) ORDER BY 2",
                 not_extension_member("c.oid", "pg_class")
             ),
             &[],
