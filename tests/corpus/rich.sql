@@ -149,6 +149,12 @@ CREATE MATERIALIZED VIEW app.order_stats AS
     SELECT customer_id, count(*) AS n FROM app.orders GROUP BY customer_id;
 CREATE UNIQUE INDEX order_stats_customer ON app.order_stats (customer_id);
 CREATE MATERIALIZED VIEW app.empty_stats AS SELECT 1 AS one WITH NO DATA;
+-- Valid only once the primary key exists (the other columns of a grouped key's table): made
+-- after the keys, as pg_dump makes them (a view first with NULL columns, then its query).
+CREATE VIEW app.customer_orders AS SELECT c.id, c.name, c.email, count(o.id) AS orders
+  FROM app.customers c LEFT JOIN app.orders o ON o.customer_id = c.id GROUP BY c.id;
+CREATE MATERIALIZED VIEW app.customer_names AS SELECT c.id, c.name, count(*) AS n FROM app.customers c GROUP BY c.id;
+CREATE VIEW app.customer_orders_named AS SELECT id, name FROM app.customer_orders;
 
 -- Triggers, rules, row-level security, grants.
 CREATE TRIGGER customers_touch BEFORE UPDATE ON app.customers FOR EACH ROW EXECUTE FUNCTION app.touch();
@@ -344,6 +350,7 @@ COMMENT ON LARGE OBJECT 424242 IS 'a blob';
 GRANT SELECT ON LARGE OBJECT 424242 TO corpus_reader;
 SELECT lo_from_bytea(424243, decode(repeat('0123456789abcdef', 150000), 'hex'));
 SELECT lo_from_bytea(3000000000, '');
+REFRESH MATERIALIZED VIEW app.customer_names;
 -- Last: an event trigger that records every drop. A restore creates it after everything else
 -- and drops nothing after that, so the copy's app.drops is as empty as the source's.
 CREATE TABLE app.drops (tag text, object text);

@@ -7,7 +7,19 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
     let sql = format!(
         "SELECT c.oid, n.nspname, c.relname, pg_get_userbyid(c.relowner), c.relkind::text, \
                 array_to_string(c.reloptions, ', '), pg_get_viewdef(c.oid), c.relispopulated, am.amname, \
-                obj_description(c.oid, 'pg_class'), c.relacl::text[], acldefault('r', c.relowner)::text[] \
+                obj_description(c.oid, 'pg_class'), c.relacl::text[], acldefault('r', c.relowner)::text[], \
+                ARRAY(SELECT d.refobjid FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid \
+                       WHERE d.classid = 'pg_rewrite'::regclass AND rw.ev_class = c.oid \
+                         AND d.refclassid = 'pg_constraint'::regclass), \
+                array_to_string(ARRAY(SELECT o FROM unnest(c.reloptions) o \
+                       WHERE o NOT IN ('check_option=local', 'check_option=cascaded')), ', '), \
+                (SELECT string_agg(format('NULL::%s%s AS %I', format_type(a.atttypid, a.atttypmod), \
+                          CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN \
+                            (SELECT format(' COLLATE %I.%I', cn.nspname, co.collname) FROM pg_collation co \
+                               JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
+                          a.attname), E',\n    ' ORDER BY a.attnum) \
+                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam \
          WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_class")
@@ -23,10 +35,23 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
         let body = r.get::<_, String>(6);
         let body = body.trim_end().trim_end_matches(';');
         let with = opt_text(&r, 5).map_or(String::new(), |o| format!(" WITH ({o})"));
+        // A definition that is valid only once a key exists (`GROUP BY id` selecting the
+        // other columns of id's table) cannot come before the keys, which are made after the
+        // data: as pg_dump does, a view is made first with its columns only (NULLs of their
+        // types) and given its query by a `RULE _RETURN` entry after the keys; a materialized
+        // view is made after them.
+        let keys: Vec<u32> = r.get(12);
         let (desc, defn) = if materialized {
             (
                 "MATERIALIZED VIEW",
                 format!("CREATE MATERIALIZED VIEW {qualified}{with} AS\n{body}\n  WITH NO DATA;\n"),
+            )
+        } else if !keys.is_empty() {
+            let options = opt_text(&r, 13).map_or(String::new(), |o| format!(" WITH ({o})"));
+            let columns = r.get::<_, Option<String>>(14).unwrap_or_default();
+            (
+                "VIEW",
+                format!("CREATE VIEW {qualified}{options} AS\n SELECT\n    {columns};\n"),
             )
         } else {
             (
@@ -34,14 +59,37 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                 format!("CREATE VIEW {qualified}{with} AS\n{body};\n"),
             )
         };
-        let mut item = Item::new(desc, &name, Section::PreData, P_TABLE)
+        let (section, priority) = if materialized && !keys.is_empty() {
+            (Section::PostData, P_RULE)
+        } else {
+            (Section::PreData, P_TABLE)
+        };
+        let mut item = Item::new(desc, &name, section, priority)
             .of(PG_CLASS, oid)
             .in_schema(&schema, Some(owner.clone()));
+        if materialized {
+            item.deps
+                .extend(keys.iter().map(|&k| Dep::Object((PG_CONSTRAINT, k))));
+        }
         item.relkind = if materialized { b'm' } else { b'v' };
         item.tableam = if materialized { r.get(8) } else { None };
         item.defn = defn;
         item.drop = Some(format!("DROP {desc} {qualified};\n"));
         let at = b.push(item);
+        if !materialized && !keys.is_empty() {
+            let mut rule = Item::new("RULE", format!("{name} _RETURN"), Section::PostData, P_RULE)
+                .in_schema(&schema, Some(owner.clone()));
+            rule.defn = format!("CREATE OR REPLACE VIEW {qualified}{with} AS\n{body};\n");
+            rule.drop = Some(
+                b.items[at]
+                    .defn
+                    .replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1),
+            );
+            rule.deps.push(Dep::Item(at));
+            rule.deps
+                .extend(keys.iter().map(|&k| Dep::Object((PG_CONSTRAINT, k))));
+            b.push(rule);
+        }
         b.relations.insert(
             oid,
             (
