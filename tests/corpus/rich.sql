@@ -329,6 +329,24 @@ DO $$ BEGIN
     EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT ON LARGE OBJECTS TO corpus_reader';
   END IF;
 END $$;
+-- Operator families and classes: a family with members of its own, a class in it (used by an
+-- index), a class whose family it made, a gist class ordering by distance, an empty family.
+CREATE FUNCTION app.rev_cmp(integer, integer) RETURNS integer LANGUAGE sql IMMUTABLE STRICT AS 'SELECT btint4cmp($2, $1)';
+CREATE OPERATOR FAMILY app.rev_fam USING btree;
+CREATE OPERATOR CLASS app.rev_ops FOR TYPE integer USING btree FAMILY app.rev_fam AS
+  OPERATOR 1 >, OPERATOR 2 >=, OPERATOR 3 =, OPERATOR 4 <=, OPERATOR 5 <, FUNCTION 1 app.rev_cmp(integer, integer);
+ALTER OPERATOR FAMILY app.rev_fam USING btree ADD OPERATOR 3 = (integer, bigint), FUNCTION 1 (integer, bigint) btint48cmp(integer, bigint);
+CREATE OPERATOR CLASS "Odd Schema"."int hash ops" FOR TYPE integer USING hash AS OPERATOR 1 =, FUNCTION 1 hashint4(integer);
+CREATE OPERATOR CLASS app.box_ops FOR TYPE box USING gist AS STORAGE box, OPERATOR 3 &&,
+  OPERATOR 15 <-> (box, point) FOR ORDER BY pg_catalog.float_ops,
+  FUNCTION 1 gist_box_consistent(internal, box, smallint, oid, internal), FUNCTION 2 gist_box_union(internal, internal),
+  FUNCTION 5 gist_box_penalty(internal, internal, internal), FUNCTION 6 gist_box_picksplit(internal, internal),
+  FUNCTION 7 gist_box_same(box, box, internal), FUNCTION 8 gist_box_distance(internal, box, smallint, oid, internal);
+CREATE OPERATOR FAMILY extra.fam USING btree;
+COMMENT ON OPERATOR CLASS app.rev_ops USING btree IS 'reverse order';
+COMMENT ON OPERATOR FAMILY app.rev_fam USING btree IS 'reverse family';
+ALTER OPERATOR FAMILY extra.fam USING btree OWNER TO corpus_reader;
+CREATE INDEX orders_customer_rev ON app.orders (customer_id app.rev_ops);
 -- Objects dropped with an extension they are not members of (plpgsql: every server has it).
 ALTER FUNCTION app.add_one(integer) DEPENDS ON EXTENSION plpgsql;
 ALTER TRIGGER customers_touch ON app.customers DEPENDS ON EXTENSION plpgsql;

@@ -85,6 +85,8 @@ const PG_FOREIGN_SERVER: u32 = 1417;
 const PG_CAST: u32 = 2605;
 const PG_CONVERSION: u32 = 2607;
 const PG_OPERATOR: u32 = 2617;
+const PG_OPCLASS: u32 = 2616;
+const PG_OPFAMILY: u32 = 2753;
 const PG_LARGEOBJECT: u32 = 2613;
 const PG_TRIGGER: u32 = 2620;
 const PG_REWRITE: u32 = 2618;
@@ -186,6 +188,7 @@ const P_TYPE: u16 = 5;
 const P_FUNCTION: u16 = 8;
 const P_AGGREGATE: u16 = 9;
 const P_OPERATOR: u16 = 10;
+const P_OPERATOR_CLASS: u16 = 10; // families, then their classes
 const P_CONVERSION: u16 = 11;
 const P_SEARCH: u16 = 12; // dictionaries, then configurations
 const P_CAST: u16 = 14;
@@ -307,10 +310,6 @@ pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgErro
          UNION ALL SELECT 'range type with a canonical function ' || format('%I.%I', n.nspname, t.typname) \
            FROM pg_range r JOIN pg_type t ON t.oid = r.rngtypid JOIN pg_namespace n ON n.oid = t.typnamespace \
           WHERE r.rngcanonical <> 0 AND {USER_SCHEMA} AND {t} \
-         UNION ALL SELECT 'operator class ' || format('%I.%I', n.nspname, c.opcname) FROM pg_opclass c \
-           JOIN pg_namespace n ON n.oid = c.opcnamespace WHERE {USER_SCHEMA} AND {opc} \
-         UNION ALL SELECT 'operator family ' || format('%I.%I', n.nspname, f.opfname) FROM pg_opfamily f \
-           JOIN pg_namespace n ON n.oid = f.opfnamespace WHERE {USER_SCHEMA} AND {opf} \
          UNION ALL SELECT 'text search parser ' || format('%I.%I', n.nspname, p.prsname) FROM pg_ts_parser p \
            JOIN pg_namespace n ON n.oid = p.prsnamespace WHERE {USER_SCHEMA} AND {prs} \
          UNION ALL SELECT 'text search template ' || format('%I.%I', n.nspname, t.tmplname) FROM pg_ts_template t \
@@ -323,8 +322,6 @@ pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgErro
           WHERE l.oid >= 16384 AND {lan} \
          ORDER BY 1",
         t = not_member("t.oid", "pg_type"),
-        opc = not_member("c.oid", "pg_opclass"),
-        opf = not_member("f.oid", "pg_opfamily"),
         prs = not_member("p.oid", "pg_ts_parser"),
         tmpl = not_member("t.oid", "pg_ts_template"),
         trf = not_member("t.oid", "pg_transform"),
@@ -448,6 +445,7 @@ pub(super) async fn read(
     types::types(session, &mut b).await?;
     functions::functions(session, &mut b).await?;
     operators::operators(session, &mut b).await?;
+    operators::operator_classes(session, &mut b).await?;
     operators::conversions(session, &mut b).await?;
     operators::casts(session, &mut b).await?;
     search::text_search(session, &mut b).await?;

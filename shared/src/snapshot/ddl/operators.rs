@@ -1,4 +1,4 @@
-//! Operators, casts and conversions (operator classes and families are refused for now).
+//! Operators, operator families and classes, casts and conversions.
 
 use super::*;
 
@@ -171,4 +171,144 @@ pub(super) async fn conversions(session: &Session, b: &mut Builder<'_>) -> Resul
         );
     }
     Ok(())
+}
+
+/// The operators and support functions of an operator family or class that `pg_depend` ties
+/// to it (catalog `refclass`, oid `owner`): their clauses as pg_dump writes them, and the
+/// operators' and functions' oids.
+fn members(refclass: &str, owner: &str, family: &str) -> String {
+    format!(
+        "ARRAY(SELECT format('OPERATOR %s %s', o.amopstrategy, o.amopopr::regoperator) \
+                      || CASE WHEN sf.oid IS NOT NULL \
+                              THEN format(' FOR ORDER BY %I.%I', sn.nspname, sf.opfname) ELSE '' END \
+               FROM pg_amop o JOIN pg_depend d ON d.classid = 'pg_amop'::regclass AND d.objid = o.oid \
+               LEFT JOIN pg_opfamily sf ON sf.oid = o.amopsortfamily \
+               LEFT JOIN pg_namespace sn ON sn.oid = sf.opfnamespace \
+              WHERE d.refclassid = '{refclass}'::regclass AND d.refobjid = {owner} AND o.amopfamily = {family} \
+              ORDER BY o.amopstrategy, o.amoplefttype, o.amoprighttype), \
+         ARRAY(SELECT format('FUNCTION %s (%s, %s) %s', p.amprocnum, p.amproclefttype::regtype, \
+                             p.amprocrighttype::regtype, p.amproc::regprocedure) \
+               FROM pg_amproc p JOIN pg_depend d ON d.classid = 'pg_amproc'::regclass AND d.objid = p.oid \
+              WHERE d.refclassid = '{refclass}'::regclass AND d.refobjid = {owner} AND d.objsubid = 0 \
+              ORDER BY p.amprocnum, p.amproclefttype, p.amprocrighttype), \
+         ARRAY(SELECT o.amopopr FROM pg_amop o JOIN pg_depend d ON d.classid = 'pg_amop'::regclass \
+               AND d.objid = o.oid WHERE d.refclassid = '{refclass}'::regclass AND d.refobjid = {owner}), \
+         ARRAY(SELECT p.amproc::oid FROM pg_amproc p JOIN pg_depend d ON d.classid = 'pg_amproc'::regclass \
+               AND d.objid = p.oid WHERE d.refclassid = '{refclass}'::regclass AND d.refobjid = {owner})"
+    )
+}
+
+/// Operator families (every one, as pg_dump 15+ dumps them, with the members tied to the
+/// family rather than to one of its classes added by `ALTER OPERATOR FAMILY`), then operator
+/// classes (`FAMILY` always named).
+pub(super) async fn operator_classes(
+    session: &Session,
+    b: &mut Builder<'_>,
+) -> Result<(), PgError> {
+    let families = format!(
+        "SELECT f.oid, n.nspname, f.opfname, pg_get_userbyid(f.opfowner), am.amname, \
+                obj_description(f.oid, 'pg_opfamily'), {} \
+         FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace JOIN pg_am am ON am.oid = f.opfmethod \
+         WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3, 5",
+        members("pg_opfamily", "f.oid", "f.oid"),
+        not_member("f.oid", "pg_opfamily")
+    );
+    for r in session.query(&families, &[]).await? {
+        let (oid, schema, name, owner, method): (u32, String, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        if !b.filter.others_wanted(&schema) {
+            continue;
+        }
+        let qualified = b.q.qualified(&schema, &name);
+        let using = format!("{qualified} USING {}", b.q.ident(&method));
+        let mut defn = format!("CREATE OPERATOR FAMILY {using};\n");
+        let clauses: Vec<String> = r
+            .get::<_, Vec<String>>(6)
+            .into_iter()
+            .chain(r.get::<_, Vec<String>>(7))
+            .collect();
+        if !clauses.is_empty() {
+            defn.push_str(&format!(
+                "ALTER OPERATOR FAMILY {using} ADD\n    {};\n",
+                clauses.join(" ,\n    ")
+            ));
+        }
+        let mut item = Item::new("OPERATOR FAMILY", &name, Section::PreData, P_OPERATOR_CLASS)
+            .of(PG_OPFAMILY, oid)
+            .in_schema(&schema, Some(owner));
+        item.defn = defn;
+        item.drop = Some(format!("DROP OPERATOR FAMILY {using};\n"));
+        member_deps(&mut item, &r, 8);
+        let at = b.push(item);
+        let tag = format!(
+            "OPERATOR FAMILY {} USING {}",
+            b.q.ident(&name),
+            b.q.ident(&method)
+        );
+        b.comment(at, &format!("OPERATOR FAMILY {using}"), &tag, r.get(5));
+    }
+
+    let classes = format!(
+        "SELECT c.oid, n.nspname, c.opcname, pg_get_userbyid(c.opcowner), am.amname, \
+                obj_description(c.oid, 'pg_opclass'), {}, \
+                c.opcdefault, c.opcintype::regtype::text, NULLIF(c.opckeytype, 0)::regtype::text, \
+                format('%I.%I', fn.nspname, f.opfname), c.opcfamily, c.opcintype \
+         FROM pg_opclass c JOIN pg_namespace n ON n.oid = c.opcnamespace JOIN pg_am am ON am.oid = c.opcmethod \
+         JOIN pg_opfamily f ON f.oid = c.opcfamily JOIN pg_namespace fn ON fn.oid = f.opfnamespace \
+         WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3, 5",
+        members("pg_opclass", "c.oid", "c.opcfamily"),
+        not_member("c.oid", "pg_opclass")
+    );
+    for r in session.query(&classes, &[]).await? {
+        let (oid, schema, name, owner, method): (u32, String, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        if !b.filter.others_wanted(&schema) {
+            continue;
+        }
+        let qualified = b.q.qualified(&schema, &name);
+        let using = format!("{qualified} USING {}", b.q.ident(&method));
+        let mut clauses: Vec<String> = Vec::new();
+        if let Some(storage) = r.get::<_, Option<String>>(12) {
+            clauses.push(format!("STORAGE {storage}"));
+        }
+        clauses.extend(r.get::<_, Vec<String>>(6));
+        clauses.extend(r.get::<_, Vec<String>>(7));
+        let input: String = r.get(11);
+        if clauses.is_empty() {
+            // Nothing after AS is not valid SQL: a STORAGE of the input type changes nothing.
+            clauses.push(format!("STORAGE {input}"));
+        }
+        let mut item = Item::new("OPERATOR CLASS", &name, Section::PreData, P_OPERATOR_CLASS)
+            .of(PG_OPCLASS, oid)
+            .in_schema(&schema, Some(owner));
+        item.defn = format!(
+            "CREATE OPERATOR CLASS {qualified}\n    {}FOR TYPE {input} USING {} FAMILY {} AS\n    {};\n",
+            if r.get::<_, bool>(10) { "DEFAULT " } else { "" },
+            b.q.ident(&method),
+            r.get::<_, String>(13),
+            clauses.join(" ,\n    ")
+        );
+        item.drop = Some(format!("DROP OPERATOR CLASS {using};\n"));
+        member_deps(&mut item, &r, 8);
+        item.deps.push(Dep::Object((PG_OPFAMILY, r.get(14))));
+        item.deps.push(Dep::Object((PG_TYPE, r.get(15))));
+        let at = b.push(item);
+        let tag = format!(
+            "OPERATOR CLASS {} USING {}",
+            b.q.ident(&name),
+            b.q.ident(&method)
+        );
+        b.comment(at, &format!("OPERATOR CLASS {using}"), &tag, r.get(5));
+    }
+    Ok(())
+}
+
+/// Dependencies on the member operators and functions (oid arrays at columns `at`, `at + 1`).
+fn member_deps(item: &mut Item, r: &Row, at: usize) {
+    for operator in r.get::<_, Vec<u32>>(at) {
+        item.deps.push(Dep::Object((PG_OPERATOR, operator)));
+    }
+    for function in r.get::<_, Vec<u32>>(at + 1) {
+        item.deps.push(Dep::Object((PG_PROC, function)));
+    }
 }
