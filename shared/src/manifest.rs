@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// The manifest format this build writes and reads.
 /// 2: the schema facts include sequence positions, owners, grants, comments and every
 /// object kind (validate compares a format 1 manifest on what it holds).
-/// 3: grants changed on the system's objects and on extension members; DEPENDS ON EXTENSION.
+/// 3: grants changed on the system's objects and on extension members; DEPENDS ON EXTENSION;
+/// subscriptions.
 pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -369,6 +369,53 @@ GRANT SELECT ON LARGE OBJECT 424242 TO corpus_reader;
 SELECT lo_from_bytea(424243, decode(repeat('0123456789abcdef', 150000), 'hex'));
 SELECT lo_from_bytea(3000000000, '');
 REFRESH MATERIALIZED VIEW app.customer_names;
+-- Kinds made of functions: a procedural language, access methods, a text search parser and
+-- template, a transform, a base type (with its shell), a range with a canonical function, a
+-- shell nothing defined. (Internal functions stand in for C code: a superuser loads this.)
+CREATE FUNCTION app.pl_handler() RETURNS language_handler LANGUAGE c AS '$libdir/plpgsql', 'plpgsql_call_handler';
+CREATE FUNCTION app.pl_inline(internal) RETURNS void LANGUAGE c STRICT AS '$libdir/plpgsql', 'plpgsql_inline_handler';
+CREATE FUNCTION app.pl_validator(oid) RETURNS void LANGUAGE c STRICT AS '$libdir/plpgsql', 'plpgsql_validator';
+CREATE TRUSTED LANGUAGE corpus_pl HANDLER app.pl_handler INLINE app.pl_inline VALIDATOR app.pl_validator;
+COMMENT ON LANGUAGE corpus_pl IS 'a language of our own';
+CREATE FUNCTION app.in_pl() RETURNS integer LANGUAGE corpus_pl AS $$ BEGIN RETURN 1; END $$;
+REVOKE USAGE ON LANGUAGE corpus_pl FROM PUBLIC;
+GRANT USAGE ON LANGUAGE corpus_pl TO corpus_reader;
+CREATE ACCESS METHOD corpus_heap TYPE TABLE HANDLER heap_tableam_handler;
+CREATE ACCESS METHOD corpus_btree TYPE INDEX HANDLER bthandler;
+COMMENT ON ACCESS METHOD corpus_heap IS 'heap by another name';
+CREATE TABLE app.in_am (a integer) USING corpus_heap;
+INSERT INTO app.in_am VALUES (1), (2);
+CREATE TEXT SEARCH PARSER app.prs (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end,
+  HEADLINE = prsd_headline, LEXTYPES = prsd_lextype);
+CREATE TEXT SEARCH TEMPLATE app.tmpl (INIT = dsimple_init, LEXIZE = dsimple_lexize);
+COMMENT ON TEXT SEARCH PARSER app.prs IS 'the default parser again';
+CREATE TEXT SEARCH DICTIONARY app.simple_dict (TEMPLATE = app.tmpl);
+CREATE TEXT SEARCH CONFIGURATION app.own_cfg (PARSER = app.prs);
+ALTER TEXT SEARCH CONFIGURATION app.own_cfg ADD MAPPING FOR word, asciiword WITH app.simple_dict;
+CREATE FUNCTION app.tr_from(internal) RETURNS internal LANGUAGE internal IMMUTABLE STRICT AS 'int4recv';
+CREATE FUNCTION app.tr_to(internal) RETURNS app.mood LANGUAGE internal IMMUTABLE STRICT AS 'int4recv';
+CREATE TRANSFORM FOR app.mood LANGUAGE corpus_pl (FROM SQL WITH FUNCTION app.tr_from(internal),
+  TO SQL WITH FUNCTION app.tr_to(internal));
+COMMENT ON TRANSFORM FOR app.mood LANGUAGE corpus_pl IS 'never used';
+CREATE TYPE app.int4ish;
+CREATE FUNCTION app.int4ish_in(cstring) RETURNS app.int4ish LANGUAGE internal IMMUTABLE STRICT AS 'int4in';
+CREATE FUNCTION app.int4ish_out(app.int4ish) RETURNS cstring LANGUAGE internal IMMUTABLE STRICT AS 'int4out';
+CREATE TYPE app.int4ish (INPUT = app.int4ish_in, OUTPUT = app.int4ish_out, INTERNALLENGTH = 4,
+  PASSEDBYVALUE, ALIGNMENT = int4, CATEGORY = 'N', DEFAULT = '7');
+COMMENT ON TYPE app.int4ish IS 'a base type';
+CREATE FUNCTION app.int4ish_same(app.int4ish) RETURNS app.int4ish LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+CREATE TABLE app.with_base (x app.int4ish, y app.int4ish[]);
+INSERT INTO app.with_base VALUES ('42', '{1,2}');
+CREATE TYPE app.irange;
+CREATE FUNCTION app.irange_canonical(app.irange) RETURNS app.irange LANGUAGE internal IMMUTABLE STRICT AS 'int4range_canonical';
+CREATE TYPE app.irange AS RANGE (subtype = integer, canonical = app.irange_canonical);
+CREATE TABLE app.with_range (r app.irange);
+INSERT INTO app.with_range VALUES ('[1,5]'), ('(2,3]');
+CREATE TYPE app.never_defined;
+-- A subscription (never connected: made disabled, without a slot). Subscriptions live outside
+-- the database's own catalogs: copies made with CREATE DATABASE ... TEMPLATE lack them.
+CREATE SUBSCRIPTION corpus_sub CONNECTION 'host=127.0.0.1 port=1 dbname=nowhere password=never-printed' PUBLICATION corpus_pub, "Odd Pub" WITH (connect = false, binary = true);
+COMMENT ON SUBSCRIPTION corpus_sub IS 'a subscription';
 -- Last: an event trigger that records every drop. A restore creates it after everything else
 -- and drops nothing after that, so the copy's app.drops is as empty as the source's.
 CREATE TABLE app.drops (tag text, object text);

@@ -95,6 +95,20 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// `SET default_table_access_method` before an entry that makes a table with an access
+/// method other than the one set last (`current`), as pg_restore writes it.
+pub fn access_method(entry: &TocEntry, current: &mut Option<String>) -> Option<String> {
+    let method = entry.tableam.as_deref().filter(|m| !m.is_empty())?;
+    if current.as_deref() == Some(method) {
+        return None;
+    }
+    *current = Some(method.to_string());
+    Some(format!(
+        "SET default_table_access_method = {};\n\n",
+        quoted(method)
+    ))
+}
+
 /// An entry's banner and statements (its data, if any, follows separately: [`copy_header`]).
 pub fn entry_text(entry: &TocEntry, with_owner: bool) -> String {
     if matches!(

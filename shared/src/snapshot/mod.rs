@@ -801,7 +801,11 @@ async fn write_plain(
     let mut sink = Sink::open(store, &url).await?;
     sink.write(plain::preamble(header).into_bytes()).await?;
     let mut copied = Vec::new();
+    let mut access_method = None;
     for entry in entries {
+        if let Some(set) = plain::access_method(entry, &mut access_method) {
+            sink.write(set.into_bytes()).await?;
+        }
         if entry.had_dumper {
             let job = jobs
                 .iter()

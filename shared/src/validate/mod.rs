@@ -451,7 +451,7 @@ pub fn compare(expected: &Expected, actual: &Profile, scope: Scope) -> Compariso
             if expected.format_version < 2 {
                 "sequence positions, grants, comments, ..."
             } else {
-                "grants changed on system objects and extension members, DEPENDS ON EXTENSION"
+                "grants changed on system objects and extension members, DEPENDS ON EXTENSION, subscriptions"
             }
         ));
     }

@@ -6,6 +6,7 @@ use super::*;
 /// to the object whose statement creates it: a view's rewrite rule to the view, a column
 /// default or CHECK constraint to its table, a domain constraint to its domain, a table's row
 /// type to the table, an array type to its element, an extension's member to the extension.
+/// A base type's support functions depend on its shell instead (see `types::shell_dependencies`).
 pub(super) async fn edges(session: &Session) -> Result<Vec<(ObjKey, ObjKey)>, PgError> {
     // Each side as `catalog:oid` text, mapped to the object whose statement creates it.
     let canon = |class: &str, oid: &str| {
@@ -42,6 +43,10 @@ pub(super) async fn edges(session: &Session) -> Result<Vec<(ObjKey, ObjKey)>, Pg
              AND NOT (d.classid = 'pg_constraint'::regclass AND (SELECT contype FROM pg_constraint WHERE oid = d.objid) NOT IN ('c')) \
              AND NOT (d.classid = 'pg_class'::regclass AND (SELECT relkind FROM pg_class WHERE oid = d.objid) IN ('i', 'I', 'S')) \
              AND NOT (d.refclassid = 'pg_class'::regclass AND (SELECT relkind FROM pg_class WHERE oid = d.refobjid) IN ('i', 'I')) \
+             AND NOT (d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_type'::regclass AND EXISTS ( \
+                   SELECT 1 FROM pg_type t WHERE t.oid = d.refobjid AND d.objid IN (t.typinput, t.typoutput, \
+                     t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typanalyze, t.typsubscript) \
+                   UNION ALL SELECT 1 FROM pg_range r WHERE r.rngtypid = d.refobjid AND d.objid = r.rngcanonical)) \
          ) x",
         canon("d.classid", "d.objid"),
         canon("d.refclassid", "d.refobjid"),

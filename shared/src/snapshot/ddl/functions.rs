@@ -1,4 +1,4 @@
-//! Functions, procedures and aggregates.
+//! Procedural languages, functions, procedures and aggregates.
 
 use super::*;
 
@@ -19,7 +19,7 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
                 NULLIF(a.aggmfinalfn, 0)::regproc::text, a.aggmfinalextra, \
                 a.aggfinalmodify::text, a.aggmfinalmodify::text, \
                 (SELECT string_agg(format_type(t.t, NULL), ', ' ORDER BY t.n) \
-                   FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS t(t, n)) \
+                   FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS t(t, n)), p.prolang \
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
          LEFT JOIN pg_aggregate a ON a.aggfnoid = p.oid \
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3, 6",
@@ -74,6 +74,7 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
             .in_schema(&schema, Some(owner.clone()));
         item.defn = defn;
         item.drop = Some(format!("DROP {keyword} {signature};\n"));
+        item.deps.push(Dep::Object((PG_LANGUAGE, r.get(33))));
         let at = b.push(item);
         b.comment(
             at,
@@ -95,6 +96,53 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
             r.get(8),
             r.get(9),
         );
+    }
+    Ok(())
+}
+
+/// Procedural languages that are not an extension's (`plpgsql` is one). Written with their
+/// handler, inline and validator functions always: pg_dump leaves them out when the functions
+/// are the system's, which no server since 13 (no pg_pltemplate) can restore.
+pub(super) async fn languages(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT l.oid, l.lanname, pg_get_userbyid(l.lanowner), l.lanpltrusted, \
+                l.lanplcallfoid::regproc::text, NULLIF(l.laninline, 0)::regproc::text, \
+                NULLIF(l.lanvalidator, 0)::regproc::text, obj_description(l.oid, 'pg_language'), \
+                l.lanacl::text[], acldefault('l', l.lanowner)::text[], \
+                ARRAY[l.lanplcallfoid, l.laninline, l.lanvalidator]::oid[] \
+         FROM pg_language l WHERE l.lanispl AND l.oid >= 16384 AND {} ORDER BY 2",
+        not_member("l.oid", "pg_language")
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        let quoted = b.q.ident(&name);
+        let mut defn = format!(
+            "CREATE {}PROCEDURAL LANGUAGE {quoted} HANDLER {}",
+            if r.get::<_, bool>(3) { "TRUSTED " } else { "" },
+            r.get::<_, String>(4)
+        );
+        if let Some(inline) = opt_text(&r, 5) {
+            defn.push_str(&format!(" INLINE {inline}"));
+        }
+        if let Some(validator) = opt_text(&r, 6) {
+            defn.push_str(&format!(" VALIDATOR {validator}"));
+        }
+        defn.push_str(";\n");
+        let mut item = Item::new("PROCEDURAL LANGUAGE", &name, Section::PreData, P_LANGUAGE)
+            .of(PG_LANGUAGE, oid);
+        item.owner = Some(owner);
+        item.defn = defn;
+        item.drop = Some(format!("DROP PROCEDURAL LANGUAGE {quoted};\n"));
+        for function in r.get::<_, Vec<u32>>(10) {
+            item.deps.push(Dep::Object((PG_PROC, function)));
+        }
+        let at = b.push(item);
+        let target = format!("LANGUAGE {quoted}");
+        b.comment(at, &target, &target, r.get(7));
+        b.acl(at, &target, &target, r.get(8), r.get(9));
     }
     Ok(())
 }

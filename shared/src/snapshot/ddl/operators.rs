@@ -1,4 +1,4 @@
-//! Operators, operator families and classes, casts and conversions.
+//! Operators, access methods, operator families and classes, casts and conversions.
 
 use super::*;
 
@@ -207,7 +207,7 @@ pub(super) async fn operator_classes(
 ) -> Result<(), PgError> {
     let families = format!(
         "SELECT f.oid, n.nspname, f.opfname, pg_get_userbyid(f.opfowner), am.amname, \
-                obj_description(f.oid, 'pg_opfamily'), {} \
+                obj_description(f.oid, 'pg_opfamily'), {}, f.opfmethod \
          FROM pg_opfamily f JOIN pg_namespace n ON n.oid = f.opfnamespace JOIN pg_am am ON am.oid = f.opfmethod \
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3, 5",
         members("pg_opfamily", "f.oid", "f.oid"),
@@ -239,6 +239,7 @@ pub(super) async fn operator_classes(
         item.defn = defn;
         item.drop = Some(format!("DROP OPERATOR FAMILY {using};\n"));
         member_deps(&mut item, &r, 8);
+        item.deps.push(Dep::Object((PG_AM, r.get(10))));
         let at = b.push(item);
         let tag = format!(
             "OPERATOR FAMILY {} USING {}",
@@ -311,4 +312,32 @@ fn member_deps(item: &mut Item, r: &Row, at: usize) {
     for function in r.get::<_, Vec<u32>>(at + 1) {
         item.deps.push(Dep::Object((PG_PROC, function)));
     }
+}
+
+/// Access methods that are not an extension's (they have no owner and no schema).
+pub(super) async fn access_methods(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT a.oid, a.amname, CASE a.amtype WHEN 'i' THEN 'INDEX' ELSE 'TABLE' END, \
+                a.amhandler::regproc::text, obj_description(a.oid, 'pg_am'), a.amhandler::oid \
+         FROM pg_am a WHERE a.oid >= 16384 AND {} ORDER BY 2",
+        not_member("a.oid", "pg_am")
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, kind, handler): (u32, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let quoted = b.q.ident(&name);
+        let mut item =
+            Item::new("ACCESS METHOD", &name, Section::PreData, P_OPERATOR_CLASS).of(PG_AM, oid);
+        item.owner = Some(String::new());
+        item.defn = format!("CREATE ACCESS METHOD {quoted} TYPE {kind} HANDLER {handler};\n");
+        item.drop = Some(format!("DROP ACCESS METHOD {quoted};\n"));
+        item.deps.push(Dep::Object((PG_PROC, r.get(5))));
+        let at = b.push(item);
+        let target = format!("ACCESS METHOD {quoted}");
+        b.comment(at, &target, &target, r.get(4));
+    }
+    Ok(())
 }

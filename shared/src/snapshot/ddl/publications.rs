@@ -178,3 +178,149 @@ pub(super) async fn event_triggers(session: &Session, b: &mut Builder<'_>) -> Re
     }
     Ok(())
 }
+
+/// Subscriptions, as pg_dump writes them: not connected (no slot made, not enabled), with the
+/// slot name and the options to enable them by hand. Only a superuser can read their
+/// connection strings: for another role a database with subscriptions is refused (see
+/// [`super::unsupported`]), where pg_dump would leave them out with a warning.
+pub(super) async fn subscriptions(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let superuser: bool = session
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !superuser {
+        return Ok(());
+    }
+    let since = |version: i32, column: &str, otherwise: &str| -> String {
+        if b.version >= version {
+            column.to_string()
+        } else {
+            otherwise.to_string()
+        }
+    };
+    let sql = format!(
+        "SELECT s.oid, s.subname, pg_get_userbyid(s.subowner), s.subconninfo, s.subslotname::text, \
+                s.subpublications, s.subbinary, s.substream::text, {two_phase}, {disable}, \
+                {password}, {run_as_owner}, {origin}, {failover}, s.subsynccommit, \
+                obj_description(s.oid, 'pg_subscription') \
+         FROM pg_subscription s \
+         WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 2",
+        two_phase = since(150000, "s.subtwophasestate::text", "'d'"),
+        disable = since(150000, "s.subdisableonerr", "false"),
+        password = since(160000, "s.subpasswordrequired", "true"),
+        // Before 16 changes were always applied as the owner, which 16+ calls run_as_owner
+        // (pg_dump 16+ writes it for those servers, and its dump no longer restores into
+        // them): left out, so the dump restores into the server it came from.
+        run_as_owner = since(160000, "s.subrunasowner", "false"),
+        origin = since(160000, "s.suborigin", "'any'"),
+        failover = since(170000, "s.subfailover", "false"),
+    );
+    for r in session.query(&sql, &[]).await? {
+        let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
+        let quoted = b.q.ident(&name);
+        let publications: Vec<String> = r.get(5);
+        let slot = r
+            .get::<_, Option<String>>(4)
+            .map_or("NONE".to_string(), |s| literal(&s));
+        let mut options = vec!["connect = false".to_string(), format!("slot_name = {slot}")];
+        if r.get::<_, bool>(6) {
+            options.push("binary = true".into());
+        }
+        // Written always: the default changed in 18 (parallel).
+        options.push(
+            match r.get::<_, String>(7).as_str() {
+                "t" | "true" => "streaming = on",
+                "p" => "streaming = parallel",
+                _ => "streaming = off",
+            }
+            .into(),
+        );
+        if r.get::<_, String>(8) != "d" {
+            options.push("two_phase = on".into());
+        }
+        if r.get::<_, bool>(9) {
+            options.push("disable_on_error = true".into());
+        }
+        if !r.get::<_, bool>(10) {
+            options.push("password_required = false".into());
+        }
+        if r.get::<_, bool>(11) {
+            options.push("run_as_owner = true".into());
+        }
+        let origin: String = r.get(12);
+        if origin != "any" {
+            options.push(format!("origin = {}", literal(&origin)));
+        }
+        if r.get::<_, bool>(13) {
+            options.push("failover = true".into());
+        }
+        let commit: String = r.get(14);
+        if commit != "off" {
+            options.push(format!("synchronous_commit = {}", literal(&commit)));
+        }
+        let mut item = Item::new("SUBSCRIPTION", &name, Section::PostData, P_SUBSCRIPTION)
+            .of(PG_SUBSCRIPTION, oid);
+        item.owner = Some(owner);
+        item.defn = format!(
+            "CREATE SUBSCRIPTION {quoted} CONNECTION {} PUBLICATION {} WITH ({});\n",
+            literal(&r.get::<_, String>(3)),
+            publications
+                .iter()
+                .map(|p| b.q.ident(p))
+                .collect::<Vec<_>>()
+                .join(", "),
+            options.join(", ")
+        );
+        item.drop = Some(format!("DROP SUBSCRIPTION {quoted};\n"));
+        let at = b.push(item);
+        let target = format!("SUBSCRIPTION {quoted}");
+        b.comment(at, &target, &target, r.get(15));
+    }
+    Ok(())
+}
+
+/// Transforms that are not an extension's (no owner, no schema).
+pub(super) async fn transforms(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT t.oid, format_type(t.trftype, NULL), quote_ident(l.lanname), \
+                NULLIF(t.trffromsql, 0)::regprocedure::text, NULLIF(t.trftosql, 0)::regprocedure::text, \
+                obj_description(t.oid, 'pg_transform'), t.trftype, t.trflang, \
+                array_remove(ARRAY[t.trffromsql::oid, t.trftosql::oid], 0::oid) \
+         FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang WHERE {} ORDER BY 2, 3",
+        not_member("t.oid", "pg_transform")
+    );
+    for r in session.query(&sql, &[]).await? {
+        let oid: u32 = r.get(0);
+        let (kind, language): (String, String) = (r.get(1), r.get(2));
+        let what = format!("FOR {kind} LANGUAGE {language}");
+        let mut parts = Vec::new();
+        if let Some(from) = opt_text(&r, 3) {
+            parts.push(format!("FROM SQL WITH FUNCTION {from}"));
+        }
+        if let Some(to) = opt_text(&r, 4) {
+            parts.push(format!("TO SQL WITH FUNCTION {to}"));
+        }
+        let tag = format!("TRANSFORM {what}");
+        let mut item = Item::new("TRANSFORM", &tag, Section::PreData, P_CAST).of(PG_TRANSFORM, oid);
+        item.owner = Some(String::new());
+        item.defn = format!("CREATE TRANSFORM {what} ({});\n", parts.join(", "));
+        item.drop = Some(format!("DROP TRANSFORM {what};\n"));
+        item.deps.push(Dep::Object((PG_TYPE, r.get(6))));
+        item.deps.push(Dep::Object((PG_LANGUAGE, r.get(7))));
+        for function in r.get::<_, Vec<u32>>(8) {
+            item.deps.push(Dep::Object((PG_PROC, function)));
+        }
+        let at = b.push(item);
+        b.comment(at, &tag, &tag, r.get(5));
+    }
+    Ok(())
+}

@@ -307,6 +307,11 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         } else {
             r.get(15)
         };
+        // A partitioned table's access method (17+: what its partitions get by default) has
+        // no storage to make it with: set afterwards, as pg_restore does for archive 1.16.
+        let partitioned_method = (kind == b'p')
+            .then(|| r.get::<_, Option<String>>(15))
+            .flatten();
         if let Some(server) = r.get::<_, Option<u32>>(23) {
             item.deps.push(Dep::Object((PG_FOREIGN_SERVER, server)));
         }
@@ -314,6 +319,12 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
             item.deps.push(Dep::Object((PG_TYPE, of)));
         }
         item.defn = defn;
+        if let Some(method) = partitioned_method {
+            item.defn.push_str(&format!(
+                "ALTER TABLE {qualified} SET ACCESS METHOD {};\n",
+                b.q.ident(&method)
+            ));
+        }
         item.drop = Some(format!("DROP {table_word} {qualified};\n"));
         for p in &parents {
             item.deps.push(Dep::Object((PG_CLASS, *p)));

@@ -1,4 +1,4 @@
-//! Types: enums, composites, ranges and domains.
+//! Types: enums, composites, ranges, domains, base types and shell types.
 
 use super::*;
 
@@ -29,14 +29,40 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                         CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> st.typcollation \
                              THEN 'collation = ' || (SELECT format('%I.%I', cn.nspname, co.collname) FROM pg_collation co \
                                   JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = r.rngcollation) END, \
+                        CASE WHEN r.rngcanonical <> 0 THEN 'canonical = ' || r.rngcanonical::regproc::text END, \
                         CASE WHEN r.rngsubdiff <> 0 THEN 'subtype_diff = ' || r.rngsubdiff::regproc::text END) \
                    FROM pg_range r JOIN pg_type st ON st.oid = r.rngsubtype \
                    LEFT JOIN pg_type mt ON mt.oid = r.rngmultitypid LEFT JOIN pg_namespace mn ON mn.oid = mt.typnamespace \
                    JOIN pg_opclass oc ON oc.oid = r.rngsubopc JOIN pg_namespace ocn ON ocn.oid = oc.opcnamespace \
                   WHERE r.rngtypid = t.oid), \
-                t.typacl::text[], acldefault('T', t.typowner)::text[] \
+                t.typacl::text[], acldefault('T', t.typowner)::text[], \
+                CASE WHEN t.typtype = 'b' THEN concat_ws(E',\n    ', \
+                  'INTERNALLENGTH = ' || CASE WHEN t.typlen = -1 THEN 'variable' ELSE t.typlen::text END, \
+                  'INPUT = ' || t.typinput::regproc::text, 'OUTPUT = ' || t.typoutput::regproc::text, \
+                  'RECEIVE = ' || NULLIF(t.typreceive, 0)::regproc::text, 'SEND = ' || NULLIF(t.typsend, 0)::regproc::text, \
+                  'TYPMOD_IN = ' || NULLIF(t.typmodin, 0)::regproc::text, \
+                  'TYPMOD_OUT = ' || NULLIF(t.typmodout, 0)::regproc::text, \
+                  'ANALYZE = ' || NULLIF(t.typanalyze, 0)::regproc::text, \
+                  'SUBSCRIPT = ' || NULLIF(t.typsubscript, 0)::regproc::text, \
+                  CASE WHEN t.typcollation <> 0 THEN 'COLLATABLE = true' END, \
+                  'DEFAULT = ' || quote_literal(t.typdefault), \
+                  'ELEMENT = ' || format_type(NULLIF(t.typelem, 0), NULL), \
+                  CASE WHEN t.typcategory <> 'U' THEN 'CATEGORY = ' || quote_literal(t.typcategory::text) END, \
+                  CASE WHEN t.typispreferred THEN 'PREFERRED = true' END, \
+                  CASE WHEN t.typdelim <> ',' THEN 'DELIMITER = ' || quote_literal(t.typdelim::text) END, \
+                  'ALIGNMENT = ' || CASE t.typalign WHEN 'c' THEN 'char' WHEN 's' THEN 'int2' WHEN 'i' THEN 'int4' ELSE 'double' END, \
+                  'STORAGE = ' || CASE t.typstorage WHEN 'p' THEN 'plain' WHEN 'e' THEN 'external' WHEN 'x' THEN 'extended' ELSE 'main' END, \
+                  CASE WHEN t.typbyval THEN 'PASSEDBYVALUE' END) END, \
+                array_remove(array_remove(ARRAY[t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, \
+                                   t.typmodout, t.typanalyze, t.typsubscript::oid, \
+                                   (SELECT r.rngcanonical::oid FROM pg_range r WHERE r.rngtypid = t.oid)]::oid[], \
+                                   NULL), 0::oid), \
+                EXISTS (SELECT 1 FROM pg_range r WHERE r.rngtypid = t.oid AND r.rngcanonical <> 0) \
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
-         WHERE t.typtype IN ('e', 'd', 'r', 'c') AND {USER_SCHEMA} AND {} \
+         WHERE (t.typtype IN ('e', 'd', 'r', 'c') \
+                OR (t.typtype = 'b' AND NOT EXISTS (SELECT 1 FROM pg_type el WHERE el.typarray = t.oid)) \
+                OR (t.typtype = 'p' AND NOT t.typisdefined)) \
+           AND {USER_SCHEMA} AND {} \
            AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c') \
          ORDER BY 2, 3",
         not_member("t.oid", "pg_type")
@@ -100,6 +126,15 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                     opt_text(&r, 13).unwrap_or_default()
                 ),
             ),
+            "b" => (
+                "TYPE",
+                format!(
+                    "CREATE TYPE {qualified} (\n    {}\n);\n",
+                    opt_text(&r, 16).unwrap_or_default()
+                ),
+            ),
+            // A shell nothing defined (yet): pg_dump writes it as a type of its own.
+            "p" => ("TYPE", format!("CREATE TYPE {qualified};\n")),
             _ => (
                 "TYPE",
                 format!(
@@ -116,6 +151,18 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             .in_schema(&schema, Some(owner.clone()));
         item.defn = defn;
         item.drop = Some(format!("DROP {target};\n"));
+        // A base type and its input and output functions (a range and its canonical
+        // function) need each other: as pg_dump does, a shell type comes first, then the
+        // functions, then the type. (The functions are read later: see `shell_dependencies`.)
+        if kind == "b" || r.get::<_, bool>(18) {
+            let mut shell = Item::new("SHELL TYPE", &name, Section::PreData, P_TYPE)
+                .in_schema(&schema, Some(owner.clone()));
+            shell.defn = format!("CREATE TYPE {qualified};\n");
+            let shell = b.push(shell);
+            item.deps.push(Dep::Item(shell));
+            item.drop = Some(format!("DROP TYPE {qualified} CASCADE;\n"));
+            b.shells.push((shell, r.get(17)));
+        }
         let at = b.push(item);
         b.comment(at, &target, &format!("{keyword} {quoted}"), r.get(5));
         for (part, part_name, comment) in part_comments.remove(&oid).unwrap_or_default() {
@@ -213,4 +260,25 @@ pub(super) async fn collations(session: &Session, b: &mut Builder<'_>) -> Result
         );
     }
     Ok(())
+}
+
+/// The support functions of base types (and ranges' canonical functions) come after their
+/// shell type and before the type, which depends on them.
+pub(super) fn shell_dependencies(b: &mut Builder<'_>) {
+    let functions: HashMap<u32, usize> = b
+        .items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| match item.key {
+            Some((PG_PROC, oid)) => Some((oid, i)),
+            _ => None,
+        })
+        .collect();
+    for (shell, support) in std::mem::take(&mut b.shells) {
+        for function in support {
+            if let Some(&at) = functions.get(&function) {
+                b.items[at].deps.push(Dep::Item(shell));
+            }
+        }
+    }
 }

@@ -97,6 +97,7 @@ pub const KINDS: &[(&str, Category, u32)] = &[
     ("publication table", Category::Schema, 2),
     ("publication schema", Category::Schema, 2),
     ("publication", Category::Schema, 2),
+    ("subscription", Category::Schema, 3),
     ("schema", Category::Schema, 2),
     ("large objects", Category::Data, 2),
     ("comment", Category::Schema, 2),
@@ -141,8 +142,24 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
             facts.insert(key, value.unwrap_or_default());
         }
     }
+    // Named as 16+ names them: 14 and 15 print "transform for t on language l".
+    let facts = facts
+        .into_iter()
+        .map(|(key, value)| match key.find("transform for ") {
+            Some(at) if key[at..].contains(" on language ") => (
+                format!(
+                    "{}{}",
+                    &key[..at],
+                    key[at..].replacen(" on language ", " language ", 1)
+                ),
+                value,
+            ),
+            _ => (key, value),
+        });
+    let mut facts: BTreeMap<String, String> = facts.collect();
     facts.extend(sequence_states(session).await?);
     facts.extend(objects::large_objects(session).await?);
+    facts.extend(objects::subscriptions(session, version).await?);
     Ok(facts)
 }
 

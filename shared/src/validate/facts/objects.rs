@@ -81,7 +81,9 @@ pub(super) fn queries(version: i32) -> Vec<String> {
                                                 'storage=' || t.typstorage::text, 'category=' || t.typcategory::text, \
                                                 'preferred=' || t.typispreferred, 'delimiter=' || t.typdelim::text, \
                                                 'element=' || format_type(NULLIF(t.typelem, 0), NULL), \
-                                                'collatable=' || (t.typcollation <> 0)) \
+                                                'collatable=' || (t.typcollation <> 0), \
+                                                'subscript=' || NULLIF(t.typsubscript::oid, 0)::regproc::text, \
+                                                'default=' || quote_literal(t.typdefault)) \
                       END, \
                       CASE WHEN t.typtype = 'd' AND t.typcollation <> 0 \
                            THEN 'collation=' || t.typcollation::regcollation::text END) \
@@ -324,4 +326,110 @@ pub(super) async fn large_objects(session: &Session) -> Result<BTreeMap<String, 
         );
     }
     Ok(out)
+}
+
+/// Subscriptions: publications, slot and the options a dump carries (not whether one is
+/// enabled: a restored subscription is disabled until someone enables it, as pg_dump makes
+/// it; not its connection string, which may hold a password). Options are read where this
+/// role may read them and the server has them, and shown only where they differ from the
+/// default, so that servers of different versions compare alike.
+pub(super) async fn subscriptions(
+    session: &Session,
+    version: i32,
+) -> Result<BTreeMap<String, String>, PgError> {
+    // Before 16 a subscription's changes were applied as its owner: what 16+ calls
+    // run_as_owner (pg_dump writes it so for older servers).
+    let run_as_owner = if version < 160000 {
+        ", 'run_as_owner'"
+    } else {
+        ""
+    };
+    const OPTIONS: &[(&str, &str, i32)] = &[
+        (
+            "subbinary",
+            "CASE WHEN s.subbinary THEN 'binary' END",
+            140000,
+        ),
+        (
+            "substream",
+            "'streaming=' || CASE s.substream::text WHEN 'true' THEN 't' WHEN 'false' THEN 'f' \
+             ELSE s.substream::text END",
+            140000,
+        ),
+        (
+            "subslotname",
+            "'slot=' || coalesce(quote_literal(s.subslotname::text), 'NONE')",
+            140000,
+        ),
+        (
+            "subsynccommit",
+            "NULLIF('synchronous_commit=' || s.subsynccommit, 'synchronous_commit=off')",
+            140000,
+        ),
+        (
+            "subtwophasestate",
+            "CASE WHEN s.subtwophasestate <> 'd' THEN 'two_phase' END",
+            150000,
+        ),
+        (
+            "subdisableonerr",
+            "CASE WHEN s.subdisableonerr THEN 'disable_on_error' END",
+            150000,
+        ),
+        (
+            "subpasswordrequired",
+            "CASE WHEN NOT s.subpasswordrequired THEN 'password_not_required' END",
+            160000,
+        ),
+        (
+            "subrunasowner",
+            "CASE WHEN s.subrunasowner THEN 'run_as_owner' END",
+            160000,
+        ),
+        (
+            "suborigin",
+            "NULLIF('origin=' || s.suborigin, 'origin=any')",
+            160000,
+        ),
+        (
+            "subfailover",
+            "CASE WHEN s.subfailover THEN 'failover' END",
+            170000,
+        ),
+    ];
+    let known: Vec<String> = OPTIONS
+        .iter()
+        .filter(|(_, _, since)| version >= *since)
+        .map(|(column, _, _)| column.to_string())
+        .collect();
+    let readable: Vec<String> = session
+        .query(
+            "SELECT c FROM unnest($1::text[]) c WHERE has_column_privilege('pg_subscription', c, 'SELECT')",
+            &[&known],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let options: Vec<&str> = OPTIONS
+        .iter()
+        .filter(|(column, _, _)| readable.iter().any(|r| r == column))
+        .map(|(_, expr, _)| *expr)
+        .collect();
+    let sql = format!(
+        "SELECT 'subscription ' || quote_ident(s.subname), \
+                concat_ws(' ', 'publications=' || array_to_string(ARRAY(SELECT quote_ident(p) \
+                            FROM unnest(s.subpublications) p ORDER BY 1), ','){}{}{}) \
+         FROM pg_subscription s \
+         WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        if options.is_empty() { "" } else { ", " },
+        options.join(", "),
+        run_as_owner
+    );
+    Ok(session
+        .query(&sql, &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }

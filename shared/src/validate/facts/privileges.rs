@@ -4,7 +4,9 @@
 use super::{USER_SCHEMA, not_extension_member};
 
 /// The objects that have an owner (and most an ACL), as `(catalog, oid, owner, acl, default
-/// kind)` rows: schemas, relations, routines, types, and the database-wide kinds.
+/// kind)` rows: schemas, relations, routines, types, and the database-wide kinds. Not the
+/// functions a range type makes for itself (its constructors): no dump carries their grants,
+/// which default privileges in force when the type was made decided.
 fn owned_objects() -> String {
     let member = |catalog: &str, oid: &str| not_extension_member(oid, catalog);
     format!(
@@ -15,6 +17,8 @@ fn owned_objects() -> String {
           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {USER_SCHEMA} AND {} \
          UNION ALL SELECT 'pg_proc', p.oid, p.proowner, p.proacl, 'f' \
            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {USER_SCHEMA} AND {} \
+            AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass \
+                            AND i.objid = p.oid AND i.deptype = 'i') \
          UNION ALL SELECT 'pg_type', t.oid, t.typowner, t.typacl, 'T' \
            FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
           WHERE {USER_SCHEMA} AND {} AND t.typtype <> 'm' \
