@@ -741,3 +741,58 @@ async fn the_database_itself_is_dumped_as_pg_dump_dumps_it() {
         .arg(&ferry_archive));
     validate(pg.url(&aside), pg, &db, StoreConfig::default()).await;
 }
+
+/// Security labels as pg_dump writes them: one entry per object (a table's holds its
+/// columns'), the same statements. No label provider can be loaded here (sepgsql needs
+/// SELinux), so the labels are catalog rows a superuser writes, and neither archive is
+/// restored (a restore needs the provider, for pg_restore as for ferry).
+#[tokio::test]
+async fn security_labels_are_dumped_as_pg_dump_dumps_them() {
+    let pg = shared_pg();
+    let db = pg.create_database("labels");
+    pg.psql(&db, SMALL);
+    pg.psql(
+        &db,
+        "CREATE FUNCTION reporting.total(d date) RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'; \
+         INSERT INTO pg_seclabel VALUES \
+           ('public.accounts'::regclass, 'pg_class'::regclass, 0, 'corpus', 'secret'), \
+           ('public.accounts'::regclass, 'pg_class'::regclass, 2, 'corpus', 'it''s personal'), \
+           ('public.accounts_id_seq'::regclass, 'pg_class'::regclass, 0, 'corpus', 'seq'), \
+           ('reporting'::regnamespace, 'pg_namespace'::regclass, 0, 'corpus', 'schema'), \
+           ('reporting.total(date)'::regprocedure, 'pg_proc'::regclass, 0, 'corpus', 'fn'), \
+           ('reporting.total(date)'::regprocedure, 'pg_proc'::regclass, 0, 'other', 'fn2')",
+    );
+    let dir = local_path(&local_dir("labels"));
+    run(tool(pg, "pg_dump")
+        .args(["-Fc", "-d", &db, "-f"])
+        .arg(dir.join("pg_dump.dump")));
+    let out = snapshot(
+        pg,
+        &db,
+        &local_dir("labels-ferry"),
+        StoreConfig::default(),
+        "custom",
+    )
+    .await;
+    let labels = |archive: &std::path::Path| -> (Vec<String>, Vec<String>) {
+        let mut entries: Vec<String> = listing(pg, archive)
+            .lines()
+            .filter(|l| l.contains("SECURITY LABEL"))
+            .map(|l| l.splitn(4, ' ').nth(3).unwrap_or_default().to_string())
+            .collect();
+        entries.sort();
+        let script = run(tool(pg, "pg_restore").args(["-f", "-"]).arg(archive));
+        let mut statements: Vec<String> = script
+            .lines()
+            .filter(|l| l.starts_with("SECURITY LABEL"))
+            .map(|l| l.replace(", ", ","))
+            .collect();
+        statements.sort();
+        (entries, statements)
+    };
+    let (want_entries, want_statements) = labels(&dir.join("pg_dump.dump"));
+    let (got_entries, got_statements) = labels(&local_path(&out.archive));
+    assert_eq!(want_entries.len(), 4, "{want_entries:?}");
+    assert_eq!(got_entries, want_entries);
+    assert_eq!(got_statements, want_statements);
+}

@@ -21,6 +21,7 @@ mod foreign;
 mod functions;
 mod indexes;
 mod initial;
+mod labels;
 mod operators;
 mod publications;
 mod rules;
@@ -460,6 +461,7 @@ pub(super) async fn read(
     blobs::large_objects(session, &mut b).await?;
     acl::default_privileges(session, &mut b).await?;
     initial::grants(session, &mut b).await?;
+    labels::security_labels(session, &mut b).await?;
     deps::extension_dependencies(session, &mut b).await?;
     let edges = deps::edges(session).await?;
     Ok(Schema {
