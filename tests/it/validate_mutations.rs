@@ -564,6 +564,7 @@ async fn copies_across_server_versions_match() {
             "VIRTUAL",
             "ON LARGE OBJECTS",
             "SUBSCRIPTION corpus_sub",
+            "logged_ident",
         ],
     ]
     .concat();

@@ -9,9 +9,10 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
                 c.relpersistence::text, \
                 o.refobjid, o.deptype = 'i', \
                 obj_description(c.oid, 'pg_class'), c.relacl::text[], acldefault('s', c.relowner)::text[], \
-                o.nspname, o.relname, o.attname, o.attidentity \
+                o.nspname, o.relname, o.attname, o.attidentity, o.relpersistence \
          FROM pg_class c JOIN pg_sequence s ON s.seqrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         LEFT JOIN LATERAL (SELECT d.refobjid, d.deptype::text, tn.nspname, tc.relname, a.attname, a.attidentity::text \
+         LEFT JOIN LATERAL (SELECT d.refobjid, d.deptype::text, tn.nspname, tc.relname, a.attname, a.attidentity::text, \
+                                   tc.relpersistence::text \
                   FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid \
                   JOIN pg_namespace tn ON tn.oid = tc.relnamespace \
                   JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
@@ -74,8 +75,16 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
         if let (true, Some((table, table_name, column))) = (identity, &owner_column) {
             // Created by the table's column: `ADD GENERATED ... AS IDENTITY`, after the table.
             let always = r.get::<_, String>(20) == "a";
+            // The sequence is made as its table is (unlogged with an unlogged table, 15+):
+            // said only where the two differ, as pg_dump says it.
+            let (mine, tables): (String, Option<String>) = (r.get(11), r.get(21));
+            let persistence = match (mine.as_str(), tables.as_deref()) {
+                ("u", Some(t)) if t != "u" => "    UNLOGGED\n",
+                ("p", Some("u")) => "    LOGGED\n",
+                _ => "",
+            };
             item.defn = format!(
-                "ALTER TABLE {table_name} ALTER COLUMN {column} ADD GENERATED {} AS IDENTITY (\n    SEQUENCE NAME {qualified}\n{options}\n);\n",
+                "ALTER TABLE {table_name} ALTER COLUMN {column} ADD GENERATED {} AS IDENTITY (\n    SEQUENCE NAME {qualified}\n{persistence}{options}\n);\n",
                 if always { "ALWAYS" } else { "BY DEFAULT" }
             );
             item.deps.push(Dep::Object((PG_CLASS, *table)));
