@@ -796,3 +796,79 @@ async fn security_labels_are_dumped_as_pg_dump_dumps_them() {
     assert_eq!(got_entries, want_entries);
     assert_eq!(got_statements, want_statements);
 }
+
+/// Tables, partitioned tables, materialized views, indexes and keys in a tablespace that is
+/// not the database's default: made there by pg_restore of ferry's archive, by psql of its
+/// plain dump and by ferry's restore, as from pg_dump's (the same `pg_dump` output, which
+/// names each object's tablespace). Into a server without that tablespace (Neon has none),
+/// ferry's restore makes them in the default one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tablespaces_are_kept_as_pg_dump_keeps_them() {
+    let pg = shared_pg();
+    let space = format!("Space {}", ferry_tests::unique_name("t"));
+    run(tool(pg, "psql").args([
+        "-X",
+        "-d",
+        "postgres",
+        "-c",
+        "SET allow_in_place_tablespaces = on",
+        "-c",
+        &format!("CREATE TABLESPACE \"{space}\" LOCATION ''"),
+    ]));
+    let db = pg.create_database("spaces");
+    pg.psql(
+        &db,
+        &format!(
+            "CREATE TABLE a (id int PRIMARY KEY USING INDEX TABLESPACE \"{space}\", v text) TABLESPACE \"{space}\"; \
+             CREATE INDEX a_v ON a (v) TABLESPACE \"{space}\"; \
+             CREATE TABLE b (id int PRIMARY KEY, w text); CREATE INDEX b_w ON b (w) TABLESPACE \"{space}\"; \
+             CREATE MATERIALIZED VIEW m TABLESPACE \"{space}\" AS SELECT id FROM a; \
+             CREATE TABLE p (id int) PARTITION BY RANGE (id) TABLESPACE \"{space}\"; \
+             CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (1) TO (10); \
+             INSERT INTO a SELECT i, 'v' || i FROM generate_series(1, 100) i; \
+             INSERT INTO b SELECT i, 'w' FROM generate_series(1, 10) i; INSERT INTO p VALUES (1);"
+        ),
+    );
+    let dump = run(tool(pg, "pg_dump").args(["-d", &db]));
+    assert!(
+        dump.contains(&format!("SET default_tablespace = \"{space}\"")),
+        "{dump}"
+    );
+
+    let out = snapshot(
+        pg,
+        &db,
+        &local_dir("spaces"),
+        StoreConfig::default(),
+        "custom",
+    )
+    .await;
+    let archive = local_path(&out.archive);
+    assert_same_entries(pg, &db, &archive);
+    let target = pg_restore(pg, &archive, "2");
+    assert_same_schema(pg, &db, &target, "pg_restore of ferry's archive");
+    let (target, _) = crate::restore::restore(pg, &out.archive, StoreConfig::default(), 2).await;
+    assert_same_schema(pg, &db, &target, "ferry's restore");
+    let plain = snapshot(
+        pg,
+        &db,
+        &local_dir("spaces-plain"),
+        StoreConfig::default(),
+        "plain",
+    )
+    .await;
+    let target = pg.create_database("spaces_plain");
+    pg.psql_file(&target, &local_path(&plain.archive));
+    assert_same_schema(pg, &db, &target, "plain");
+
+    // A server without the tablespace: everything in its default one, nothing lost.
+    let other = shared_pg17();
+    let (target, restored) =
+        crate::restore::restore(other, &out.archive, StoreConfig::default(), 2).await;
+    assert_eq!(restored.rows, 111, "{restored:?}");
+    let placed = other.psql(
+        &target,
+        "SELECT count(*) FROM pg_class WHERE reltablespace <> 0 AND relnamespace = 'public'::regnamespace",
+    );
+    assert_eq!(placed.trim(), "0");
+}

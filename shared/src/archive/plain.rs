@@ -95,6 +95,21 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// `SET default_tablespace` before an entry made in another tablespace than the one set last
+/// (`current`; `''` is the database's default), as pg_restore writes it.
+pub fn tablespace(entry: &TocEntry, current: &mut Option<String>) -> Option<String> {
+    let space = entry.tablespace.as_deref()?;
+    if current.as_deref() == Some(space) {
+        return None;
+    }
+    *current = Some(space.to_string());
+    Some(if space.is_empty() {
+        "SET default_tablespace = '';\n\n".to_string()
+    } else {
+        format!("SET default_tablespace = {};\n\n", quoted(space))
+    })
+}
+
 /// `SET default_table_access_method` before an entry that makes a table with an access
 /// method other than the one set last (`current`), as pg_restore writes it.
 pub fn access_method(entry: &TocEntry, current: &mut Option<String>) -> Option<String> {

@@ -540,6 +540,9 @@ async fn restore_items(
             .filter(|e| e.desc == "TABLE")
             .map(|e| (e.namespace.clone().unwrap_or_default(), e.tag.clone()))
             .collect(),
+        tablespaces: target_tablespaces(main, &items)
+            .await
+            .map_err(RestoreError::from)?,
     };
 
     // Pass 1: definitions before data, in order.
@@ -877,6 +880,7 @@ async fn run_plain(
         total: 0,
         blob_groups: HashMap::new(),
         created_tables: HashSet::new(),
+        tablespaces: HashSet::new(),
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<plain::Piece, RestoreError>>(8);
     let reader = source::plain_reader(store, url).await?;
@@ -1324,6 +1328,7 @@ fn split_unique_constraints(
             Section::PostData,
         );
         build.namespace = e.namespace.clone();
+        build.tablespace = e.tablespace.clone();
         build.dependencies = e.dependencies.clone();
         build.defn = Some(format!(
             "CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} USING btree ({columns});\n"
@@ -1405,6 +1410,9 @@ struct State {
     /// The tables this restore creates, as (schema, name): only those may be emptied before
     /// their load (an extension's configuration table holds the extension's own rows).
     created_tables: HashSet<(String, String)>,
+    /// The archive's tablespaces that the target has: objects go there, as pg_restore puts
+    /// them; those of others go to the target's default tablespace (with a warning).
+    tablespaces: HashSet<String>,
 }
 
 impl State {
@@ -1430,6 +1438,45 @@ fn blob_group_of<'a>(e: &TocEntry, state: &'a State) -> Option<&'a Vec<String>> 
         .filter(|g| !g.is_empty())
 }
 
+/// The tablespaces the archive's entries are in that the target has; a warning names the
+/// others (Neon has none: everything goes to the default tablespace there).
+async fn target_tablespaces(
+    session: &Session,
+    items: &[&TocEntry],
+) -> Result<HashSet<String>, PgError> {
+    let wanted: HashSet<&str> = items
+        .iter()
+        .filter_map(|e| e.tablespace.as_deref())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let existing: HashSet<String> = session
+        .query("SELECT spcname::text FROM pg_tablespace", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut missing: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|t| !existing.contains(*t))
+        .collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        tracing::warn!(
+            tablespaces = ?missing,
+            "the target has no such tablespaces: what the archive puts there goes to its default tablespace"
+        );
+    }
+    Ok(wanted
+        .into_iter()
+        .filter(|t| existing.contains(*t))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Runs one statement item and records it, in one transaction.
 async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), String> {
     let single = state.options.single_transaction;
@@ -1438,6 +1485,16 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
         sql.push_str(&format!(
             "SET LOCAL default_table_access_method = \"{}\";\n",
             am.replace('"', "\"\"")
+        ));
+    }
+    if let Some(space) = e
+        .tablespace
+        .as_deref()
+        .filter(|t| state.tablespaces.contains(*t))
+    {
+        sql.push_str(&format!(
+            "SET LOCAL default_tablespace = \"{}\";\n",
+            space.replace('"', "\"\"")
         ));
     }
     if e.desc == "BLOB METADATA" {

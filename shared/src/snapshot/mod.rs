@@ -502,7 +502,7 @@ fn toc_entries(ordered: &order::Ordered, layout: Layout) -> Vec<TocEntry> {
             item.desc.as_str(),
             "TABLE" | "MATERIALIZED VIEW" | "INDEX" | "CONSTRAINT"
         ) {
-            e.tablespace = Some(String::new());
+            e.tablespace = Some(item.tablespace.clone().unwrap_or_default());
         }
         e.dependencies = deps.iter().map(|&d| first + d as i32).collect();
         if item.blobs.is_some() {
@@ -801,8 +801,11 @@ async fn write_plain(
     let mut sink = Sink::open(store, &url).await?;
     sink.write(plain::preamble(header).into_bytes()).await?;
     let mut copied = Vec::new();
-    let mut access_method = None;
+    let (mut access_method, mut tablespace) = (None, None);
     for entry in entries {
+        if let Some(set) = plain::tablespace(entry, &mut tablespace) {
+            sink.write(set.into_bytes()).await?;
+        }
         if let Some(set) = plain::access_method(entry, &mut access_method) {
             sink.write(set.into_bytes()).await?;
         }

@@ -143,6 +143,9 @@ pub(super) struct Item {
     pub catalog: u32,
     pub relkind: u8,
     pub tableam: Option<String>,
+    /// The tablespace a table, materialized view or index is in (the database's default
+    /// when none).
+    pub tablespace: Option<String>,
     pub data: Option<TableData>,
     /// A `BLOBS` entry: the large objects whose bytes its data block carries.
     pub blobs: Option<Vec<u32>>,
@@ -167,6 +170,7 @@ impl Item {
             catalog: 0,
             relkind: 0,
             tableam: None,
+            tablespace: None,
             data: None,
             blobs: None,
             placeholder: false,
@@ -463,6 +467,7 @@ pub(super) async fn read(
     initial::grants(session, &mut b).await?;
     labels::security_labels(session, &mut b).await?;
     deps::extension_dependencies(session, &mut b).await?;
+    tables::tablespaces(session, &mut b).await?;
     let edges = deps::edges(session).await?;
     Ok(Schema {
         items: b.items,

@@ -484,3 +484,35 @@ pub(super) fn column_grants(
         }
     }
 }
+
+/// The tablespaces of tables, materialized views and indexes (and the keys they back) that
+/// are not in the database's default one: pg_restore sets `default_tablespace` before making
+/// each, as for pg_dump's archives.
+pub(super) async fn tablespaces(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+    let rows = session
+        .query(
+            "SELECT c.oid, t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace \
+             WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')",
+            &[],
+        )
+        .await?;
+    let places: HashMap<u32, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if places.is_empty() {
+        return Ok(());
+    }
+    for at in 0..b.items.len() {
+        let oid = match (b.items[at].key, b.items[at].desc.as_str()) {
+            (Some((PG_CLASS, oid)), "TABLE" | "MATERIALIZED VIEW" | "INDEX") => oid,
+            _ => continue,
+        };
+        if let Some(space) = places.get(&oid) {
+            b.items[at].tablespace = Some(space.clone());
+        }
+    }
+    for (index, &at) in &b.indexes {
+        if let Some(space) = places.get(index) {
+            b.items[at].tablespace = Some(space.clone());
+        }
+    }
+    Ok(())
+}
