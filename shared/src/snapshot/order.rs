@@ -174,6 +174,7 @@ mod tests {
             catalog: 1259,
             relkind: 0,
             tableam: None,
+            tablespace: None,
             data: None,
             blobs: None,
             placeholder: false,
