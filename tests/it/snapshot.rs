@@ -516,6 +516,23 @@ async fn a_snapshot_under_concurrent_writes_is_one_consistent_cut() {
             batches
         })
     };
+    // A sequence that moves all the while: the archive's position and the manifest's must be
+    // one reading (they were two, a moment apart, and the copy then differed from its
+    // manifest).
+    pg.psql(&source, "CREATE SEQUENCE busy_ids");
+    let counter = {
+        let stop = stop.clone();
+        let config = ferry::pg::PgConfig::parse(&pg.url(&source)).unwrap();
+        tokio::spawn(async move {
+            let session = ferry::pg::connect(&config).await.unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                session
+                    .batch_execute("SELECT nextval('busy_ids')")
+                    .await
+                    .unwrap();
+            }
+        })
+    };
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let to = local_dir("snap-busy");
     let out = jobs::snapshot(
@@ -534,6 +551,7 @@ async fn a_snapshot_under_concurrent_writes_is_one_consistent_cut() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let batches = writer.await.unwrap();
+    counter.await.unwrap();
     assert!(batches > 2, "the writer kept writing ({batches} batches)");
 
     let target = pg_restore(pg, &local_path(&out.archive), "2");

@@ -167,8 +167,10 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     }
     lock_tables(&main, &options.filter).await?;
     let quoter = ddl::Quoter::load(&main).await?;
-    let schema = ddl::read(&main, &quoter, &options.filter).await?;
-    let sequence_states = validate::sequence_states(&main).await?;
+    // Read once, for the archive's SEQUENCE SET entries and the manifest alike.
+    let positions = validate::sequence_positions(&main).await?;
+    let schema = ddl::read(&main, &quoter, &options.filter, &positions).await?;
+    let sequence_states = validate::sequence_states(&positions);
     let mut ordered = order::order(schema);
     let data_only = options.filter.data_only;
     // A data-only dump keeps the data, sequence positions and the large objects' creation

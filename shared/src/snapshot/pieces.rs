@@ -76,6 +76,10 @@ pub struct Plan {
     pub storage: WriteSettings,
     pub toc: ManifestObject,
     pub tables: Vec<PlannedTable>,
+    /// Where the sequences stood when the plan read them, for the manifest (its archive's
+    /// SEQUENCE SET entries hold the same reading).
+    #[serde(default)]
+    pub sequence_states: std::collections::BTreeMap<String, String>,
 }
 
 /// One table's data, in one or more pieces.
@@ -321,6 +325,7 @@ pub async fn plan(
         entries,
         header,
         jobs,
+        sequence_states,
         ..
     } = prepare(config, options).await?;
     main.batch_execute("COMMIT").await?;
@@ -383,6 +388,7 @@ pub async fn plan(
         storage: plan_options.storage.clone(),
         toc,
         tables: split(&jobs, piece_blocks, plan_options.workers),
+        sequence_states,
     };
     let plan_url = to.join(PLAN_NAME)?;
     let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
@@ -692,7 +698,8 @@ pub async fn finish(
         },
         None,
     )
-    .await?;
+    .await?
+    .with_facts(plan.sequence_states.clone());
     same_source(&plan, &profile.database, &profile.server_version)?;
     let written = Written {
         archive: ObjectUrl::parse(&format!("{}/", to.join("archive")?))?,

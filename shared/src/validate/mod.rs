@@ -30,7 +30,7 @@ use crate::{
 };
 
 pub use checksum::{PIECE_BLOCKS, Piece};
-pub use facts::{Category, KINDS, kind_of, sequence_states};
+pub use facts::{Category, KINDS, SequencePosition, kind_of, sequence_positions, sequence_states};
 
 /// Settings every validating session uses, so that both sides render values identically.
 /// The search path is pinned (a database may set its own, which a restore without `-C` does

@@ -32,7 +32,7 @@ mod tables;
 mod types;
 mod views;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio_postgres::Row;
 
@@ -40,6 +40,7 @@ use super::SnapshotError;
 use crate::{
     archive::{Section, glob, matches_table},
     pg::{PgError, Session, literal},
+    validate::SequencePosition,
 };
 
 /// SQL condition: namespace `n` is a user schema.
@@ -352,6 +353,8 @@ struct Builder<'a> {
     schema_acls: HashMap<String, usize>,
     /// Shell types, with the functions that must come after them (a base type's support).
     shells: Vec<(usize, Vec<u32>)>,
+    /// Where each sequence stands, by oid (read once for the archive and the manifest).
+    positions: &'a BTreeMap<u32, SequencePosition>,
 }
 
 impl Builder<'_> {
@@ -420,6 +423,7 @@ pub(super) async fn read(
     session: &Session,
     q: &Quoter,
     filter: &Filter,
+    positions: &BTreeMap<u32, SequencePosition>,
 ) -> Result<Schema, SnapshotError> {
     let version: i32 = session
         .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -434,6 +438,7 @@ pub(super) async fn read(
         indexes: HashMap::new(),
         schema_acls: HashMap::new(),
         shells: Vec::new(),
+        positions,
     };
     database::database(session, &mut b).await?;
     schemas::schemas(session, &mut b).await?;

@@ -120,13 +120,10 @@ pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Res
         let owner: String = r.get(5);
         let qualified = b.q.qualified(&schema, &name);
         if kind == "S" {
-            let position = session
-                .query_one(
-                    &format!("SELECT last_value, is_called FROM {qualified}"),
-                    &[],
-                )
-                .await?;
-            let (last_value, is_called): (i64, bool) = (position.get(0), position.get(1));
+            let Some(position) = b.positions.get(&r.get::<_, u32>(1)) else {
+                continue;
+            };
+            let (last_value, is_called) = (position.last_value, position.is_called);
             let mut set = Item::new("SEQUENCE SET", &name, Section::Data, P_SEQUENCE_SET)
                 .in_schema(&schema, Some(owner));
             set.defn = format!(

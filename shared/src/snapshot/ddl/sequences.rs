@@ -33,15 +33,6 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
             }
         })
         .collect();
-    let positions = if b.filter.schema_only {
-        HashMap::new()
-    } else {
-        let sequences: Vec<(u32, String)> = rows
-            .iter()
-            .map(|r| (r.get(0), b.q.qualified(r.get(1), r.get(2))))
-            .collect();
-        positions(session, &sequences).await?
-    };
     for r in rows {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -115,7 +106,8 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
             owned.deps = vec![Dep::Item(at), Dep::Object((PG_CLASS, table))];
             b.push(owned);
         }
-        if let Some(&(last_value, is_called)) = positions.get(&oid) {
+        if let Some(position) = b.positions.get(&oid).filter(|_| !b.filter.schema_only) {
+            let (last_value, is_called) = (position.last_value, position.is_called);
             let mut set = Item::new("SEQUENCE SET", &name, Section::Data, P_SEQUENCE_SET)
                 .in_schema(&schema, Some(owner.clone()));
             set.defn = format!(
@@ -128,29 +120,4 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
         b.acl(at, &target, &tag, r.get(15), r.get(16));
     }
     Ok(())
-}
-
-/// Where each sequence stands: `last_value` and `is_called`, read from the sequences
-/// themselves as pg_dump reads them (`pg_sequence_last_value()` is NULL whenever
-/// `is_called` is false, which would lose a `setval(s, n, false)`). Sequences are not
-/// transactional: this is their state now, as it is for pg_dump.
-async fn positions(
-    session: &Session,
-    sequences: &[(u32, String)],
-) -> Result<HashMap<u32, (i64, bool)>, PgError> {
-    let mut out = HashMap::new();
-    for chunk in sequences.chunks(200) {
-        // Names quoted by the Quoter; oids are numbers.
-        let sql = chunk
-            .iter()
-            .map(|(oid, qualified)| {
-                format!("SELECT {oid}::oid, last_value, is_called FROM {qualified}")
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for r in session.query(&sql, &[]).await? {
-            out.insert(r.get(0), (r.get(1), r.get(2)));
-        }
-    }
-    Ok(out)
 }

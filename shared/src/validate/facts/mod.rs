@@ -157,7 +157,7 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
             _ => (key, value),
         });
     let mut facts: BTreeMap<String, String> = facts.collect();
-    facts.extend(sequence_states(session).await?);
+    facts.extend(sequence_states(&sequence_positions(session).await?));
     facts.extend(objects::large_objects(session).await?);
     facts.extend(objects::subscriptions(session, version).await?);
     Ok(facts)
@@ -187,11 +187,23 @@ fn database_queries() -> Vec<String> {
     ]
 }
 
-/// Every sequence's position (`last_value`, `is_called`), read from the sequence itself
-/// (extensions' configuration sequences too, whose positions a dump carries).
-/// Sequences are not transactional: this is where they stand now, whatever snapshot the
-/// session reads.
-pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
+/// Where one sequence stands: its name (quoted and qualified by the server), `last_value`
+/// and `is_called`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SequencePosition {
+    pub name: String,
+    pub last_value: i64,
+    pub is_called: bool,
+}
+
+/// Every sequence's position, by oid, read from the sequence itself (extensions'
+/// configuration sequences too, whose positions a dump carries). Sequences are not
+/// transactional: this is where they stand now, whatever snapshot the session reads. A
+/// snapshot reads them once, here, for both its archive and its manifest, so that the two
+/// agree on a database being written.
+pub async fn sequence_positions(
+    session: &Session,
+) -> Result<BTreeMap<u32, SequencePosition>, PgError> {
     let sequences: BTreeMap<u32, String> = session
         .query(
             &format!(
@@ -218,14 +230,31 @@ pub async fn sequence_states(session: &Session) -> Result<BTreeMap<String, Strin
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
         for r in session.query(&sql, &[]).await? {
-            let (oid, last, called): (u32, i64, bool) = (r.get(0), r.get(1), r.get(2));
+            let oid: u32 = r.get(0);
             out.insert(
-                format!("sequence state {}", sequences[&oid]),
-                format!("last_value {last} is_called {called}"),
+                oid,
+                SequencePosition {
+                    name: sequences[&oid].clone(),
+                    last_value: r.get(1),
+                    is_called: r.get(2),
+                },
             );
         }
     }
     Ok(out)
+}
+
+/// The `sequence state` facts of these positions.
+pub fn sequence_states(positions: &BTreeMap<u32, SequencePosition>) -> BTreeMap<String, String> {
+    positions
+        .values()
+        .map(|p| {
+            (
+                format!("sequence state {}", p.name),
+                format!("last_value {} is_called {}", p.last_value, p.is_called),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
