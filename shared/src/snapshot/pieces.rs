@@ -821,6 +821,7 @@ mod tests {
                 parts: Vec::new(),
             },
             tables,
+            sequence_states: Default::default(),
         };
         assert_eq!(
             plan.copy_sql(0, 0),
