@@ -126,8 +126,8 @@ async fn a_snapshot_in_pieces_of_postgresql_17_is_read_by_pg_restore_18() {
 }
 
 async fn one_archive_pg_restore_reads(pg: &PgServer) {
-    // Large objects are not dumped in pieces yet (a plan refuses them).
-    let source = load_corpus_without(pg, "pieces", &["lo_from_bytea", "LARGE OBJECT"]);
+    // The whole corpus, large objects included (one piece of their own).
+    let source = load_corpus_without(pg, "pieces", &[]);
     add_big_table(pg, &source, 20_000);
     let store = StoreConfig::default();
     let to = local_dir("pieces");
@@ -361,29 +361,37 @@ async fn a_snapshot_that_cannot_end_before_the_deadline_stops_and_leaves_nothing
     assert!(!run.logs.contains(pg.password()));
 }
 
-/// A plan refuses a database with large objects (not dumped in pieces yet), by name, and
-/// writes nothing.
+/// Large objects in pieces: one piece, their files and `blobs.toc` in the archive and the
+/// manifest, restored by pg_restore as they were (a plan used to refuse them).
 #[tokio::test]
-async fn a_plan_refuses_large_objects_and_writes_nothing() {
+async fn large_objects_are_one_piece_of_their_own() {
     let pg = ferry_tests::shared_pg();
     let source = pg.create_database("pieces_lo");
     pg.psql(
         &source,
-        "CREATE TABLE t (x int); SELECT lo_from_bytea(0, 'x');",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1); \
+         SELECT lo_from_bytea(0, 'x'); SELECT lo_from_bytea(4242, decode(repeat('ab', 1500000), 'hex')); \
+         COMMENT ON LARGE OBJECT 4242 IS 'big';",
     );
     let to = local_dir("pieces-lo");
-    let err = plan(
-        pg,
-        &source,
-        &to,
-        &StoreConfig::default(),
-        "gzip",
-        2,
-        1 << 20,
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("large objects"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(local_path(&to)).unwrap().collect();
-    assert!(left.is_empty(), "nothing written: {left:?}");
+    let store = StoreConfig::default();
+    let planned = plan(pg, &source, &to, &store, "gzip", 2, 1 << 20)
+        .await
+        .unwrap();
+    for worker in 0..2 {
+        let out = piece(pg, &source, &planned.plan, worker, &store, None).await;
+        assert_eq!(out.status, PieceStatus::Done);
+    }
+    let out = finish(pg, &source, &planned.plan, &store).await.unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(local_path(&out.manifest)).unwrap()).unwrap();
+    let keys: Vec<&str> = manifest.objects.iter().map(|o| o.key.as_str()).collect();
+    assert!(keys.contains(&"archive/blobs.toc"), "{keys:?}");
+    assert!(keys.contains(&"archive/blob_4242.dat.gz"), "{keys:?}");
+    let target = pg.create_database("pieces_lo_restored");
+    run(tool(pg, "pg_restore")
+        .args(["--exit-on-error", "-d", &target])
+        .arg(local_path(&out.archive)));
+    assert_same_schema(pg, &source, &target, "large objects in pieces");
+    validate(out.manifest.clone(), pg, &target, store).await;
 }

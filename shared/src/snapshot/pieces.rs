@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     CopiedTable, Format, Framer, Job, Options, Outcome, Prepared, Reporter, Sink, SnapshotError,
-    Written, copy_table, dump_session, prepare, write_manifest,
+    Written, copy_table, dump_session, prepare, read_large_object, write_manifest,
 };
 use crate::{
     archive::{
@@ -97,6 +97,10 @@ pub struct PlannedTable {
     /// one piece, whose worker reads the condition from the catalog (a plan carries no SQL).
     #[serde(default)]
     pub partial: bool,
+    /// Not a table: the `BLOBS` entry's large objects, by oid, dumped as one piece into the
+    /// archive's `blob_<oid>.dat` files and `blobs.toc`.
+    #[serde(default)]
+    pub blobs: Option<Vec<u32>>,
 }
 
 /// A range of a table's blocks and the worker that dumps it.
@@ -118,6 +122,9 @@ struct PieceRecord {
     /// Uncompressed COPY text.
     bytes: u64,
     object: ManifestObject,
+    /// The large objects' files (the piece of a `BLOBS` entry; its `object` is `blobs.toc`).
+    #[serde(default)]
+    files: Vec<ManifestObject>,
 }
 
 /// What [`plan`] made.
@@ -239,7 +246,7 @@ fn split(jobs: &[Job], piece_blocks: u64, workers: usize) -> Vec<PlannedTable> {
         .map(|job| {
             let mut pieces = Vec::new();
             let mut first = 0;
-            while first + piece_blocks < job.blocks && !job.filtered {
+            while first + piece_blocks < job.blocks && !job.filtered && job.blobs.is_none() {
                 pieces.push(PlannedPiece {
                     first_block: first,
                     end_block: Some(first + piece_blocks),
@@ -260,6 +267,7 @@ fn split(jobs: &[Job], piece_blocks: u64, workers: usize) -> Vec<PlannedTable> {
                 blocks: job.blocks,
                 pieces,
                 partial: job.filtered,
+                blobs: job.blobs.clone(),
             }
         })
         .collect();
@@ -336,13 +344,6 @@ pub async fn plan(
         options.compression,
         Compression::None | Compression::Gzip { .. }
     );
-    if jobs.iter().any(|j| j.blobs.is_some()) {
-        return Err(SnapshotError::Pieces(
-            "the database has large objects, which a snapshot in pieces does not dump yet: \
-             snapshot it in one invocation"
-                .into(),
-        ));
-    }
     if let Some(big) = jobs.iter().find(|j| j.blocks > piece_blocks)
         && !joinable
     {
@@ -541,6 +542,17 @@ pub async fn work(
         }
         let started = Instant::now();
         let table = &plan.tables[t];
+        if let Some(objects) = &table.blobs {
+            let record = dump_blobs(&session, store, plan, to, objects, &report).await?;
+            let url = to.join(&plan.record_name(t, n))?;
+            let body = serde_json::to_vec_pretty(&record).expect("records serialize");
+            store.put(&url.key, Bytes::from(body)).await?;
+            outcome.pieces_dumped += 1;
+            outcome.pieces_left -= 1;
+            outcome.bytes += record.bytes;
+            longest = longest.max(started.elapsed());
+            continue;
+        }
         let copy_sql = if table.partial {
             partial_copy_sql(&session, table).await?
         } else {
@@ -568,6 +580,7 @@ pub async fn work(
             rows,
             bytes,
             object,
+            files: Vec::new(),
         };
         let url = to.join(&plan.record_name(t, n))?;
         let body = serde_json::to_vec_pretty(&record).expect("records serialize");
@@ -581,6 +594,51 @@ pub async fn work(
     session.batch_execute("COMMIT").await?;
     outcome.done = true;
     Ok(outcome)
+}
+
+/// Dumps the large objects of a `BLOBS` entry into the archive, as a snapshot in one
+/// invocation does: a `blob_<oid>.dat` file each (read 1 MiB at a time) and `blobs.toc`.
+async fn dump_blobs(
+    session: &crate::pg::Session,
+    store: &Store,
+    plan: &Plan,
+    to: &ObjectUrl,
+    objects: &[u32],
+    report: &Reporter,
+) -> Result<PieceRecord, SnapshotError> {
+    let mut files = Vec::new();
+    let mut list = String::new();
+    let mut bytes = 0;
+    for &oid in objects {
+        let file = format!("blob_{oid}.dat");
+        let name = format!("archive/{file}{}", plan.suffix());
+        let mut sink = Sink::open(store, &to.join(&name)?).await?;
+        let mut data = DataFile::new(plan.compression)?;
+        read_large_object(
+            session,
+            oid,
+            report,
+            |chunk| {
+                bytes += chunk.len() as u64;
+                data.write(chunk)
+            },
+            &mut sink,
+        )
+        .await?;
+        sink.write(data.finish()).await?;
+        files.push(sink.finish(&name).await?);
+        list.push_str(&format!("{oid} {file}\n"));
+    }
+    let name = "archive/blobs.toc";
+    let mut sink = Sink::open(store, &to.join(name)?).await?;
+    sink.write(list.into_bytes()).await?;
+    Ok(PieceRecord {
+        plan: plan.id.clone(),
+        rows: 0,
+        bytes,
+        object: sink.finish(name).await?,
+        files,
+    })
 }
 
 /// Finishes a snapshot in pieces: joins split tables' pieces, counts the source, writes the
@@ -647,6 +705,13 @@ pub async fn finish(
     for table in &plan.tables {
         let mine = &records[at..at + table.pieces.len()];
         at += table.pieces.len();
+        if table.blobs.is_some() {
+            for record in mine {
+                objects.push(record.object.clone());
+                objects.extend(record.files.iter().cloned());
+            }
+            continue;
+        }
         copied.push(CopiedTable {
             schema: table.schema.clone(),
             table: table.name.clone(),
