@@ -351,6 +351,12 @@ const MUTATIONS: &[Mutation] = &[
         "acl table app.keyed",
     ),
     m(
+        // No label provider can be loaded here: the label is the catalog row a provider writes.
+        "a security label added",
+        "INSERT INTO pg_seclabel VALUES ('app.customers'::regclass, 'pg_class'::regclass, 0, 'corpus', 'secret')",
+        "security label",
+    ),
+    m(
         "a subscription's publications changed",
         "ALTER SUBSCRIPTION corpus_sub SET PUBLICATION corpus_pub WITH (refresh = false)",
         "subscription corpus_sub",
