@@ -371,7 +371,11 @@ COMMENT ON LARGE OBJECT 424242 IS 'a blob';
 GRANT SELECT ON LARGE OBJECT 424242 TO corpus_reader;
 SELECT lo_from_bytea(424243, decode(repeat('0123456789abcdef', 150000), 'hex'));
 SELECT lo_from_bytea(3000000000, '');
+-- What reads a materialized view made after the keys waits for it too.
+CREATE VIEW app.customer_names_view AS SELECT * FROM app.customer_names;
+CREATE MATERIALIZED VIEW app.customer_names_again AS SELECT id, name FROM app.customer_names;
 REFRESH MATERIALIZED VIEW app.customer_names;
+REFRESH MATERIALIZED VIEW app.customer_names_again;
 -- Kinds made of functions: a procedural language, access methods, a text search parser and
 -- template, a transform, a base type (with its shell), a range with a canonical function, a
 -- shell nothing defined. (Internal functions stand in for C code: a superuser loads this.)

@@ -43,12 +43,15 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
         "CREATE DATABASE {quoted} WITH TEMPLATE = template0 ENCODING = {}",
         literal(&r.get::<_, String>(3))
     );
+    // The locale provider came in 15: a dump of 14 restores into 14 without it.
     let provider: String = r.get(6);
-    create.push_str(match provider.as_str() {
-        "b" => " LOCALE_PROVIDER = builtin",
-        "i" => " LOCALE_PROVIDER = icu",
-        _ => " LOCALE_PROVIDER = libc",
-    });
+    if b.version >= 150000 {
+        create.push_str(match provider.as_str() {
+            "b" => " LOCALE_PROVIDER = builtin",
+            "i" => " LOCALE_PROVIDER = icu",
+            _ => " LOCALE_PROVIDER = libc",
+        });
+    }
     let (collate, ctype): (String, String) = (r.get(4), r.get(5));
     if !collate.is_empty() && collate == ctype {
         create.push_str(&format!(" LOCALE = {}", literal(&collate)));
@@ -87,6 +90,24 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
     // grants, its properties.
     let target = format!("DATABASE {quoted}");
     b.comment(at, &target, &target, opt_text(&r, 12));
+    let labels = session
+        .query(
+            "SELECT format('SECURITY LABEL FOR %s ON DATABASE %s IS %s;', quote_ident(provider), $2::text, \
+                           quote_literal(label)) \
+             FROM pg_shseclabel WHERE classoid = 'pg_database'::regclass AND objoid = $1 ORDER BY provider",
+            &[&oid, &quoted],
+        )
+        .await?;
+    if !labels.is_empty() {
+        let mut item = Item::new("SECURITY LABEL", &target, Section::None, P_DATABASE);
+        item.owner = Some(owner.clone());
+        item.defn = labels
+            .iter()
+            .map(|l| format!("{}\n", l.get::<_, String>(0)))
+            .collect();
+        item.deps.push(Dep::Item(at));
+        b.push(item);
+    }
     b.acl(at, &target, &target, r.get(13), r.get(14));
     let before: Vec<usize> = (at..b.items.len()).collect();
     for &i in &before[1..] {

@@ -113,12 +113,12 @@ const KINDS: &[Kind] = &[
 ];
 
 /// The `ACL` entries of system and extension objects whose grants differ from their initial
-/// ones. Like pg_dump, only in a dump of the whole database (a dump of some schemas or tables
-/// has no extensions, and leaves `pg_catalog` alone).
+/// ones. Like pg_dump, a dump of some schemas or tables (which has no extensions and leaves
+/// `pg_catalog` alone) carries only those of the built-in extension's members.
 pub(super) async fn grants(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
-    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() {
-        return Ok(());
-    }
+    // A filtered dump (-n, -t) still carries those of the built-in extension's members
+    // (plpgsql's), as pg_dump does.
+    let filtered = !b.filter.schemas.is_empty() || !b.filter.tables.is_empty();
     for kind in KINDS {
         let (owner, acl, letter) = (kind.owner, kind.acl, kind.letter);
         let sql = format!(
@@ -128,7 +128,7 @@ pub(super) async fn grants(session: &Session, b: &mut Builder<'_>) -> Result<(),
              FROM {from} \
              LEFT JOIN pg_init_privs i ON i.objoid = o.oid AND i.classoid = '{catalog}'::regclass AND i.objsubid = 0 \
              LEFT JOIN pg_depend e ON e.classid = '{catalog}'::regclass AND e.objid = o.oid AND e.deptype = 'e' \
-             WHERE ({system} OR e.refobjid IS NOT NULL) AND {condition} \
+             WHERE ({system} OR e.refobjid IS NOT NULL) AND {condition} AND {builtin} \
                AND coalesce({acl}, acldefault({letter}, {owner})) \
                    IS DISTINCT FROM coalesce(i.initprivs, acldefault({letter}, {owner})) \
              ORDER BY 1 NULLS FIRST, 2, 3",
@@ -136,7 +136,12 @@ pub(super) async fn grants(session: &Session, b: &mut Builder<'_>) -> Result<(),
             from = kind.from,
             catalog = kind.catalog,
             condition = kind.condition,
-            system = kind.system,
+            system = if filtered { "false" } else { kind.system },
+            builtin = if filtered {
+                "e.refobjid < 16384"
+            } else {
+                "true"
+            },
         );
         for r in session.query(&sql, &[]).await? {
             let (schema, name): (Option<String>, String) = (r.get(0), r.get(1));
@@ -167,6 +172,9 @@ pub(super) async fn grants(session: &Session, b: &mut Builder<'_>) -> Result<(),
             let tag = format!("{keyword} {quoted}");
             push(b, schema, &owner, &tag, statements, r.get(7));
         }
+    }
+    if filtered {
+        return Ok(());
     }
     column_grants(session, b).await
 }

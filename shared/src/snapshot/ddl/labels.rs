@@ -11,7 +11,10 @@ pub(super) async fn security_labels(session: &Session, b: &mut Builder<'_>) -> R
         .query(
             "SELECT l.classoid::oid, l.objoid, \
                     format('FOR %s ON %s %s IS %s', quote_ident(l.provider), \
-                           CASE WHEN l.objsubid <> 0 THEN 'COLUMN' ELSE upper(o.type) END, \
+                           CASE WHEN l.objsubid <> 0 THEN 'COLUMN' \
+                                WHEN l.classoid = 'pg_type'::regclass \
+                                 AND (SELECT t.typtype FROM pg_type t WHERE t.oid = l.objoid) = 'd' THEN 'DOMAIN' \
+                                ELSE upper(o.type) END, \
                            CASE WHEN l.classoid = 'pg_proc'::regclass \
                                 THEN (SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) \
                                         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = l.objoid) \

@@ -94,9 +94,8 @@ pub(super) async fn extensions(session: &Session, b: &mut Builder<'_>) -> Result
 /// The rows of extensions' configuration tables (`pg_extension_config_dump`): the extension's
 /// script creates the table, the dump carries what was added to it since (the rows its
 /// condition selects, or all) and where its configuration sequences stand, as pg_dump does.
-/// Only in a dump of the whole database, which is the one that carries extensions.
 pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
-    if !b.filter.schemas.is_empty() || !b.filter.tables.is_empty() || b.filter.schema_only {
+    if b.filter.schema_only {
         return Ok(());
     }
     let rows = session
@@ -114,7 +113,9 @@ pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Res
     for r in rows {
         let (extension, schema, name, kind): (u32, String, String, String) =
             (r.get(0), r.get(2), r.get(3), r.get(4));
-        if !b.filter.data_wanted(&schema, &name) {
+        // As pg_dump: all of them in a whole dump, those a -t or -n names in a filtered one
+        // (whose extensions are not dumped), none that -T or --exclude-table-data names.
+        if !b.filter.relation_wanted(&schema, &name) || !b.filter.data_wanted(&schema, &name) {
             continue;
         }
         let owner: String = r.get(5);

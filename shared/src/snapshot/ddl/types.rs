@@ -160,7 +160,10 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             shell.defn = format!("CREATE TYPE {qualified};\n");
             let shell = b.push(shell);
             item.deps.push(Dep::Item(shell));
-            item.drop = Some(format!("DROP TYPE {qualified} CASCADE;\n"));
+            if kind == "b" {
+                // Its functions go with it, as pg_dump drops them.
+                item.drop = Some(format!("DROP TYPE {qualified} CASCADE;\n"));
+            }
             b.shells.push((shell, r.get(17)));
         }
         let at = b.push(item);

@@ -19,12 +19,46 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                                JOIN pg_namespace cn ON cn.oid = co.collnamespace WHERE co.oid = a.attcollation) END, \
                           a.attname), E',\n    ' ORDER BY a.attnum) \
                    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) \
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), \
+                ARRAY(SELECT DISTINCT d.refobjid FROM pg_depend d JOIN pg_rewrite rw ON rw.oid = d.objid \
+                       WHERE d.classid = 'pg_rewrite'::regclass AND rw.ev_class = c.oid \
+                         AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> c.oid) \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam \
          WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_class")
     );
-    for r in session.query(&sql, &[]).await? {
+    let rows = session.query(&sql, &[]).await?;
+    // A materialized view made after the keys (see below) holds back what reads it: views
+    // over it are given their query after it too, materialized views over it are made after
+    // it, and so on.
+    let mut postponed: HashSet<u32> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(4) == "m" && !r.get::<_, Vec<u32>>(12).is_empty())
+        .map(|r| r.get(0))
+        .collect();
+    let mut after_postponed: HashMap<u32, Vec<u32>> = HashMap::new();
+    loop {
+        let mut grew = false;
+        for r in &rows {
+            let oid: u32 = r.get(0);
+            let waits: Vec<u32> = r
+                .get::<_, Vec<u32>>(15)
+                .into_iter()
+                .filter(|d| postponed.contains(d))
+                .collect();
+            if waits.is_empty() {
+                continue;
+            }
+            if r.get::<_, String>(4) == "m" && postponed.insert(oid) {
+                grew = true;
+            }
+            after_postponed.insert(oid, waits);
+        }
+        if !grew {
+            break;
+        }
+    }
+    for r in rows {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.relation_wanted(&schema, &name) {
@@ -41,12 +75,19 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
         // types) and given its query by a `RULE _RETURN` entry after the keys; a materialized
         // view is made after them.
         let keys: Vec<u32> = r.get(12);
+        let waits = after_postponed.remove(&oid).unwrap_or_default();
+        let mut after: Vec<Dep> = keys
+            .iter()
+            .map(|&k| Dep::Object((PG_CONSTRAINT, k)))
+            .collect();
+        after.extend(waits.iter().map(|&v| Dep::Object((PG_CLASS, v))));
+        let split = !after.is_empty();
         let (desc, defn) = if materialized {
             (
                 "MATERIALIZED VIEW",
                 format!("CREATE MATERIALIZED VIEW {qualified}{with} AS\n{body}\n  WITH NO DATA;\n"),
             )
-        } else if !keys.is_empty() {
+        } else if split {
             let options = opt_text(&r, 13).map_or(String::new(), |o| format!(" WITH ({o})"));
             let columns = r.get::<_, Option<String>>(14).unwrap_or_default();
             (
@@ -59,7 +100,7 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                 format!("CREATE VIEW {qualified}{with} AS\n{body};\n"),
             )
         };
-        let (section, priority) = if materialized && !keys.is_empty() {
+        let (section, priority) = if materialized && split {
             (Section::PostData, P_RULE)
         } else {
             (Section::PreData, P_TABLE)
@@ -68,15 +109,14 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             .of(PG_CLASS, oid)
             .in_schema(&schema, Some(owner.clone()));
         if materialized {
-            item.deps
-                .extend(keys.iter().map(|&k| Dep::Object((PG_CONSTRAINT, k))));
+            item.deps.extend(after.iter().copied());
         }
         item.relkind = if materialized { b'm' } else { b'v' };
         item.tableam = if materialized { r.get(8) } else { None };
         item.defn = defn;
         item.drop = Some(format!("DROP {desc} {qualified};\n"));
         let at = b.push(item);
-        if !materialized && !keys.is_empty() {
+        if !materialized && split {
             let mut rule = Item::new("RULE", format!("{name} _RETURN"), Section::PostData, P_RULE)
                 .in_schema(&schema, Some(owner.clone()));
             rule.defn = format!("CREATE OR REPLACE VIEW {qualified}{with} AS\n{body};\n");
@@ -86,8 +126,7 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                     .replacen("CREATE VIEW", "CREATE OR REPLACE VIEW", 1),
             );
             rule.deps.push(Dep::Item(at));
-            rule.deps
-                .extend(keys.iter().map(|&k| Dep::Object((PG_CONSTRAINT, k))));
+            rule.deps.extend(after.iter().copied());
             b.push(rule);
         }
         b.relations.insert(

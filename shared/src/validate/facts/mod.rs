@@ -117,7 +117,7 @@ pub fn kind_of(key: &str) -> Option<(&'static str, Category, u32)> {
         .iter()
         .find(|(kind, _, _)| {
             key.strip_prefix(kind)
-                .is_some_and(|rest| rest.starts_with(' '))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
         })
         .copied()
 }
@@ -168,10 +168,15 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
 fn database_queries() -> Vec<String> {
     let this = "(SELECT oid FROM pg_database WHERE datname = current_database())";
     vec![
+        // A custom setting's value (`app.token`, a dotted name) may be a secret: compared by
+        // its digest, so that it reaches neither a manifest nor a report.
         format!(
             "SELECT CASE WHEN s.setrole = 0 THEN 'database setting ' \
                          ELSE 'database role setting ' || quote_ident(pg_get_userbyid(s.setrole)) || ' ' END \
-                    || split_part(c, '=', 1), substr(c, length(split_part(c, '=', 1)) + 2) \
+                    || split_part(c, '=', 1), \
+                    CASE WHEN split_part(c, '=', 1) LIKE '%.%' \
+                         THEN 'sha256:' || encode(sha256(convert_to(substr(c, length(split_part(c, '=', 1)) + 2), 'UTF8')), 'hex') \
+                         ELSE substr(c, length(split_part(c, '=', 1)) + 2) END \
              FROM pg_db_role_setting s, unnest(s.setconfig) c WHERE s.setdatabase = {this}"
         ),
         format!(
@@ -277,5 +282,7 @@ mod tests {
         );
         assert_eq!(kind_of("owner table app.t").unwrap().1, Category::Owners);
         assert_eq!(kind_of("tablespace x"), None);
+        // A fact that names no object (the database's own options) is of its kind too.
+        assert_eq!(kind_of("database options").unwrap().1, Category::Database);
     }
 }
