@@ -391,6 +391,8 @@ CREATE ACCESS METHOD corpus_heap TYPE TABLE HANDLER heap_tableam_handler;
 CREATE ACCESS METHOD corpus_btree TYPE INDEX HANDLER bthandler;
 COMMENT ON ACCESS METHOD corpus_heap IS 'heap by another name';
 CREATE TABLE app.in_am (a integer) USING corpus_heap;
+-- A partitioned table's access method (17+: what its partitions are made with by default).
+DO $$ BEGIN IF current_setting('server_version_num')::int >= 170000 THEN EXECUTE 'CREATE TABLE app.part_am (id int) PARTITION BY RANGE (id) USING corpus_heap'; EXECUTE 'CREATE TABLE app.part_am_1 PARTITION OF app.part_am FOR VALUES FROM (0) TO (10)'; EXECUTE 'INSERT INTO app.part_am VALUES (1)'; END IF; END $$;
 INSERT INTO app.in_am VALUES (1), (2);
 CREATE TEXT SEARCH PARSER app.prs (START = prsd_start, GETTOKEN = prsd_nexttoken, END = prsd_end,
   HEADLINE = prsd_headline, LEXTYPES = prsd_lextype);

@@ -571,6 +571,7 @@ async fn copies_across_server_versions_match() {
             "ON LARGE OBJECTS",
             "SUBSCRIPTION corpus_sub",
             "logged_ident",
+            "part_am",
         ],
     ]
     .concat();

@@ -1517,6 +1517,21 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
     } else if let Some(defn) = e.defn.as_deref() {
         sql.push_str(defn);
         sql.push('\n');
+        // A partitioned table has no storage to make with the default access method: its
+        // own (17+, archive 1.16) is set afterwards, as pg_restore sets it.
+        if let (b'p', Some(am), Some(ns)) = (
+            e.relkind,
+            e.tableam.as_deref().filter(|a| !a.is_empty()),
+            e.namespace.as_deref(),
+        ) && e.desc == "TABLE"
+        {
+            sql.push_str(&format!(
+                "ALTER TABLE {}.{} SET ACCESS METHOD {};\n",
+                crate::pg::ident(ns),
+                crate::pg::ident(&e.tag),
+                crate::pg::ident(am)
+            ));
+        }
     }
     if !state.options.no_owner
         && let Some(owner) = owner_statement(e)
