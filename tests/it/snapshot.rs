@@ -279,6 +279,18 @@ async fn fidelity(pg: &PgServer) {
     // Plain format, run by psql.
     let to = local_dir("snap-plain");
     let out = snapshot(pg, &source, &to, StoreConfig::default(), "plain").await;
+    // Wrapped as pg_dump 18 wraps its scripts: no psql meta-command runs in between.
+    let text = std::fs::read_to_string(local_path(&out.archive)).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("\\restrict "))
+        .expect("a \\restrict line");
+    assert!(
+        key.len() == 64 && key.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{key}"
+    );
+    assert!(text.trim_end().ends_with(&format!("\\unrestrict {key}")));
+    assert_eq!(text.matches("\\restrict ").count(), 1);
     let target = pg.create_database("restored_plain");
     pg.psql_file(&target, &local_path(&out.archive));
     assert_same_schema(pg, &source, &target, "plain");

@@ -13,20 +13,35 @@ fn quoted(name: &str) -> String {
 
 /// The settings a plain script starts with (the archive's ENCODING, STDSTRINGS and
 /// SEARCHPATH entries, and what pg_restore sets before running any entry).
-pub fn preamble(header: &Header) -> String {
+///
+/// The script is wrapped in `\restrict KEY` ... `\unrestrict KEY`, as pg_dump 18 (and the
+/// releases of August 2025) wrap theirs: psql then runs no meta-command (`\!`, ...) until the
+/// end, whatever text of the database a script carries. The key is random, so that no text
+/// in the dump can end the restriction early.
+pub fn preamble(header: &Header, key: &str) -> String {
     format!(
-        "--\n-- PostgreSQL database dump\n--\n\n\
+        "--\n-- PostgreSQL database dump\n--\n\n\\restrict {key}\n\n\
          -- Dumped from database version {}\n-- Dumped by {}\n\n\
          SET statement_timeout = 0;\nSET lock_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\n\
          SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\
          SELECT pg_catalog.set_config('search_path', '', false);\nSET check_function_bodies = false;\n\
          SET xmloption = content;\nSET client_min_messages = warning;\nSET row_security = off;\n\n",
-        header.server_version, header.dumper_version
+        one_line(&header.server_version),
+        one_line(&header.dumper_version)
     )
 }
 
-pub fn epilogue() -> &'static str {
-    "--\n-- PostgreSQL database dump complete\n--\n\n"
+/// A key for `\restrict`: 64 letters and digits, from a random source.
+pub fn restrict_key() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+pub fn epilogue(key: &str) -> String {
+    format!("--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict {key}\n\n")
 }
 
 /// The statement pg_restore issues after an entry to give its object the recorded owner, for

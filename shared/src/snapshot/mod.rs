@@ -801,7 +801,9 @@ async fn write_plain(
     let name = "archive.sql";
     let url = to.join(name)?;
     let mut sink = Sink::open(store, &url).await?;
-    sink.write(plain::preamble(header).into_bytes()).await?;
+    let key = plain::restrict_key();
+    sink.write(plain::preamble(header, &key).into_bytes())
+        .await?;
     let mut copied = Vec::new();
     let (mut access_method, mut tablespace) = (None, None);
     for entry in entries {
@@ -854,7 +856,7 @@ async fn write_plain(
                 .await?;
         }
     }
-    sink.write(plain::epilogue().as_bytes().to_vec()).await?;
+    sink.write(plain::epilogue(&key).into_bytes()).await?;
     let object = sink.finish(name).await?;
     Ok((url, vec![object], copied))
 }
