@@ -906,3 +906,54 @@ async fn the_restore_lambda_loads_a_snapshot() {
     assert!(!run.logs.contains(pg.password()));
     validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
 }
+
+/// `restore --list` prints one line per entry whatever the names hold: a table named with a
+/// line break and what looks like another entry printed that entry's line, which a use-list
+/// made from the listing then selected (pg_restore -l replaces line breaks by spaces).
+#[tokio::test]
+async fn a_listing_has_one_line_per_entry_whatever_the_names() {
+    let pg = shared_pg();
+    let source = pg.create_database("list_names");
+    pg.psql(
+        &source,
+        "CREATE TABLE \"evil\n1; 0 0 SCHEMA - public x\" (x int); \
+         COMMENT ON TABLE \"evil\n1; 0 0 SCHEMA - public x\" IS 'a\nb';",
+    );
+    let out = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("list-names"),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap();
+    let cli = Command::new(ferry_tests::lambda::workspace_binary("ferry"))
+        .args(["restore", "--list", "--from", &out.archive])
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let text = String::from_utf8(cli.stdout).unwrap();
+    let count: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix(";     TOC Entries: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ours: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();
+    let ids: Vec<usize> = ours
+        .iter()
+        .map(|l| l.split(';').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=count).collect::<Vec<_>>(), "{ours:#?}");
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("TABLE public evil 1; 0 0 SCHEMA")),
+        "{ours:#?}"
+    );
+}

@@ -106,7 +106,8 @@ pub fn blob_group_oids(entry: &TocEntry) -> Vec<&str> {
 /// Text for a `--` comment line: names are the database's and may hold line breaks, which
 /// would end the comment and make the rest of the name a statement or a psql command
 /// (`\\! ...`) when the script runs. Replaced by spaces, as pg_dump's `sanitize_line` does.
-fn one_line(text: &str) -> String {
+/// Listings use it too: one line per entry, whatever the names hold.
+pub fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 

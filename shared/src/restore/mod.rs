@@ -166,6 +166,7 @@ impl Options {
 /// An archive's table of contents as `pg_restore -l` prints it: one `id; catalog oid kind
 /// schema name owner` line per entry, after a header. Edit it and give it back as a use-list.
 pub async fn listing(store: &Store, url: &ObjectUrl) -> Result<String, RestoreError> {
+    use crate::archive::plain::one_line;
     if source::is_plain(store, url).await? {
         return Err(RestoreError::Failed(
             "a plain SQL dump is a script, not an archive: it has no table of contents to list"
@@ -185,7 +186,7 @@ pub async fn listing(store: &Store, url: &ObjectUrl) -> Result<String, RestoreEr
         t.hour,
         t.min,
         t.sec,
-        h.database,
+        one_line(&h.database),
         archive.entries.len(),
         h.compression.name(),
         h.version,
@@ -193,22 +194,26 @@ pub async fn listing(store: &Store, url: &ObjectUrl) -> Result<String, RestoreEr
             crate::archive::Layout::Custom => "CUSTOM",
             crate::archive::Layout::Directory => "DIRECTORY",
         },
-        h.server_version,
-        h.dumper_version
+        one_line(&h.server_version),
+        one_line(&h.dumper_version)
     );
+    // One line per entry whatever the archive's names hold (a name with a line break would
+    // otherwise print a line that a use-list reads as another entry), as pg_restore -l.
     for e in &archive.entries {
         out.push_str(&format!(
             "{}; {} {} {} {} {} {}\n",
             e.dump_id,
-            e.table_oid,
-            e.oid,
-            e.desc,
-            e.namespace
-                .as_deref()
-                .filter(|n| !n.is_empty())
-                .unwrap_or("-"),
-            e.tag,
-            e.owner.as_deref().unwrap_or("")
+            one_line(&e.table_oid),
+            one_line(&e.oid),
+            one_line(&e.desc),
+            one_line(
+                e.namespace
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("-")
+            ),
+            one_line(&e.tag),
+            one_line(e.owner.as_deref().unwrap_or(""))
         ));
     }
     Ok(out)
