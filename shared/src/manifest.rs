@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 /// object kind (validate compares a format 1 manifest on what it holds).
 /// 3: grants changed on the system's objects and on extension members; DEPENDS ON EXTENSION;
 /// subscriptions.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: custom (dotted) database and role settings recorded by digest, not in clear.
+pub const FORMAT_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

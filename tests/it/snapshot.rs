@@ -939,3 +939,35 @@ async fn tablespaces_are_kept_as_pg_dump_keeps_them() {
     );
     assert_eq!(placed.trim(), "0");
 }
+
+/// What reads a materialized view that can only be made after the keys (it groups by a
+/// primary key) waits for it: views, materialized views and functions over it (restores of
+/// ferry's archive failed: "relation does not exist", "type does not exist").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_reads_a_materialized_view_made_after_the_keys_waits_for_it() {
+    let pg = shared_pg();
+    let db = pg.create_database("after_keys");
+    pg.psql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'); \
+         CREATE MATERIALIZED VIEW m AS SELECT t.id, t.v, count(*) AS n FROM t GROUP BY t.id; \
+         CREATE VIEW over_m AS SELECT * FROM m; \
+         CREATE MATERIALIZED VIEW m2 AS SELECT id FROM m; \
+         CREATE VIEW over_m2 AS SELECT * FROM m2; \
+         CREATE FUNCTION all_m() RETURNS SETOF m LANGUAGE sql AS 'SELECT * FROM m';",
+    );
+    let out = snapshot(
+        pg,
+        &db,
+        &local_dir("after-keys"),
+        StoreConfig::default(),
+        "custom",
+    )
+    .await;
+    let archive = local_path(&out.archive);
+    assert_same_entries(pg, &db, &archive);
+    let target = pg_restore(pg, &archive, "1");
+    assert_same_schema(pg, &db, &target, "pg_restore");
+    let (target, _) = crate::restore::restore(pg, &out.archive, StoreConfig::default(), 2).await;
+    assert_same_schema(pg, &db, &target, "ferry restore");
+}

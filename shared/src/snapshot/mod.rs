@@ -168,7 +168,7 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     lock_tables(&main, &options.filter).await?;
     let quoter = ddl::Quoter::load(&main).await?;
     // Read once, for the archive's SEQUENCE SET entries and the manifest alike.
-    let positions = validate::sequence_positions(&main).await?;
+    let positions = validate::sequence_positions(&main, true).await?;
     let schema = ddl::read(&main, &quoter, &options.filter, &positions).await?;
     let sequence_states = validate::sequence_states(&positions);
     let mut ordered = order::order(schema);

@@ -94,7 +94,10 @@ pub(super) async fn extensions(session: &Session, b: &mut Builder<'_>) -> Result
 /// The rows of extensions' configuration tables (`pg_extension_config_dump`): the extension's
 /// script creates the table, the dump carries what was added to it since (the rows its
 /// condition selects, or all) and where its configuration sequences stand, as pg_dump does.
-pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+pub(super) async fn configuration(
+    session: &Session,
+    b: &mut Builder<'_>,
+) -> Result<(), SnapshotError> {
     if b.filter.schema_only {
         return Ok(());
     }
@@ -122,7 +125,9 @@ pub(super) async fn configuration(session: &Session, b: &mut Builder<'_>) -> Res
         let qualified = b.q.qualified(&schema, &name);
         if kind == "S" {
             let Some(position) = b.positions.get(&r.get::<_, u32>(1)) else {
-                continue;
+                return Err(SnapshotError::Unsupported(vec![format!(
+                    "sequence {qualified}: this role may not read where it stands (SELECT)"
+                )]));
             };
             let (last_value, is_called) = (position.last_value, position.is_called);
             let mut set = Item::new("SEQUENCE SET", &name, Section::Data, P_SEQUENCE_SET)

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
+pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<(), SnapshotError> {
     let sql = format!(
         "SELECT c.oid, n.nspname, c.relname, pg_get_userbyid(c.relowner), format_type(s.seqtypid, NULL), \
                 s.seqstart, s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle, \
@@ -105,6 +105,11 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
             owned.defn = format!("ALTER SEQUENCE {qualified} OWNED BY {table_name}.{column};\n");
             owned.deps = vec![Dep::Item(at), Dep::Object((PG_CLASS, table))];
             b.push(owned);
+        }
+        if !b.filter.schema_only && !b.positions.contains_key(&oid) {
+            return Err(SnapshotError::Unsupported(vec![format!(
+                "sequence {qualified}: this role may not read where it stands (SELECT)"
+            )]));
         }
         if let Some(position) = b.positions.get(&oid).filter(|_| !b.filter.schema_only) {
             let (last_value, is_called) = (position.last_value, position.is_called);

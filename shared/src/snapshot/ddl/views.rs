@@ -191,5 +191,31 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             b.push(refresh);
         }
     }
+    // A function that takes or returns such a materialized view's rows is made after it too
+    // (pg_dump moves it after the view as well).
+    if !postponed.is_empty() {
+        let views: Vec<u32> = postponed.iter().copied().collect();
+        let functions = session
+            .query(
+                "SELECT DISTINCT d.objid, c.oid FROM pg_depend d JOIN pg_class c ON c.oid = ANY($1) \
+                   AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid) \
+                        OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype)) \
+                 WHERE d.classid = 'pg_proc'::regclass",
+                &[&views],
+            )
+            .await?;
+        for f in functions {
+            let (function, view): (u32, u32) = (f.get(0), f.get(1));
+            if let Some(item) = b
+                .items
+                .iter_mut()
+                .find(|i| i.key == Some((PG_PROC, function)))
+            {
+                item.section = Section::PostData;
+                item.priority = P_RULE;
+                item.deps.push(Dep::Object((PG_CLASS, view)));
+            }
+        }
+    }
     Ok(())
 }

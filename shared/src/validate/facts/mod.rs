@@ -157,7 +157,7 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
             _ => (key, value),
         });
     let mut facts: BTreeMap<String, String> = facts.collect();
-    facts.extend(sequence_states(&sequence_positions(session).await?));
+    facts.extend(sequence_states(&sequence_positions(session, false).await?));
     facts.extend(objects::large_objects(session).await?);
     facts.extend(objects::subscriptions(session, version).await?);
     Ok(facts)
@@ -202,20 +202,31 @@ pub struct SequencePosition {
 }
 
 /// Every sequence's position, by oid, read from the sequence itself (extensions'
-/// configuration sequences too, whose positions a dump carries). Sequences are not
+/// configuration sequences too, whose positions a dump carries); with `readable_only`, of
+/// those this role may read (a snapshot of some tables reads those it needs, and one that
+/// needs a sequence it may not read fails naming it). Validate reads them all. Sequences are not
 /// transactional: this is where they stand now, whatever snapshot the session reads. A
 /// snapshot reads them once, here, for both its archive and its manifest, so that the two
 /// agree on a database being written.
 pub async fn sequence_positions(
     session: &Session,
+    readable_only: bool,
 ) -> Result<BTreeMap<u32, SequencePosition>, PgError> {
+    let readable = if readable_only {
+        // Only ever asked of sequences (it errors on other relations, in whatever order the
+        // planner evaluates conditions).
+        "CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'SELECT') END"
+    } else {
+        "true"
+    };
     let sequences: BTreeMap<u32, String> = session
         .query(
             &format!(
                 "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relkind = 'S' AND {USER_SCHEMA} \
-                   AND ({} OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_extension e)) ORDER BY 2",
+                 WHERE c.relkind = 'S' \
+                   AND (({USER_SCHEMA} AND {}) OR c.oid IN (SELECT unnest(e.extconfig) FROM pg_extension e)) \
+                   AND {readable} ORDER BY 2",
                 not_extension_member("c.oid", "pg_class")
             ),
             &[],
