@@ -1498,8 +1498,8 @@ async fn apply(session: &Session, e: &TocEntry, state: &State) -> Result<(), Str
         .filter(|t| state.tablespaces.contains(*t))
     {
         sql.push_str(&format!(
-            "SET LOCAL default_tablespace = \"{}\";\n",
-            space.replace('"', "\"\"")
+            "SET LOCAL default_tablespace = {};\n",
+            crate::pg::ident(space)
         ));
     }
     if e.desc == "BLOB METADATA" {

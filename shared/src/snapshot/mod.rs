@@ -251,6 +251,18 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
     })
 }
 
+/// The COPY of the rows of `qualified` (its `columns` quoted) that an extension's
+/// configuration `condition` selects: the extension's SQL, from the catalog, run as pg_dump
+/// runs it.
+fn condition_copy(qualified: &str, columns: &[String], condition: &str) -> String {
+    let list = if columns.is_empty() {
+        "*".to_string()
+    } else {
+        columns.join(", ")
+    };
+    format!("COPY (SELECT {list} FROM {qualified} {condition}) TO STDOUT")
+}
+
 /// Dumps the database `config` names into the prefix `to`.
 pub async fn run(
     config: &PgConfig,

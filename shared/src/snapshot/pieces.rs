@@ -228,14 +228,7 @@ async fn partial_copy_sql(
         )));
     };
     let columns: Vec<String> = table.columns.iter().map(|c| ident(c)).collect();
-    let list = if columns.is_empty() {
-        "*".to_string()
-    } else {
-        columns.join(", ")
-    };
-    Ok(format!(
-        "COPY (SELECT {list} FROM {qualified} {condition}) TO STDOUT"
-    ))
+    Ok(super::condition_copy(&qualified, &columns, &condition))
 }
 
 /// Splits every table into pieces of at most `piece_blocks` blocks (the last one open-ended)

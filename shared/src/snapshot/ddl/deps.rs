@@ -93,20 +93,17 @@ pub(super) async fn extension_dependencies(
             &[],
         )
         .await?;
+    let keyed = b.keyed();
     for r in rows {
         let (class, oid): (u32, u32) = (r.get(0), r.get(1));
         let (Some(object), extension): (Option<String>, String) = (r.get(2), r.get(3)) else {
             continue;
         };
-        let at = b
-            .items
-            .iter()
-            .position(|i| i.key == Some((class, oid)))
-            .or_else(|| {
-                (class == PG_CLASS)
-                    .then(|| b.indexes.get(&oid).copied())
-                    .flatten()
-            });
+        let at = keyed.get(&(class, oid)).copied().or_else(|| {
+            (class == PG_CLASS)
+                .then(|| b.indexes.get(&oid).copied())
+                .flatten()
+        });
         if let Some(at) = at {
             b.items[at].defn.push_str(&format!(
                 "ALTER {object} DEPENDS ON EXTENSION {extension};\n"

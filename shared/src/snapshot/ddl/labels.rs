@@ -45,17 +45,14 @@ pub(super) async fn security_labels(session: &Session, b: &mut Builder<'_>) -> R
             _ => entries.push((key, r.get(3), statement)),
         }
     }
-    let items: HashMap<ObjKey, usize> = b
-        .items
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| !i.placeholder || i.desc == "SCHEMA")
-        .filter_map(|(at, i)| i.key.map(|k| (k, at)))
-        .collect();
+    let items = b.keyed();
     for (key, tag, defn) in entries {
         // Only objects the dump makes (not the system's, an extension's, or those a filter
         // leaves out).
         let Some(&of) = items.get(&key) else { continue };
+        if b.items[of].placeholder && b.items[of].desc != "SCHEMA" {
+            continue;
+        }
         let mut item = Item::new("SECURITY LABEL", tag, Section::None, b.items[of].priority);
         item.namespace = b.items[of].namespace.clone();
         item.owner = b.items[of].owner.clone();

@@ -363,6 +363,15 @@ impl Builder<'_> {
         self.items.len() - 1
     }
 
+    /// The item that creates each catalog object, by key.
+    fn keyed(&self) -> HashMap<ObjKey, usize> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(at, i)| i.key.map(|k| (k, at)))
+            .collect()
+    }
+
     /// A `COMMENT` entry for the object item `of` creates, as pg_dump writes one: `target`
     /// names the object in SQL (`TABLE app.t`), `tag` as pg_dump tags the entry (the kind and
     /// the quoted name, unqualified: `TABLE t`). Schema and owner are the object's.

@@ -150,18 +150,10 @@ pub(super) async fn configuration(
         let mut data = Item::new("TABLE DATA", &name, Section::Data, P_TABLE_DATA)
             .in_schema(&schema, Some(owner));
         data.deps.push(Dep::Object((PG_EXTENSION, extension)));
-        // The condition is the extension's SQL, from the catalog, run as pg_dump runs it.
         let copy_out = r
             .get::<_, Option<String>>(6)
             .filter(|c| !c.trim().is_empty())
-            .map(|condition| {
-                let list = if columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    columns.join(", ")
-                };
-                format!("COPY (SELECT {list} FROM {qualified} {condition}) TO STDOUT")
-            });
+            .map(|condition| super::super::condition_copy(&qualified, &columns, &condition));
         data.data = Some(TableData {
             oid: r.get(1),
             schema,

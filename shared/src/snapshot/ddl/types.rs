@@ -268,18 +268,10 @@ pub(super) async fn collations(session: &Session, b: &mut Builder<'_>) -> Result
 /// The support functions of base types (and ranges' canonical functions) come after their
 /// shell type and before the type, which depends on them.
 pub(super) fn shell_dependencies(b: &mut Builder<'_>) {
-    let functions: HashMap<u32, usize> = b
-        .items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| match item.key {
-            Some((PG_PROC, oid)) => Some((oid, i)),
-            _ => None,
-        })
-        .collect();
+    let keyed = b.keyed();
     for (shell, support) in std::mem::take(&mut b.shells) {
         for function in support {
-            if let Some(&at) = functions.get(&function) {
+            if let Some(&at) = keyed.get(&(PG_PROC, function)) {
                 b.items[at].deps.push(Dep::Item(shell));
             }
         }

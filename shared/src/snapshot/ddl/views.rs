@@ -204,13 +204,11 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
                 &[&views],
             )
             .await?;
+        let keyed = b.keyed();
         for f in functions {
             let (function, view): (u32, u32) = (f.get(0), f.get(1));
-            if let Some(item) = b
-                .items
-                .iter_mut()
-                .find(|i| i.key == Some((PG_PROC, function)))
-            {
+            if let Some(&at) = keyed.get(&(PG_PROC, function)) {
+                let item = &mut b.items[at];
                 item.section = Section::PostData;
                 item.priority = P_RULE;
                 item.deps.push(Dep::Object((PG_CLASS, view)));
