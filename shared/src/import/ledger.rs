@@ -5,7 +5,7 @@
 //! is already imported; an uncommitted one (a concurrent import of the same version) makes the
 //! insert wait until that transaction ends, so two deliveries of one event never both load.
 
-use super::{ImportError, Mode, Report, Status, pg};
+use super::{ImportError, Mode, Report, Status};
 use crate::pg::Session;
 
 const SCHEMA: &str = "\
@@ -68,8 +68,7 @@ async fn exists(session: &Session, table: &str) -> Result<bool, ImportError> {
             "SELECT to_regclass(format('ferry_import.%I', $1::text)) IS NOT NULL",
             &[&table],
         )
-        .await
-        .map_err(pg)?
+        .await?
         .get(0))
 }
 
@@ -104,8 +103,7 @@ pub async fn recorded(
              WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
             &[&bucket, &key, &version, &table],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(row.map(|r| {
         let n = |i: usize| r.get::<_, Option<i64>>(i).unwrap_or(0).max(0) as u64;
         Recorded {
@@ -133,8 +131,7 @@ pub async fn rows_of(
             ),
             &[&xid],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
@@ -200,8 +197,7 @@ impl Ledger {
                     &mode.as_str(),
                 ],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         if inserted == 1 {
             return Ok(None);
         }
@@ -224,8 +220,7 @@ impl Ledger {
                  WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
                 &[&entry.bucket, &entry.key, &entry.version, &entry.table],
             )
-            .await
-            .map_err(pg)?
+            .await?
         else {
             return Ok(None);
         };
@@ -276,8 +271,7 @@ impl Ledger {
                     &report.rejects,
                 ],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         Ok(())
     }
 }

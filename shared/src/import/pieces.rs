@@ -18,10 +18,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{
-    Budget, Compression, CopyInto, CsvError, ImportError, Ledger, Options, Piece, RejectedRow,
-    Report, Resume, Source, Status, Table, analyze, apply_stage, check_mode, copy_statement,
-    header_columns, ident, ledger::Entry, load, pg, read_object, rejects_csv, rejects_location,
-    stage_like,
+    Compression, CsvError, ImportError, Ledger, Options, RejectedRow, Report, Source, Status,
+    ident,
+    ledger::Entry,
+    load::{Budget, CopyInto, analyze, load},
+    reader::{Piece, Resume, read_object},
+    rejects::{rejects_csv, rejects_location},
+    stage::{apply_stage, check_mode, copy_statement, stage_like},
+    table::{Table, header_columns},
 };
 use crate::{
     pg::Session,
@@ -36,8 +40,7 @@ pub(super) async fn under_way(session: &Session, entry: &Entry) -> Result<bool, 
              WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
             &[&entry.bucket, &entry.key, &entry.version, &entry.table],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(row.is_some())
 }
 
@@ -90,8 +93,7 @@ async fn state(session: &Session, entry: &Entry) -> Result<Option<State>, Import
              WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4 FOR UPDATE",
             &[&entry.bucket, &entry.key, &entry.version, &entry.table],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(row.map(|r| {
         let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
         State {
@@ -130,7 +132,7 @@ pub(super) async fn run(
     options: &Options,
     store_config: &StoreConfig,
 ) -> Result<Report, ImportError> {
-    session.batch_execute("BEGIN").await.map_err(pg)?;
+    session.batch_execute("BEGIN").await?;
     let result = piece(session, source, target, entry, options, store_config).await;
     match result {
         Ok(report) => Ok(report),
@@ -149,9 +151,9 @@ pub(super) async fn run(
 
 /// Drops what an import under way keeps, in its own transaction.
 async fn forget(session: &Session, entry: &Entry) -> Result<(), ImportError> {
-    session.batch_execute("BEGIN").await.map_err(pg)?;
+    session.batch_execute("BEGIN").await?;
     clear(session, entry).await?;
-    session.batch_execute("COMMIT").await.map_err(pg)?;
+    session.batch_execute("COMMIT").await?;
     Ok(())
 }
 
@@ -162,8 +164,7 @@ async fn clear(session: &Session, entry: &Entry) -> Result<(), ImportError> {
             "DROP TABLE IF EXISTS ferry_import.{}",
             ident(&stage_name(entry))
         ))
-        .await
-        .map_err(pg)?;
+        .await?;
     for table in ["pieces", "rejects"] {
         session
             .execute(
@@ -173,8 +174,7 @@ async fn clear(session: &Session, entry: &Entry) -> Result<(), ImportError> {
                 ),
                 &[&entry.bucket, &entry.key, &entry.version, &entry.table],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
     }
     Ok(())
 }
@@ -273,8 +273,7 @@ async fn piece(
                     &row.record.as_ref(),
                 ],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
     }
     let rows_read = state.rows_read + loaded.rows_read;
     let staged = state.rows_loaded + loaded.rows_loaded;
@@ -334,9 +333,8 @@ async fn piece(
                     &(pieces as i32),
                 ],
             )
-            .await
-            .map_err(pg)?;
-        session.batch_execute("COMMIT").await.map_err(pg)?;
+            .await?;
+        session.batch_execute("COMMIT").await?;
         report.next_line = Some(line);
         tracing::info!(source = %url, pieces, rows_read, next_line = line, "import piece committed; run again to go on");
         return Ok(report);
@@ -344,7 +342,7 @@ async fn piece(
     // The end: into the table, all at once.
     let ledger = Ledger;
     if let Some(done) = ledger.claim(session, entry, options.mode).await? {
-        session.batch_execute("ROLLBACK").await.map_err(pg)?;
+        session.batch_execute("ROLLBACK").await?;
         return Ok(done);
     }
     check_mode(target, &state.columns, options.mode)?;
@@ -358,8 +356,7 @@ async fn piece(
                  WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4 ORDER BY line",
                 &[&entry.bucket, &entry.key, &entry.version, &entry.table],
             )
-            .await
-            .map_err(pg)?;
+            .await?;
         let rejected: Vec<RejectedRow> = rows
             .iter()
             .map(|r| RejectedRow {
@@ -378,7 +375,7 @@ async fn piece(
     report.status = Status::Imported;
     ledger.finish(session, entry, &report).await?;
     clear(session, entry).await?;
-    session.batch_execute("COMMIT").await.map_err(pg)?;
+    session.batch_execute("COMMIT").await?;
     analyze(session, &target.name).await;
     Ok(report)
 }
@@ -402,8 +399,7 @@ async fn first_piece(
             ident(&stage),
             stage_like(target)
         ))
-        .await
-        .map_err(pg)?;
+        .await?;
     session
         .execute(
             "INSERT INTO ferry_import.pieces (bucket, key, version, target_table, stage, columns, \
@@ -419,8 +415,7 @@ async fn first_piece(
                 &compression_name(compression),
             ],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     Ok(State {
         stage,
         columns,
