@@ -9,6 +9,7 @@
 //!   hosts, retries while a compute starts);
 //! - [`store`]: the object store (`s3://` and `file://`), shaped like S3;
 //! - [`jobs`]: one async function per job, typed input to typed output;
+//! - [`sql`]: the one quoting layer every statement, script and listing goes through;
 //! - [`secret`] and [`retry`]: the two policies every other module shares (secrets never print,
 //!   retries have one shape).
 
@@ -27,6 +28,7 @@ pub mod retry;
 pub mod secret;
 pub mod secrets_manager;
 pub mod snapshot;
+pub mod sql;
 pub mod store;
 pub mod validate;
 

@@ -267,6 +267,36 @@ async fn dialects_encodings_and_compression() {
     );
 }
 
+/// A database (or role) may turn `standard_conforming_strings` off: a backslash then escapes
+/// the next character in a plain literal, and the `ESCAPE '\\'` of the import's COPY would
+/// open a string instead of naming the backslash. The literals ferry writes mean the same
+/// under either setting.
+#[tokio::test]
+async fn a_backslash_escape_imports_with_standard_conforming_strings_off() {
+    let f = Fixture::new(shared_pg(), "imp_nonstd_strings");
+    f.sql(&format!(
+        "ALTER DATABASE {} SET standard_conforming_strings = off",
+        f.db
+    ));
+    let file = f
+        .put("s/backslash.csv", "id,customer,note\n1,\"say \\\"hi\\\"\",a\\b\n")
+        .await;
+    f.import(
+        &file,
+        CsvOptions {
+            escape: Some("\\".into()),
+            null: Some("\\N".into()),
+            ..CsvOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        f.sql("SELECT customer || '|' || note FROM orders"),
+        "say \"hi\"|a\\b"
+    );
+}
+
 #[tokio::test]
 async fn malformed_files_load_nothing_and_say_where() {
     let f = Fixture::new(shared_pg(), "imp_malformed");

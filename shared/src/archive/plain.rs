@@ -5,11 +5,7 @@
 //! data is its `COPY ... FROM stdin;` line, the rows, and the `\.` terminator.
 
 use super::{Header, TocEntry};
-
-/// An identifier, always quoted (valid for every name, keywords included).
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use crate::sql::ident;
 
 /// The settings a plain script starts with (the archive's ENCODING, STDSTRINGS and
 /// SEARCHPATH entries, and what pg_restore sets before running any entry).
@@ -49,8 +45,8 @@ pub fn epilogue(key: &str) -> String {
 pub fn owner_statement(entry: &TocEntry) -> Option<String> {
     let owner = entry.owner.as_deref().filter(|o| !o.is_empty())?;
     let named = |kind: &str| match entry.namespace.as_deref().filter(|n| !n.is_empty()) {
-        Some(ns) => format!("{kind} {}.{}", quoted(ns), quoted(&entry.tag)),
-        None => format!("{kind} {}", quoted(&entry.tag)),
+        Some(ns) => format!("{kind} {}.{}", ident(ns), ident(&entry.tag)),
+        None => format!("{kind} {}", ident(&entry.tag)),
     };
     let target = match entry.desc.as_str() {
         "FUNCTION" | "PROCEDURE" | "AGGREGATE" | "OPERATOR" | "OPERATOR CLASS"
@@ -61,7 +57,7 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
             .trim_end()
             .trim_end_matches(';')
             .to_string(),
-        "SCHEMA" => format!("SCHEMA {}", quoted(&entry.tag)),
+        "SCHEMA" => format!("SCHEMA {}", ident(&entry.tag)),
         "TABLE" | "VIEW" | "MATERIALIZED VIEW" | "SEQUENCE" => named("TABLE"),
         "TYPE"
         | "DOMAIN"
@@ -72,22 +68,22 @@ pub fn owner_statement(entry: &TocEntry) -> Option<String> {
         | "TEXT SEARCH DICTIONARY"
         | "TEXT SEARCH CONFIGURATION" => named(&entry.desc),
         "PUBLICATION" | "SUBSCRIPTION" | "EVENT TRIGGER" | "FOREIGN DATA WRAPPER" => {
-            format!("{} {}", entry.desc, quoted(&entry.tag))
+            format!("{} {}", entry.desc, ident(&entry.tag))
         }
-        "SERVER" => format!("SERVER {}", quoted(&entry.tag)),
-        "PROCEDURAL LANGUAGE" => format!("LANGUAGE {}", quoted(&entry.tag)),
+        "SERVER" => format!("SERVER {}", ident(&entry.tag)),
+        "PROCEDURAL LANGUAGE" => format!("LANGUAGE {}", ident(&entry.tag)),
         "BLOB" => format!("LARGE OBJECT {}", entry.tag),
         "BLOB METADATA" => {
             // One entry for a group of large objects: one statement per object.
             let statements: String = blob_group_oids(entry)
                 .iter()
-                .map(|oid| format!("ALTER LARGE OBJECT {oid} OWNER TO {};\n", quoted(owner)))
+                .map(|oid| format!("ALTER LARGE OBJECT {oid} OWNER TO {};\n", ident(owner)))
                 .collect();
             return (!statements.is_empty()).then_some(statements);
         }
         _ => return None,
     };
-    Some(format!("ALTER {target} OWNER TO {};\n", quoted(owner)))
+    Some(format!("ALTER {target} OWNER TO {};\n", ident(owner)))
 }
 
 /// The oids of a `BLOB METADATA` entry (archive 1.16: a group of large objects whose
@@ -122,7 +118,7 @@ pub fn tablespace(entry: &TocEntry, current: &mut Option<String>) -> Option<Stri
     Some(if space.is_empty() {
         "SET default_tablespace = '';\n\n".to_string()
     } else {
-        format!("SET default_tablespace = {};\n\n", quoted(space))
+        format!("SET default_tablespace = {};\n\n", ident(space))
     })
 }
 
@@ -136,7 +132,7 @@ pub fn access_method(entry: &TocEntry, current: &mut Option<String>) -> Option<S
     *current = Some(method.to_string());
     Some(format!(
         "SET default_table_access_method = {};\n\n",
-        quoted(method)
+        ident(method)
     ))
 }
 

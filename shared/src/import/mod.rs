@@ -49,8 +49,6 @@ use rejects::rejects_csv;
 use stage::{apply_stage, check_mode, copy_statement, stage_like};
 use table::{Table, describe_table, header_columns};
 
-pub use crate::pg::ident;
-
 /// What to do with a file.
 #[derive(Debug, Clone)]
 pub struct Options {

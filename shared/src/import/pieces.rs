@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 
 use super::{
     Compression, CsvError, ImportError, Ledger, Options, RejectedRow, Report, Source, Status,
-    ident,
     ledger::Entry,
     load::{Budget, CopyInto, analyze, load},
     reader::{Piece, Resume, read_object},
@@ -29,6 +28,7 @@ use super::{
 };
 use crate::{
     pg::Session,
+    sql::ident,
     store::{BlockingRead, Store, StoreConfig},
 };
 

@@ -4,7 +4,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::pg::{Session, ident, literal};
+use crate::{
+    pg::Session,
+    sql::{ident, literal},
+};
 
 use super::table::{Column, Table};
 use super::{Dialect, ImportError};

@@ -3,7 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::pg::{Session, ident};
+use crate::{pg::Session, sql::ident};
 
 use super::reader::{Compression, Piece};
 use super::{CsvError, ImportError, Options};

@@ -294,7 +294,13 @@ async fn validate_against_archive(
     let views: Vec<String> = contents
         .materialized_views
         .iter()
-        .map(|(schema, name)| format!("{}.{}", validate::quote(schema), validate::quote(name)))
+        .map(|(schema, name)| {
+            format!(
+                "{}.{}",
+                crate::sql::display_name(schema),
+                crate::sql::display_name(name)
+            )
+        })
         .collect();
     let mut comparison = validate::compare(&expected, &target, validate::Scope::default());
     // Materialized views are refreshed, not loaded; a table the archive has no data for
@@ -472,7 +478,7 @@ async fn validate_import(
         for column in done.columns.iter().filter(|c| !have.contains(c)) {
             differences.push(differ(
                 "schema",
-                &format!("{table}.{}", import::ident(column)),
+                &format!("{table}.{}", crate::sql::ident(column)),
                 "the column the import loaded".into(),
                 None,
             ));
@@ -487,8 +493,8 @@ async fn validate_import(
             tables.iter().any(|t| {
                 let name = format!(
                     "{}.{}",
-                    validate::quote(&t.schema),
-                    validate::quote(&t.table)
+                    crate::sql::display_name(&t.schema),
+                    crate::sql::display_name(&t.table)
                 );
                 p.object == name
                     || p.object.starts_with(&format!("{name}."))

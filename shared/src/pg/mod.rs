@@ -14,14 +14,3 @@ pub mod tls;
 pub use config::{PgConfig, SslMode};
 pub use connect::{Session, connect};
 pub use error::PgError;
-
-/// An identifier, always quoted.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A SQL string literal (for `standard_conforming_strings = on`, the default since 9.1):
-/// quotes doubled, nothing else escaped.
-pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}

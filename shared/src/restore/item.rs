@@ -68,7 +68,7 @@ impl Terminator {
 
 /// Whether a qualified name (`schema.table`, identifiers possibly quoted) names the table `tag`.
 pub(super) fn names_table(qualified: &str, tag: &str) -> bool {
-    let quoted = format!("\"{}\"", tag.replace('"', "\"\""));
+    let quoted = crate::sql::ident(tag);
     qualified.ends_with(&format!(".{quoted}")) || qualified.ends_with(&format!(".{tag}"))
 }
 
@@ -146,8 +146,8 @@ pub(super) async fn apply(
     let mut sql = String::from(if single { "" } else { "BEGIN;\n" });
     if let Some(am) = e.tableam.as_deref().filter(|a| !a.is_empty()) {
         sql.push_str(&format!(
-            "SET LOCAL default_table_access_method = \"{}\";\n",
-            am.replace('"', "\"\"")
+            "SET LOCAL default_table_access_method = {};\n",
+            crate::sql::ident(am)
         ));
     }
     if let Some(space) = e
@@ -157,7 +157,7 @@ pub(super) async fn apply(
     {
         sql.push_str(&format!(
             "SET LOCAL default_tablespace = {};\n",
-            crate::pg::ident(space)
+            crate::sql::ident(space)
         ));
     }
     if e.desc == "BLOB METADATA" {
@@ -190,9 +190,9 @@ pub(super) async fn apply(
         {
             sql.push_str(&format!(
                 "ALTER TABLE {}.{} SET ACCESS METHOD {};\n",
-                crate::pg::ident(ns),
-                crate::pg::ident(&e.tag),
-                crate::pg::ident(am)
+                crate::sql::ident(ns),
+                crate::sql::ident(&e.tag),
+                crate::sql::ident(am)
             ));
         }
     }

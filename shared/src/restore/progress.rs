@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::{
     archive::TocEntry,
-    pg::{PgConfig, PgError, Session, connect, literal},
+    pg::{PgConfig, PgError, Session, connect},
     progress::{ProgressEvent, SharedProgress, Unit},
+    sql::literal,
 };
 
 use super::RestoreError;

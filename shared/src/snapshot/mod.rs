@@ -35,8 +35,9 @@ use crate::{
         is_database_level, plain,
     },
     manifest::{Manifest, ManifestObject},
-    pg::{PgConfig, PgError, Session, connect, literal},
+    pg::{PgConfig, PgError, Session, connect},
     progress::{ProgressEvent, SharedProgress, Unit},
+    sql::literal,
     store::{ObjectUrl, Store, StoreError, Upload},
     validate,
 };
@@ -166,10 +167,10 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
         return Err(SnapshotError::Unsupported(missing));
     }
     lock_tables(&main, &options.filter).await?;
-    let quoter = ddl::Quoter::load(&main).await?;
+    let keywords = ddl::keywords(&main).await?;
     // Read once, for the archive's SEQUENCE SET entries and the manifest alike.
     let positions = validate::sequence_positions(&main, true).await?;
-    let schema = ddl::read(&main, &quoter, &options.filter, &positions).await?;
+    let schema = ddl::read(&main, &keywords, &options.filter, &positions).await?;
     let sequence_states = validate::sequence_states(&positions);
     let mut ordered = order::order(schema);
     let data_only = options.filter.data_only;

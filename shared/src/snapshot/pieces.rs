@@ -32,8 +32,9 @@ use crate::{
         custom::{self, DataFile},
     },
     manifest::{Manifest, ManifestObject, ObjectPart},
-    pg::{PgConfig, ident, literal},
+    pg::PgConfig,
     progress::SharedProgress,
+    sql::{ident, literal},
     store::{ObjectUrl, Store, WriteSettings},
     validate,
 };

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::sql::display_name;
 use crate::{
     manifest::{Manifest, ManifestTable, SchemaDigest},
     pg::{PgConfig, PgError, Session, connect},
@@ -56,7 +57,11 @@ pub struct TableStats {
 impl TableStats {
     /// `schema.table`, quoted where needed.
     pub fn qualified(&self) -> String {
-        format!("{}.{}", quote(&self.schema), quote(&self.name))
+        format!(
+            "{}.{}",
+            display_name(&self.schema),
+            display_name(&self.name)
+        )
     }
 }
 
@@ -124,7 +129,7 @@ pub(crate) async fn session(config: &PgConfig, snapshot: Option<&str>) -> Result
         session
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                crate::pg::literal(id)
+                crate::sql::literal(id)
             ))
             .await?;
     }
@@ -536,23 +541,6 @@ pub fn unqualified(sql: &str, schemas: &[String]) -> String {
     out
 }
 
-/// An identifier quoted when it is not a plain lowercase name, for names in reports. (Unlike
-/// `quote_ident`, keywords stay bare: the names only need to read well and match on both sides.)
-pub fn quote(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,9 +712,9 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(quote("orders"), "orders");
-        assert_eq!(quote("Orders"), "\"Orders\"");
-        assert_eq!(quote("my table"), "\"my table\"");
-        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+        assert_eq!(display_name("orders"), "orders");
+        assert_eq!(display_name("Orders"), "\"Orders\"");
+        assert_eq!(display_name("my table"), "\"my table\"");
+        assert_eq!(display_name("a\"b"), "\"a\"\"b\"");
     }
 }

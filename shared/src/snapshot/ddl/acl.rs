@@ -101,7 +101,7 @@ fn by_pair(items: &[String]) -> Vec<((String, String), Privileges)> {
 /// that role (`SET SESSION AUTHORIZATION`), as pg_dump does, so the copy records the same
 /// grantor.
 pub(super) fn grants(
-    q: &Quoter,
+    q: &Keywords,
     target: &str,
     column: Option<&str>,
     owner: Option<&str>,
@@ -320,9 +320,7 @@ mod tests {
 
     #[test]
     fn grants_revoke_only_what_differs_from_the_default() {
-        let keywords = Quoter {
-            keywords: ["user".to_string()].into(),
-        };
+        let keywords = Keywords::new(["user".to_string()]);
         let default = vec!["owner=arwdDxt/owner".to_string()];
         let acl = vec![
             "owner=arwdDxt/owner".to_string(),
@@ -395,9 +393,7 @@ mod tests {
 
     #[test]
     fn a_grant_by_another_role_is_made_as_that_role() {
-        let q = Quoter {
-            keywords: Default::default(),
-        };
+        let q = Keywords::default();
         let default = vec!["owner=arwdDxt/owner".to_string()];
         let acl = vec![
             "owner=arwdDxt/owner".to_string(),

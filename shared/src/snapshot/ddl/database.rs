@@ -41,7 +41,7 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
     let quoted = b.q.ident(&name);
     let mut create = format!(
         "CREATE DATABASE {quoted} WITH TEMPLATE = template0 ENCODING = {}",
-        literal(&r.get::<_, String>(3))
+        dump_literal(&r.get::<_, String>(3))
     );
     // The locale provider came in 15: a dump of 14 restores into 14 without it.
     let provider: String = r.get(6);
@@ -54,13 +54,13 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
     }
     let (collate, ctype): (String, String) = (r.get(4), r.get(5));
     if !collate.is_empty() && collate == ctype {
-        create.push_str(&format!(" LOCALE = {}", literal(&collate)));
+        create.push_str(&format!(" LOCALE = {}", dump_literal(&collate)));
     } else {
         if !collate.is_empty() {
-            create.push_str(&format!(" LC_COLLATE = {}", literal(&collate)));
+            create.push_str(&format!(" LC_COLLATE = {}", dump_literal(&collate)));
         }
         if !ctype.is_empty() {
-            create.push_str(&format!(" LC_CTYPE = {}", literal(&ctype)));
+            create.push_str(&format!(" LC_CTYPE = {}", dump_literal(&ctype)));
         }
     }
     if let Some(locale) = r.get::<_, Option<String>>(7) {
@@ -69,10 +69,10 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
         } else {
             "ICU_LOCALE"
         };
-        create.push_str(&format!(" {keyword} = {}", literal(&locale)));
+        create.push_str(&format!(" {keyword} = {}", dump_literal(&locale)));
     }
     if let Some(rules) = r.get::<_, Option<String>>(8) {
-        create.push_str(&format!(" ICU_RULES = {}", literal(&rules)));
+        create.push_str(&format!(" ICU_RULES = {}", dump_literal(&rules)));
     }
     if let Some(space) = r.get::<_, Option<String>>(9)
         && space != "pg_default"
@@ -126,7 +126,7 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
         properties.push_str(&format!("ALTER DATABASE {quoted} IS_TEMPLATE = true;\n"));
         drop.push_str(&format!(
             "UPDATE pg_catalog.pg_database SET datistemplate = false WHERE datname = {};\n",
-            literal(&name)
+            dump_literal(&name)
         ));
     }
     for setting in r.get::<_, Vec<String>>(15) {
@@ -158,16 +158,16 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
 /// `ALTER <who> SET name TO value;` for one `name=value` of a settings array, as pg_dump
 /// writes it: the value a string literal, or for the settings that hold lists of names
 /// (`search_path`, ...) each element of the list a literal of its own.
-fn alter_config(q: &Quoter, who: &str, setting: &str) -> String {
+fn alter_config(q: &Keywords, who: &str, setting: &str) -> String {
     let (name, value) = setting.split_once('=').unwrap_or((setting, ""));
     let value = if is_list_setting(name) {
         split_list(value)
             .iter()
-            .map(|v| literal(v))
+            .map(|v| dump_literal(v))
             .collect::<Vec<_>>()
             .join(", ")
     } else {
-        literal(value)
+        dump_literal(value)
     };
     format!("ALTER {who} SET {} TO {value};\n", q.ident(name))
 }
@@ -238,9 +238,7 @@ mod tests {
         assert_eq!(split_list(r#""$user", public"#), ["$user", "public"]);
         assert_eq!(split_list(r#""a""b",c"#), ["a\"b", "c"]);
         assert_eq!(split_list(r#""""#), [""]);
-        let q = Quoter {
-            keywords: Default::default(),
-        };
+        let q = Keywords::default();
         assert_eq!(
             alter_config(&q, "DATABASE d", r#"search_path="$user", public"#),
             "ALTER DATABASE d SET search_path TO '$user', 'public';\n"

@@ -66,10 +66,10 @@ pub(super) async fn foreign_data(session: &Session, b: &mut Builder<'_>) -> Resu
         let quoted = b.q.ident(&name);
         let mut defn = format!("CREATE SERVER {quoted}");
         if let Some(kind) = opt_text(&r, 4) {
-            defn.push_str(&format!(" TYPE {}", literal(&kind)));
+            defn.push_str(&format!(" TYPE {}", dump_literal(&kind)));
         }
         if let Some(version) = opt_text(&r, 5) {
-            defn.push_str(&format!(" VERSION {}", literal(&version)));
+            defn.push_str(&format!(" VERSION {}", dump_literal(&version)));
         }
         defn.push_str(&format!(
             " FOREIGN DATA WRAPPER {}{};\n",

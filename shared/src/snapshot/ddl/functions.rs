@@ -171,7 +171,7 @@ pub(super) fn aggregate(r: &Row, qualified: &str) -> String {
         parts.push(format!("SSPACE = {space}"));
     }
     if let Some(init) = text(15) {
-        parts.push(format!("INITCOND = {}", literal(&init)));
+        parts.push(format!("INITCOND = {}", dump_literal(&init)));
     }
     if let Some(f) = text(13) {
         parts.push(format!("FINALFUNC = {f}"));
@@ -201,7 +201,7 @@ pub(super) fn aggregate(r: &Row, qualified: &str) -> String {
         parts.push(format!("MSSPACE = {moving_space}"));
     }
     if let Some(init) = text(27) {
-        parts.push(format!("MINITCOND = {}", literal(&init)));
+        parts.push(format!("MINITCOND = {}", dump_literal(&init)));
     }
     if let Some(f) = text(28) {
         parts.push(format!("MFINALFUNC = {f}"));

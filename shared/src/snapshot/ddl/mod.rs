@@ -4,7 +4,7 @@
 //! own `pg_get_*def`, `format_type` and `pg_get_expr` print schema-qualified names that mean the
 //! same thing on the target. Where the server has no helper (`CREATE TABLE`, sequences, types,
 //! aggregates, policies, grants) the statement is assembled here from catalog columns, with every
-//! identifier quoted by [`Quoter`] and every string by [`literal`].
+//! identifier quoted by [`Keywords`] and every string by [`dump_literal`].
 //!
 //! Objects the dumping role cannot read (another's subscriptions) are not skipped silently:
 //! [`unsupported`] names them and the snapshot refuses the database.
@@ -39,7 +39,8 @@ use tokio_postgres::Row;
 use super::SnapshotError;
 use crate::{
     archive::{Section, glob, matches_table},
-    pg::{PgError, Session, literal},
+    pg::{PgError, Session},
+    sql::{Keywords, dump_literal},
     validate::SequencePosition,
 };
 
@@ -231,42 +232,16 @@ const P_DEFAULT_ACL: u16 = 61;
 const P_REFRESH: u16 = 80;
 const P_EVENT_TRIGGER: u16 = 90;
 
-/// Quotes identifiers exactly as the server's `quote_ident` does, keywords included.
-pub(super) struct Quoter {
-    keywords: HashSet<String>,
-}
-
-impl Quoter {
-    pub async fn load(session: &Session) -> Result<Quoter, PgError> {
-        let rows = session
-            .query(
-                "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'",
-                &[],
-            )
-            .await?;
-        Ok(Quoter {
-            keywords: rows.iter().map(|r| r.get(0)).collect(),
-        })
-    }
-
-    pub fn ident(&self, name: &str) -> String {
-        let plain = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if plain && !self.keywords.contains(name) {
-            name.to_string()
-        } else {
-            format!("\"{}\"", name.replace('"', "\"\""))
-        }
-    }
-
-    pub fn qualified(&self, schema: &str, name: &str) -> String {
-        format!("{}.{}", self.ident(schema), self.ident(name))
-    }
+/// The server's keywords, to quote identifiers exactly as its `quote_ident` does (and pg_dump
+/// writes them): only where they must be.
+pub(super) async fn keywords(session: &Session) -> Result<Keywords, PgError> {
+    let rows = session
+        .query(
+            "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'",
+            &[],
+        )
+        .await?;
+    Ok(Keywords::new(rows.iter().map(|r| r.get(0))))
 }
 
 /// What to dump.
@@ -340,7 +315,7 @@ pub(super) struct Schema {
 }
 
 struct Builder<'a> {
-    q: &'a Quoter,
+    q: &'a Keywords,
     /// The server's `server_version_num`: catalogs differ between 14 and 18.
     version: i32,
     filter: &'a Filter,
@@ -380,7 +355,7 @@ impl Builder<'_> {
         let mut item = Item::new("COMMENT", tag, Section::None, self.items[of].priority);
         item.namespace = self.items[of].namespace.clone();
         item.owner = self.items[of].owner.clone();
-        item.defn = format!("COMMENT ON {target} IS {};\n", literal(&comment));
+        item.defn = format!("COMMENT ON {target} IS {};\n", dump_literal(&comment));
         item.deps.push(Dep::Item(of));
         self.push(item);
     }
@@ -430,7 +405,7 @@ fn opt_text(row: &Row, i: usize) -> Option<String> {
 /// Reads every object the filter wants and builds its items.
 pub(super) async fn read(
     session: &Session,
-    q: &Quoter,
+    q: &Keywords,
     filter: &Filter,
     positions: &BTreeMap<u32, SequencePosition>,
 ) -> Result<Schema, SnapshotError> {

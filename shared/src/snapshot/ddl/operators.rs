@@ -156,8 +156,8 @@ pub(super) async fn conversions(session: &Session, b: &mut Builder<'_>) -> Resul
         item.defn = format!(
             "CREATE {}CONVERSION {qualified} FOR {} TO {} FROM {};\n",
             if r.get::<_, bool>(7) { "DEFAULT " } else { "" },
-            literal(&r.get::<_, String>(4)),
-            literal(&r.get::<_, String>(5)),
+            dump_literal(&r.get::<_, String>(4)),
+            dump_literal(&r.get::<_, String>(5)),
             r.get::<_, String>(6)
         );
         item.drop = Some(format!("DROP CONVERSION {qualified};\n"));

@@ -31,7 +31,7 @@ pub(super) async fn publications(session: &Session, b: &mut Builder<'_>) -> Resu
         }
         defn.push_str(&format!(
             " WITH (publish = {}",
-            literal(&r.get::<_, String>(4))
+            dump_literal(&r.get::<_, String>(4))
         ));
         if r.get::<_, bool>(5) {
             defn.push_str(", publish_via_partition_root = true");
@@ -227,7 +227,7 @@ pub(super) async fn subscriptions(session: &Session, b: &mut Builder<'_>) -> Res
         let publications: Vec<String> = r.get(5);
         let slot = r
             .get::<_, Option<String>>(4)
-            .map_or("NONE".to_string(), |s| literal(&s));
+            .map_or("NONE".to_string(), |s| dump_literal(&s));
         let mut options = vec!["connect = false".to_string(), format!("slot_name = {slot}")];
         if r.get::<_, bool>(6) {
             options.push("binary = true".into());
@@ -255,21 +255,21 @@ pub(super) async fn subscriptions(session: &Session, b: &mut Builder<'_>) -> Res
         }
         let origin: String = r.get(12);
         if origin != "any" {
-            options.push(format!("origin = {}", literal(&origin)));
+            options.push(format!("origin = {}", dump_literal(&origin)));
         }
         if r.get::<_, bool>(13) {
             options.push("failover = true".into());
         }
         let commit: String = r.get(14);
         if commit != "off" {
-            options.push(format!("synchronous_commit = {}", literal(&commit)));
+            options.push(format!("synchronous_commit = {}", dump_literal(&commit)));
         }
         let mut item = Item::new("SUBSCRIPTION", &name, Section::PostData, P_SUBSCRIPTION)
             .of(PG_SUBSCRIPTION, oid);
         item.owner = Some(owner);
         item.defn = format!(
             "CREATE SUBSCRIPTION {quoted} CONNECTION {} PUBLICATION {} WITH ({});\n",
-            literal(&r.get::<_, String>(3)),
+            dump_literal(&r.get::<_, String>(3)),
             publications
                 .iter()
                 .map(|p| b.q.ident(p))

@@ -134,7 +134,7 @@ pub(super) async fn configuration(
                 .in_schema(&schema, Some(owner));
             set.defn = format!(
                 "SELECT pg_catalog.setval({}, {last_value}, {is_called});\n",
-                literal(&qualified),
+                dump_literal(&qualified),
             );
             set.deps.push(Dep::Object((PG_EXTENSION, extension)));
             b.push(set);

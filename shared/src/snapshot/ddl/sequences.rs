@@ -117,7 +117,7 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
                 .in_schema(&schema, Some(owner.clone()));
             set.defn = format!(
                 "SELECT pg_catalog.setval({}, {last_value}, {is_called});\n",
-                literal(&qualified),
+                dump_literal(&qualified),
             );
             set.deps.push(Dep::Item(at));
             b.push(set);

@@ -232,21 +232,21 @@ pub(super) async fn collations(session: &Session, b: &mut Builder<'_>) -> Result
         match (provider, locale) {
             ("libc", _) | (_, None) => match (collate, ctype) {
                 (Some(collate), Some(ctype)) if collate == ctype => {
-                    defn.push_str(&format!(", locale = {}", literal(&collate)));
+                    defn.push_str(&format!(", locale = {}", dump_literal(&collate)));
                 }
                 (collate, ctype) => {
                     if let Some(collate) = collate {
-                        defn.push_str(&format!(", lc_collate = {}", literal(&collate)));
+                        defn.push_str(&format!(", lc_collate = {}", dump_literal(&collate)));
                     }
                     if let Some(ctype) = ctype {
-                        defn.push_str(&format!(", lc_ctype = {}", literal(&ctype)));
+                        defn.push_str(&format!(", lc_ctype = {}", dump_literal(&ctype)));
                     }
                 }
             },
-            (_, Some(locale)) => defn.push_str(&format!(", locale = {}", literal(&locale))),
+            (_, Some(locale)) => defn.push_str(&format!(", locale = {}", dump_literal(&locale))),
         }
         if let Some(rules) = r.get::<_, Option<String>>(9) {
-            defn.push_str(&format!(", rules = {}", literal(&rules)));
+            defn.push_str(&format!(", rules = {}", dump_literal(&rules)));
         }
         defn.push_str(");\n");
         let mut item = Item::new("COLLATION", &name, Section::PreData, P_COLLATION)
