@@ -38,7 +38,7 @@ pub struct Manifest {
     pub schema: Option<SchemaDigest>,
     /// Integrity problems the source already had (a restore that has them too is not at fault).
     #[serde(default)]
-    pub integrity: Vec<crate::validate::Problem>,
+    pub integrity: Vec<Problem>,
     /// Custom-format archives: where each table's data block starts (dump id -> byte offset).
     /// The archive itself cannot say (it is streamed, so its table of contents is written
     /// before the data); with these a restore reads blocks in parallel by ranged reads.
@@ -48,6 +48,17 @@ pub struct Manifest {
     /// when anything was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<crate::store::WriteSettings>,
+}
+
+/// An integrity problem found in one database (recorded in a manifest: problems the
+/// source already had are not a restore's fault).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// `orphaned-rows`, `sequence-behind`, `invalid-index` or `unvalidated-constraint`.
+    pub check: String,
+    pub object: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

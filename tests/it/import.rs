@@ -279,7 +279,10 @@ async fn a_backslash_escape_imports_with_standard_conforming_strings_off() {
         f.db
     ));
     let file = f
-        .put("s/backslash.csv", "id,customer,note\n1,\"say \\\"hi\\\"\",a\\b\n")
+        .put(
+            "s/backslash.csv",
+            "id,customer,note\n1,\"say \\\"hi\\\"\",a\\b\n",
+        )
         .await;
     f.import(
         &file,

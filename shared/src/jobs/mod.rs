@@ -217,62 +217,32 @@ impl Context {
 /// The `neon://` reference of a database on a branch: it names where the password can be read
 /// (the Neon API) without carrying it.
 pub fn neon_reference(project: &str, branch_id: &str, database: &str, role: &str) -> String {
-    let enc = crate::neon::segment;
-    format!(
-        "neon://{}/{}/{}?role={}",
-        enc(project),
-        enc(branch_id),
-        enc(database),
-        enc(role)
-    )
-}
-
-/// The parts of a `neon://PROJECT/BRANCH/DATABASE?role=ROLE` reference, decoded.
-pub fn neon_parts(spec: &str) -> Option<(String, String, String, String)> {
-    let rest = spec.strip_prefix("neon://")?;
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let dec = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
-    };
-    let parts: Vec<&str> = path.split('/').collect();
-    let [project, branch, db] = parts.as_slice() else {
-        return None;
-    };
-    let role = query.split('&').find_map(|kv| kv.strip_prefix("role="))?;
-    Some((dec(project)?, dec(branch)?, dec(db)?, dec(role)?))
+    crate::neon::Reference {
+        project: project.into(),
+        branch: branch_id.into(),
+        database: database.into(),
+        role: role.into(),
+    }
+    .to_string()
 }
 
 /// Resolves where a job connects: a PostgreSQL URL, a `key=value` string, a Secrets Manager
 /// reference, or a `neon://PROJECT/BRANCH/DATABASE?role=ROLE` reference, whose connection URI
 /// (direct, not pooled) is read from the Neon API with `NEON_API_KEY`.
 pub async fn database(spec: &str) -> Result<PgConfig, JobError> {
-    let Some(rest) = spec.strip_prefix("neon://") else {
+    if !crate::neon::Reference::is_reference(spec) {
         return Ok(PgConfig::resolve(spec).await?);
-    };
-    let bad = || {
+    }
+    let crate::neon::Reference {
+        project,
+        branch,
+        database: db,
+        role,
+    } = crate::neon::Reference::parse(spec).ok_or_else(|| {
         JobError::BadInput(format!(
             "{spec:?} is not a neon://PROJECT/BRANCH/DATABASE?role=ROLE reference"
         ))
-    };
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let dec = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| bad())
-    };
-    let parts: Vec<&str> = path.split('/').collect();
-    let [project, branch, db] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let role = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("role="))
-        .ok_or_else(bad)?;
-    let (project, branch, db, role) = (dec(project)?, dec(branch)?, dec(db)?, dec(role)?);
+    })?;
     let client = NeonClient::from_env().await?;
     let branch = client.resolve_branch(&project, &branch).await?;
     let uri = client

@@ -217,7 +217,7 @@ fn compression(name: Option<&str>) -> Result<Compression, JobError> {
 
 /// The Neon project and branch a `neon://` source names.
 fn neon_source(source: &str) -> Option<(String, String)> {
-    super::neon_parts(source).map(|(project, branch, _, _)| (project, branch))
+    crate::neon::Reference::parse(source).map(|r| (r.project, r.branch))
 }
 
 /// Where one database's snapshot goes: `to`, plus the rendered key template when there is one.
@@ -283,7 +283,13 @@ async fn source_and_prefix(
 /// `at` / `atLsn`: a temporary branch of the source branch at that point, dumped, then deleted
 /// whatever happened.
 async fn snapshot_at(input: SnapshotInput, ctx: Context) -> Result<SnapshotOutput, JobError> {
-    let Some((project, parent, database, role)) = super::neon_parts(&input.source) else {
+    let Some(crate::neon::Reference {
+        project,
+        branch: parent,
+        database,
+        role,
+    }) = crate::neon::Reference::parse(&input.source)
+    else {
         return Err(JobError::BadInput(
             "at and atLsn need a neon://PROJECT/BRANCH/DATABASE?role=ROLE source: a point in \
              time is a Neon branch's history"
@@ -424,9 +430,13 @@ pub async fn snapshot_databases(
     };
     for name in names {
         let one = async {
-            let config = match super::neon_parts(&input.source) {
-                Some((project, branch, _, role)) => {
-                    super::database(&super::neon_reference(&project, &branch, &name, &role)).await?
+            let config = match crate::neon::Reference::parse(&input.source) {
+                Some(r) => {
+                    let one = crate::neon::Reference {
+                        database: name.clone(),
+                        ..r
+                    };
+                    super::database(&one.to_string()).await?
                 }
                 None => {
                     let mut c = base.clone();

@@ -22,6 +22,62 @@ pub use client::{
 
 use crate::{retry::Backoff, secret::Secret, secrets_manager::SecretError};
 
+/// A database on a Neon branch, named without its password:
+/// `neon://PROJECT/BRANCH/DATABASE?role=ROLE` (each part percent-encoded). The password is read
+/// from the Neon API when a job connects, so the reference can travel in workflow payloads and
+/// logs. The one parser and writer of these references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub project: String,
+    /// The branch's id or name.
+    pub branch: String,
+    pub database: String,
+    pub role: String,
+}
+
+impl Reference {
+    /// The parts of a `neon://` reference, decoded; `None` when `spec` is not one (another
+    /// scheme, a missing part or role, bad percent-encoding).
+    pub fn parse(spec: &str) -> Option<Reference> {
+        let rest = spec.strip_prefix("neon://")?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        };
+        let [project, branch, database] = path.split('/').collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let role = query.split('&').find_map(|kv| kv.strip_prefix("role="))?;
+        Some(Reference {
+            project: dec(project)?,
+            branch: dec(branch)?,
+            database: dec(database)?,
+            role: dec(role)?,
+        })
+    }
+
+    /// Whether `spec` is meant as a `neon://` reference (well formed or not).
+    pub fn is_reference(spec: &str) -> bool {
+        spec.starts_with("neon://")
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "neon://{}/{}/{}?role={}",
+            segment(&self.project),
+            segment(&self.branch),
+            segment(&self.database),
+            segment(&self.role)
+        )
+    }
+}
+
 /// Neon's public API.
 pub const DEFAULT_API_HOST: &str = "https://console.neon.tech/api/v2";
 
@@ -174,5 +230,44 @@ impl NeonError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, NeonError::NotFound { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_read_back_what_they_write() {
+        let r = Reference {
+            project: "p-1".into(),
+            branch: "br/main x".into(),
+            database: "my db?".into(),
+            role: "app&role".into(),
+        };
+        let text = r.to_string();
+        assert!(
+            !text[7..].contains(' ') && text.matches('?').count() == 1,
+            "{text}"
+        );
+        assert_eq!(Reference::parse(&text), Some(r));
+        assert_eq!(
+            Reference::parse("neon://p/b/d?role=r"),
+            Some(Reference {
+                project: "p".into(),
+                branch: "b".into(),
+                database: "d".into(),
+                role: "r".into()
+            })
+        );
+        for bad in [
+            "neon://p/b/d",
+            "neon://p/b?role=r",
+            "neon://p/b/d/e?role=r",
+            "neon://p/b/%ff?role=r",
+            "postgres://p/b/d?role=r",
+        ] {
+            assert_eq!(Reference::parse(bad), None, "{bad}");
+        }
     }
 }

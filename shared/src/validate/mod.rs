@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::manifest::Problem;
 use crate::sql::display_name;
 use crate::{
     manifest::{Manifest, ManifestTable, SchemaDigest},
@@ -63,16 +64,6 @@ impl TableStats {
             display_name(&self.name)
         )
     }
-}
-
-/// An integrity problem found in one database.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Problem {
-    /// `orphaned-rows`, `sequence-behind`, `invalid-index` or `unvalidated-constraint`.
-    pub check: String,
-    pub object: String,
-    pub detail: String,
 }
 
 /// What differs between source and target.
