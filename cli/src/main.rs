@@ -404,7 +404,7 @@ fn storage_settings(
     kms_key_id: Option<String>,
     storage_class: Option<String>,
     tags: &[String],
-) -> Result<ferry::store::WriteSettings, JobError> {
+) -> Result<jobs::WriteSettings, JobError> {
     let mut parsed = std::collections::BTreeMap::new();
     for tag in tags {
         let (k, v) = tag
@@ -412,7 +412,7 @@ fn storage_settings(
             .ok_or_else(|| JobError::BadInput(format!("--tag {tag:?}: expected KEY=VALUE")))?;
         parsed.insert(k.to_string(), v.to_string());
     }
-    Ok(ferry::store::WriteSettings {
+    Ok(jobs::WriteSettings {
         encryption,
         kms_key_id,
         storage_class,
@@ -522,7 +522,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
             let out = jobs::prune(
                 jobs::PruneInput {
                     from: a.from,
-                    policy: ferry::catalog::RetentionPolicy {
+                    policy: jobs::RetentionPolicy {
                         keep_last: a.keep_last,
                         keep_daily: a.keep_daily,
                         keep_weekly: a.keep_weekly,
@@ -631,7 +631,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     from: a.from,
                     target: Some(a.target),
                     table: a.table,
-                    options: ferry::import::route::CsvOptions {
+                    options: jobs::CsvOptions {
                         mode: a.mode,
                         delimiter: a.delimiter,
                         quote: a.quote,

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry::progress::{Progress, ProgressEvent, Unit};
+use ferry::jobs::{Progress, ProgressEvent, Unit};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How often a non-terminal gets a progress line for the same step.

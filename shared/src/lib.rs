@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod manifest;
 pub mod neon;
+pub mod pattern;
 pub mod pg;
 pub mod progress;
 pub mod restore;

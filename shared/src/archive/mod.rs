@@ -221,29 +221,6 @@ pub fn is_database_level(desc: &str, tag: &str) -> bool {
         || (matches!(desc, "COMMENT" | "ACL" | "SECURITY LABEL") && tag.starts_with("DATABASE "))
 }
 
-/// A name pattern as pg_dump and pg_restore take them: `*` matches any run of characters.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob(rest, &tail[i..]))
-        }
-    }
-}
-
-/// Whether `schema.name` matches one of `patterns` (`table` or `schema.table`, with globs).
-pub fn matches_table(patterns: &[String], schema: &str, name: &str) -> bool {
-    patterns.iter().any(|p| match p.split_once('.') {
-        Some((s, t)) => glob(s, schema) && glob(t, name),
-        None => glob(p, name),
-    })
-}
-
 /// Why an archive could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

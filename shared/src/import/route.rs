@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Dialect, Encoding, Mode, Options, TableName};
 use crate::{
-    archive::{glob, matches_table},
+    pattern::{any_object, wildcard},
     store::ObjectUrl,
 };
 
@@ -155,7 +155,8 @@ pub struct Routes {
     /// Route `imports/<schema>.<table>/<file>` to that table when no rule matches (default true).
     #[serde(default = "yes")]
     pub convention: bool,
-    /// Tables that may be imported into (`schema.table` patterns, `*` globs). Empty: any table
+    /// Tables that may be imported into, as pg_dump's `-t` patterns (`schema.table`, `*` and `?`,
+    /// unquoted names folded to lower case). Empty: any table
     /// outside the system schemas and ferry's own.
     #[serde(default)]
     pub allow: Vec<String>,
@@ -236,7 +237,7 @@ impl Routes {
         }
         let matched = self.rules.iter().find(|r| {
             r.prefix.as_deref().is_some_and(|p| key.starts_with(p))
-                || r.glob.as_deref().is_some_and(|g| glob(g, key))
+                || r.glob.as_deref().is_some_and(|g| wildcard(g, key))
         });
         let (table, options) = match matched {
             Some(rule) => (
@@ -273,7 +274,7 @@ impl Routes {
         let allowed = if self.allow.is_empty() {
             !SYSTEM_SCHEMAS.contains(&table.schema.as_str()) && !table.schema.starts_with("pg_")
         } else {
-            matches_table(&self.allow, &table.schema, &table.table)
+            any_object(&self.allow, &table.schema, &table.table)
         };
         if allowed {
             Ok(())

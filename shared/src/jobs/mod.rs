@@ -30,6 +30,15 @@ pub use snapshot::{
 pub use snapshots::{ListInput, ListOutput, PruneInput, PruneOutput, list_snapshots, prune};
 pub use validate::{ValidateInput, ValidateOutput, validate, validate_or_fail};
 
+// The option types the jobs' inputs carry and the progress a caller may watch, so that a caller
+// (the CLI, a function) speaks to `jobs` only.
+pub use crate::{
+    catalog::RetentionPolicy,
+    import::route::CsvOptions,
+    progress::{Progress, ProgressEvent, Unit},
+    store::WriteSettings,
+};
+
 use crate::{
     neon::{NeonClient, NeonError},
     pg::{PgConfig, PgError},

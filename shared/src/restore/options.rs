@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use crate::{
-    archive::{Section, TocEntry, glob, matches_table},
+    archive::{Section, TocEntry},
+    pattern::{wildcard, wildcard_table},
     store::{ObjectUrl, Store},
 };
 
@@ -20,10 +21,11 @@ pub struct Options {
     pub no_privileges: bool,
     /// Only these sections (all when empty).
     pub sections: Vec<Section>,
-    /// Only objects in schemas matching these patterns (`*` globs; all when empty).
+    /// Only objects in schemas matching these names (exact, as pg_restore's `-n`, plus `*` and
+    /// `?` wildcards; all when empty).
     pub schemas: Vec<String>,
     /// Only these tables (and views, sequences, materialized views) and their data:
-    /// `table` or `schema.table`, `*` globs.
+    /// `table` or `schema.table`, exact as pg_restore's `-t`, plus `*` and `?` wildcards.
     pub tables: Vec<String>,
     /// Only these entries, by dump id (from an edited `--list`).
     pub use_list: Option<HashSet<i32>>,
@@ -84,13 +86,13 @@ impl Options {
         } else {
             ns
         };
-        if !self.schemas.is_empty() && !self.schemas.iter().any(|p| glob(p, schema)) {
+        if !self.schemas.is_empty() && !self.schemas.iter().any(|p| wildcard(p, schema)) {
             return false;
         }
-        if self.exclude_schemas.iter().any(|p| glob(p, schema)) {
+        if self.exclude_schemas.iter().any(|p| wildcard(p, schema)) {
             return false;
         }
-        let named = |patterns: &[String]| matches_table(patterns, ns, &e.tag);
+        let named = |patterns: &[String]| wildcard_table(patterns, ns, &e.tag);
         if TABLE_KINDS.contains(&e.desc.as_str()) && named(&self.exclude_tables) {
             return false;
         }

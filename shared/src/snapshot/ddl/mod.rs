@@ -38,7 +38,8 @@ use tokio_postgres::Row;
 
 use super::SnapshotError;
 use crate::{
-    archive::{Section, glob, matches_table},
+    archive::Section,
+    pattern::{any_object, any_schema},
     pg::{PgError, Session},
     sql::{Keywords, dump_literal},
     validate::SequencePosition,
@@ -244,12 +245,13 @@ pub(super) async fn keywords(session: &Session) -> Result<Keywords, PgError> {
     Ok(Keywords::new(rows.iter().map(|r| r.get(0))))
 }
 
-/// What to dump.
+/// What to dump. Every list holds pg_dump's patterns (see [`crate::pattern`]): `*` and `?`
+/// wildcards, unquoted names folded to lower case, quoted ones as written.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only these schemas (all when empty).
     pub schemas: Vec<String>,
-    /// Only these tables, as `schema.table` or `table`, `*` matching any run of characters.
+    /// Only these tables, as `schema.table` or `table`.
     pub tables: Vec<String>,
     pub exclude_tables: Vec<String>,
     /// Tables whose definition is dumped but not their rows.
@@ -260,14 +262,14 @@ pub struct Filter {
 
 impl Filter {
     fn schema_wanted(&self, schema: &str) -> bool {
-        self.schemas.is_empty() || self.schemas.iter().any(|p| glob(p, schema))
+        self.schemas.is_empty() || any_schema(&self.schemas, schema)
     }
 
     /// Whether a relation's definition is dumped.
     pub(super) fn relation_wanted(&self, schema: &str, name: &str) -> bool {
         self.schema_wanted(schema)
-            && (self.tables.is_empty() || matches_table(&self.tables, schema, name))
-            && !matches_table(&self.exclude_tables, schema, name)
+            && (self.tables.is_empty() || any_object(&self.tables, schema, name))
+            && !any_object(&self.exclude_tables, schema, name)
     }
 
     /// Whether objects that are not relations (types, functions, schemas) are dumped.
@@ -276,7 +278,7 @@ impl Filter {
     }
 
     fn data_wanted(&self, schema: &str, name: &str) -> bool {
-        !self.schema_only && !matches_table(&self.exclude_table_data, schema, name)
+        !self.schema_only && !any_object(&self.exclude_table_data, schema, name)
     }
 
     pub fn is_filtered(&self) -> bool {
@@ -471,10 +473,26 @@ mod tests {
     #[test]
     fn table_patterns_match_schema_and_name() {
         let p = vec!["public.order*".to_string(), "audit".to_string()];
-        assert!(matches_table(&p, "public", "orders"));
-        assert!(matches_table(&p, "other", "audit"));
-        assert!(!matches_table(&p, "other", "orders"));
-        assert!(glob("*_log", "migration_log"));
-        assert!(!glob("*_log", "migration_logs"));
+        assert!(any_object(&p, "public", "orders"));
+        assert!(any_object(&p, "other", "audit"));
+        assert!(!any_object(&p, "other", "orders"));
+        assert!(any_object(&["*_log".into()], "s", "migration_log"));
+        assert!(!any_object(&["*_log".into()], "s", "migration_logs"));
+    }
+
+    /// pg_dump folds an unquoted pattern to lower case (`-t Accounts` dumps `accounts`) and
+    /// takes a quoted one as written (`-t '"Accounts"'` dumps `Accounts` only).
+    #[test]
+    fn filters_fold_case_unless_quoted_as_pg_dump() {
+        let filter = Filter {
+            schemas: vec!["Public".into()],
+            tables: vec!["Accounts".into(), "\"Ledger\"".into()],
+            ..Filter::default()
+        };
+        assert!(filter.relation_wanted("public", "accounts"));
+        assert!(!filter.relation_wanted("public", "Accounts"));
+        assert!(filter.relation_wanted("public", "Ledger"));
+        assert!(!filter.relation_wanted("public", "ledger"));
+        assert!(!filter.relation_wanted("Public", "accounts"));
     }
 }
