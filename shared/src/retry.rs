@@ -1,4 +1,6 @@
-//! The one retry policy: capped exponential backoff with full jitter, bounded by a total time.
+//! The one retry policy: capped exponential backoff with "equal" jitter (each delay drawn
+//! uniformly from the upper half of its exponential step, so that clients that failed together
+//! spread out but none retries at once), bounded by a total time.
 //!
 //! Every layer that retries (connecting to PostgreSQL, calling the Neon API) uses [`Backoff`]
 //! and decides what is retryable by asking its own error type, never by matching message text.
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-/// Capped exponential backoff with jitter and an overall time limit.
+/// Capped exponential backoff with equal jitter and an overall time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// Delay before the first retry (before jitter).
@@ -112,6 +114,13 @@ mod tests {
                 "{retry}: {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn delays_are_jittered() {
+        let b = Backoff::default();
+        let delays: std::collections::HashSet<Duration> = (0..50).map(|_| b.delay(4)).collect();
+        assert!(delays.len() > 10, "{delays:?}");
     }
 
     #[test]

@@ -328,7 +328,7 @@ async fn s3_integration(path: &str, event: &Value) -> Result<Value, String> {
         return Ok(serde_json::json!({}));
     }
     let source = field("CopySource")?;
-    let source = ferry::import::events::decode_key(&source)?;
+    let source = ferry::import::events::decode_key(&source).map_err(|e| e.to_string())?;
     let (bucket, from) = source
         .split_once('/')
         .ok_or_else(|| format!("CopySource {source:?} is not bucket/key"))?;

@@ -5,7 +5,16 @@
 //! Keys in S3 event notifications are URL-encoded (`+` for a space, `%XX` for other bytes);
 //! EventBridge carries the key as written, which is tried first, then decoded.
 
+use aws_lambda_events::{
+    eventbridge::EventBridgeEvent, s3::S3Event, s3::S3EventRecord, sns::SnsMessage, sqs::SqsEvent,
+};
+use serde::Deserialize;
 use serde_json::Value;
+
+/// Why an event (or one message of a batch) cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadEvent(String);
 
 /// One uploaded object an event announces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,37 +36,45 @@ pub struct Delivery {
     pub message_id: Option<String>,
     /// The uploads it announces, or why it cannot be read. Test events and events that are not
     /// object creations announce none.
-    pub uploads: Result<Vec<Upload>, String>,
+    pub uploads: Result<Vec<Upload>, BadEvent>,
 }
 
 /// Decodes an S3 event key (`application/x-www-form-urlencoded`).
-pub fn decode_key(key: &str) -> Result<String, String> {
+pub fn decode_key(key: &str) -> Result<String, BadEvent> {
     let spaced = key.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|k| k.into_owned())
-        .map_err(|_| format!("the event's key {key:?} does not decode to UTF-8"))
+        .map_err(|_| BadEvent(format!("the event's key {key:?} does not decode to UTF-8")))
 }
 
-fn text(v: &Value, path: &[&str]) -> Option<String> {
-    let mut v = v;
-    for p in path {
-        v = v.get(p)?;
-    }
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+/// The `detail` of S3's EventBridge `Object Created` event (aws_lambda_events leaves the
+/// detail to the caller).
+#[derive(Debug, Deserialize)]
+struct ObjectCreated {
+    bucket: Named,
+    object: CreatedObject,
 }
 
-fn number(v: &Value, path: &[&str]) -> Option<u64> {
-    let mut v = v;
-    for p in path {
-        v = v.get(p)?;
-    }
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+#[derive(Debug, Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CreatedObject {
+    key: String,
+    size: Option<u64>,
+    etag: Option<String>,
+    #[serde(rename = "version-id")]
+    version_id: Option<String>,
+}
+
+/// S3's test message, sent when a notification is configured (not an upload).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TestEvent {
+    event: String,
 }
 
 /// Whether a JSON value is one of the event shapes (rather than a direct request).
@@ -65,28 +82,41 @@ pub fn is_event(v: &Value) -> bool {
     v.get("Records").is_some() || (v.get("detail-type").is_some() && v.get("detail").is_some())
 }
 
+fn decode<T: serde::de::DeserializeOwned>(v: &Value, what: &str) -> Result<T, BadEvent> {
+    T::deserialize(v).map_err(|e| BadEvent(format!("not a valid {what}: {e}")))
+}
+
 /// The deliveries of a Lambda event.
-pub fn parse(event: &Value) -> Result<Vec<Delivery>, String> {
+pub fn parse(event: &Value) -> Result<Vec<Delivery>, BadEvent> {
     if let Some(records) = event.get("Records") {
         let records = records
             .as_array()
-            .ok_or("the event's Records is not a list")?;
-        return Ok(records
-            .iter()
-            .map(|r| {
-                if r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
-                    || r.get("messageId").is_some()
-                {
-                    Delivery {
-                        message_id: text(r, &["messageId"]),
-                        uploads: sqs_body(r),
-                    }
-                } else {
-                    Delivery {
-                        message_id: None,
-                        uploads: s3_record(r).map(|u| u.into_iter().collect()),
-                    }
-                }
+            .ok_or_else(|| BadEvent("the event's Records is not a list".into()))?;
+        let from_sqs = records.iter().any(|r| {
+            r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
+                || r.get("messageId").is_some()
+        });
+        if from_sqs {
+            let batch: SqsEvent = decode(event, "SQS batch")?;
+            return Ok(batch
+                .records
+                .into_iter()
+                .map(|m| Delivery {
+                    message_id: m.message_id,
+                    uploads: m
+                        .body
+                        .ok_or_else(|| BadEvent("an SQS message without a body".into()))
+                        .and_then(|body| sqs_body(&body)),
+                })
+                .collect());
+        }
+        let notification: S3Event = decode(event, "S3 event notification")?;
+        return Ok(notification
+            .records
+            .into_iter()
+            .map(|r| Delivery {
+                message_id: None,
+                uploads: s3_record(r).map(|u| u.into_iter().collect()),
             })
             .collect());
     }
@@ -96,71 +126,73 @@ pub fn parse(event: &Value) -> Result<Vec<Delivery>, String> {
             uploads: eventbridge(event).map(|u| u.into_iter().collect()),
         }]);
     }
-    Err("not an S3 event notification, an EventBridge event or an SQS batch".into())
+    Err(BadEvent(
+        "not an S3 event notification, an EventBridge event or an SQS batch".into(),
+    ))
 }
 
 /// One record of an S3 event notification (`None` for events other than object creation).
-fn s3_record(r: &Value) -> Result<Option<Upload>, String> {
-    let name = text(r, &["eventName"]).unwrap_or_default();
+fn s3_record(r: S3EventRecord) -> Result<Option<Upload>, BadEvent> {
+    let name = r.event_name.unwrap_or_default();
     if !name.starts_with("ObjectCreated:") && !name.starts_with("s3:ObjectCreated:") {
         return Ok(None);
     }
-    let bucket = text(r, &["s3", "bucket", "name"]).ok_or("an S3 record without s3.bucket.name")?;
-    let raw = text(r, &["s3", "object", "key"]).ok_or("an S3 record without s3.object.key")?;
+    let bucket =
+        r.s3.bucket
+            .name
+            .ok_or_else(|| BadEvent("an S3 record without s3.bucket.name".into()))?;
+    let object = r.s3.object;
+    let raw = object
+        .key
+        .ok_or_else(|| BadEvent("an S3 record without s3.object.key".into()))?;
     Ok(Some(Upload {
         bucket,
         key: decode_key(&raw)?,
         alternative_key: None,
-        etag: text(r, &["s3", "object", "eTag"]).map(|e| e.trim_matches('"').to_string()),
-        version_id: text(r, &["s3", "object", "versionId"])
-            .filter(|v| !v.is_empty() && v != "null"),
-        size: number(r, &["s3", "object", "size"]),
+        etag: object.e_tag.map(|e| e.trim_matches('"').to_string()),
+        version_id: object.version_id.filter(|v| !v.is_empty() && v != "null"),
+        size: object.size.and_then(|s| u64::try_from(s).ok()),
     }))
 }
 
 /// An EventBridge event (`None` unless it is S3's `Object Created`).
-fn eventbridge(e: &Value) -> Result<Option<Upload>, String> {
-    if text(e, &["source"]).as_deref() != Some("aws.s3")
-        || text(e, &["detail-type"]).as_deref() != Some("Object Created")
-    {
+fn eventbridge(e: &Value) -> Result<Option<Upload>, BadEvent> {
+    let event: EventBridgeEvent<Value> = decode(e, "EventBridge event")?;
+    if event.source != "aws.s3" || event.detail_type != "Object Created" {
         return Ok(None);
     }
-    let bucket = text(e, &["detail", "bucket", "name"])
-        .ok_or("an EventBridge event without detail.bucket.name")?;
-    let key = text(e, &["detail", "object", "key"])
-        .ok_or("an EventBridge event without detail.object.key")?;
+    let detail: ObjectCreated = decode(&event.detail, "S3 Object Created detail")?;
+    let key = detail.object.key;
     let decoded = decode_key(&key).ok().filter(|d| *d != key);
     Ok(Some(Upload {
-        bucket,
+        bucket: detail.bucket.name,
         key,
         alternative_key: decoded,
-        etag: text(e, &["detail", "object", "etag"]).map(|t| t.trim_matches('"').to_string()),
-        version_id: text(e, &["detail", "object", "version-id"]).filter(|v| !v.is_empty()),
-        size: number(e, &["detail", "object", "size"]),
+        etag: detail.object.etag.map(|t| t.trim_matches('"').to_string()),
+        version_id: detail.object.version_id.filter(|v| !v.is_empty()),
+        size: detail.object.size,
     }))
 }
 
 /// The uploads an SQS message's body announces.
-fn sqs_body(r: &Value) -> Result<Vec<Upload>, String> {
-    let body = r
-        .get("body")
-        .and_then(Value::as_str)
-        .ok_or("an SQS message without a body")?;
-    let mut inner: Value =
-        serde_json::from_str(body).map_err(|e| format!("the SQS message body is not JSON: {e}"))?;
+fn sqs_body(body: &str) -> Result<Vec<Upload>, BadEvent> {
+    let mut inner: Value = serde_json::from_str(body)
+        .map_err(|e| BadEvent(format!("the SQS message body is not JSON: {e}")))?;
     // An SNS notification carries the S3 event as its Message.
-    if inner.get("Type").and_then(Value::as_str) == Some("Notification")
-        && let Some(message) = inner.get("Message").and_then(Value::as_str)
-    {
-        inner = serde_json::from_str(message)
-            .map_err(|e| format!("the SNS message in the SQS body is not JSON: {e}"))?;
+    if inner.get("Type").and_then(Value::as_str) == Some("Notification") {
+        let sns: SnsMessage = decode(&inner, "SNS notification")?;
+        inner = serde_json::from_str(&sns.message)
+            .map_err(|e| BadEvent(format!("the SNS message in the SQS body is not JSON: {e}")))?;
     }
-    if inner.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+    if inner.get("Event").is_some()
+        && decode::<TestEvent>(&inner, "S3 test event")?.event == "s3:TestEvent"
+    {
         return Ok(Vec::new());
     }
-    if let Some(records) = inner.get("Records").and_then(Value::as_array) {
+    if inner.get("Records").is_some() {
+        let notification: S3Event = decode(&inner, "S3 event notification")?;
         let mut out = Vec::new();
-        for record in records {
+        for record in notification.records {
             out.extend(s3_record(record)?);
         }
         return Ok(out);
@@ -168,66 +200,82 @@ fn sqs_body(r: &Value) -> Result<Vec<Upload>, String> {
     if inner.get("detail-type").is_some() {
         return Ok(eventbridge(&inner)?.into_iter().collect());
     }
-    Err("the SQS message body is neither an S3 event notification nor an EventBridge event".into())
+    Err(BadEvent(
+        "the SQS message body is neither an S3 event notification nor an EventBridge event".into(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn s3_event(key: &str) -> Value {
-        json!({"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
-               "eventName":"ObjectCreated:Put",
-               "s3":{"s3SchemaVersion":"1.0","bucket":{"name":"b","arn":"arn:aws:s3:::b"},
-                     "object":{"key":key,"size":12,"eTag":"0123abcd","sequencer":"0A1B"}}})
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/events/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
     #[test]
     fn direct_notification_keys_are_decoded() {
-        let event = json!({"Records":[s3_event("imports/public.t/my+file%2B1%C3%A9.csv")]});
-        let d = parse(&event).unwrap();
+        let d = parse(&fixture("s3-put")).unwrap();
         let u = &d[0].uploads.as_ref().unwrap()[0];
+        assert_eq!(u.bucket, "amzn-s3-demo-bucket");
         assert_eq!(u.key, "imports/public.t/my file+1é.csv");
-        assert_eq!((u.etag.as_deref(), u.size), (Some("0123abcd"), Some(12)));
+        assert_eq!(
+            (u.etag.as_deref(), u.size, u.version_id.as_deref()),
+            (
+                Some("0123456789abcdef0123456789abcdef"),
+                Some(12),
+                Some("096fKKXTRTtl3on89fVO.nfljtsv6qko")
+            )
+        );
     }
 
     #[test]
     fn sqs_batches_keep_message_ids_and_bad_bodies_fail_alone() {
-        let good = json!({"Records":[s3_event("imports/public.t/a.csv")]}).to_string();
-        let eb = json!({"version":"0","detail-type":"Object Created","source":"aws.s3",
-                        "detail":{"bucket":{"name":"b"},"object":{"key":"imports/public.t/b c.csv","size":3,"etag":"e"}}});
-        let sns = json!({"Type":"Notification","Message":good.clone()}).to_string();
-        let event = json!({"Records":[
-            {"messageId":"m1","eventSource":"aws:sqs","body":good},
-            {"messageId":"m2","eventSource":"aws:sqs","body":"{not json"},
-            {"messageId":"m3","eventSource":"aws:sqs","body":eb.to_string()},
-            {"messageId":"m4","eventSource":"aws:sqs","body":sns},
-            {"messageId":"m5","eventSource":"aws:sqs","body":"{\"Service\":\"Amazon S3\",\"Event\":\"s3:TestEvent\"}"},
-        ]});
-        let d = parse(&event).unwrap();
+        let d = parse(&fixture("sqs-batch")).unwrap();
         assert_eq!(d.len(), 5);
         assert_eq!(
             d[0].uploads.as_ref().unwrap()[0].key,
-            "imports/public.t/a.csv"
+            "imports/public.t/my file+1é.csv"
         );
         assert!(d[1].uploads.is_err());
+        assert_eq!(d[1].message_id.as_deref(), Some("m2"));
         let u = &d[2].uploads.as_ref().unwrap()[0];
         assert_eq!(
             (u.key.as_str(), u.alternative_key.as_deref()),
             ("imports/public.t/b c.csv", None)
         );
+        assert_eq!(
+            u.version_id.as_deref(),
+            Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
+        );
+        // An SNS notification wrapping the S3 notification.
         assert_eq!(d[3].uploads.as_ref().unwrap().len(), 1);
+        // S3's test event announces nothing.
         assert!(d[4].uploads.as_ref().unwrap().is_empty());
-        assert_eq!(d[1].message_id.as_deref(), Some("m2"));
+    }
+
+    #[test]
+    fn eventbridge_events_come_as_written() {
+        let d = parse(&fixture("eventbridge-object-created")).unwrap();
+        let u = &d[0].uploads.as_ref().unwrap()[0];
+        assert_eq!(
+            (u.key.as_str(), u.size),
+            ("imports/public.t/b c.csv", Some(3))
+        );
     }
 
     #[test]
     fn other_events_announce_nothing() {
-        let mut removed = s3_event("a.csv");
-        removed["eventName"] = json!("ObjectRemoved:Delete");
-        let d = parse(&json!({"Records":[removed]})).unwrap();
+        let d = parse(&fixture("s3-removed")).unwrap();
         assert!(d[0].uploads.as_ref().unwrap().is_empty());
-        assert!(parse(&json!({"hello":1})).is_err());
+        assert!(parse(&serde_json::json!({"hello":1})).is_err());
+        // A record missing what S3 always sends is refused, not half read.
+        let mut broken = fixture("s3-put");
+        broken["Records"][0]["s3"]["bucket"] = serde_json::json!(7);
+        assert!(d.len() == 1 && parse(&broken).is_err());
     }
 }

@@ -31,37 +31,34 @@ impl std::fmt::Display for RejectedRow {
     }
 }
 
-/// The rejected rows as CSV: line, column, value, reason, and the record as the file had it.
+/// The rejected rows as CSV (written by the `csv` crate: RFC 4180, fields quoted unless
+/// numeric): line, column, value, reason, and the record as the file had it.
 pub(super) fn rejects_csv(rows: &[RejectedRow]) -> Bytes {
-    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
-        out.push(b'"');
-        for &b in bytes {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
+    let mut out = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::NonNumeric)
+        .from_writer(b"line,column,value,reason,record\n".to_vec());
+    let write = |out: &mut csv::Writer<Vec<u8>>| -> csv::Result<()> {
+        for r in rows {
+            let record = r
+                .record
+                .strip_suffix(b"\n")
+                .map(|x| x.strip_suffix(b"\r").unwrap_or(x))
+                .unwrap_or(&r.record);
+            out.write_record([
+                r.line.to_string().as_bytes(),
+                r.column.as_deref().unwrap_or("").as_bytes(),
+                r.value.as_deref().unwrap_or("").as_bytes(),
+                r.reason.as_bytes(),
+                record,
+            ])?;
         }
-        out.push(b'"');
-    }
-    let mut out = b"line,column,value,reason,record\n".to_vec();
-    for r in rows {
-        out.extend_from_slice(r.line.to_string().as_bytes());
-        out.push(b',');
-        field(&mut out, r.column.as_deref().unwrap_or("").as_bytes());
-        out.push(b',');
-        field(&mut out, r.value.as_deref().unwrap_or("").as_bytes());
-        out.push(b',');
-        field(&mut out, r.reason.as_bytes());
-        out.push(b',');
-        let record = r
-            .record
-            .strip_suffix(b"\n")
-            .map(|x| x.strip_suffix(b"\r").unwrap_or(x))
-            .unwrap_or(&r.record);
-        field(&mut out, record);
-        out.push(b'\n');
-    }
-    out.into()
+        out.flush()?;
+        Ok(())
+    };
+    write(&mut out).expect("writing CSV to memory cannot fail");
+    out.into_inner()
+        .expect("flushed to memory, nothing left to write")
+        .into()
 }
 
 /// Where the rejects of `source` go: the given object, or `<prefix><file name>.rejects.csv`.
@@ -75,5 +72,32 @@ pub fn rejects_location(
         rejects_to.join(&format!("{name}.rejects.csv"))
     } else {
         Ok(rejects_to.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_are_csv_that_reads_back() {
+        let rows = [RejectedRow {
+            line: 8,
+            column: Some("amount".into()),
+            value: Some("not, \"a\" number".into()),
+            reason: "invalid input syntax".into(),
+            record: Bytes::from_static(b"8,x,\"not, \"\"a\"\" number\"\r\n"),
+        }];
+        let text = String::from_utf8(rejects_csv(&rows).to_vec()).unwrap();
+        assert!(
+            text.starts_with("line,column,value,reason,record\n8,\"amount\","),
+            "{text}"
+        );
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let back: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(back.len(), 1);
+        assert_eq!(&back[0][0], "8");
+        assert_eq!(&back[0][2], "not, \"a\" number");
+        assert_eq!(&back[0][4], "8,x,\"not, \"\"a\"\" number\"");
     }
 }

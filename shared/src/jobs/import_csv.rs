@@ -421,7 +421,7 @@ async fn reject(
 }
 
 async fn import_event(event: Value, ctx: &Context) -> Result<ImportCsvOutput, JobError> {
-    let deliveries = events::parse(&event).map_err(JobError::BadInput)?;
+    let deliveries = events::parse(&event).map_err(|e| JobError::BadInput(e.to_string()))?;
     let routes = routes_from_env(ctx).await?;
     let config = target_from(None).await?;
     let sqs = deliveries.iter().any(|d| d.message_id.is_some());
@@ -433,7 +433,7 @@ async fn import_event(event: Value, ctx: &Context) -> Result<ImportCsvOutput, Jo
             Ok(uploads) => uploads,
             Err(why) => {
                 tracing::error!(message_id = ?delivery.message_id, error = %why, "an unreadable delivery");
-                let error = JobError::BadInput(why);
+                let error = JobError::BadInput(why.to_string());
                 outcomes.push(ImportOutcome::failed(String::new(), &error));
                 failures.extend(delivery.message_id.clone());
                 first_error.get_or_insert(error);

@@ -115,34 +115,24 @@ fn check_expires_at(at: SystemTime) -> Result<String, NeonError> {
     Ok(text)
 }
 
+/// How long a `Retry-After` header asks to wait: seconds, or an HTTP date (RFC 9110; parsed
+/// by `httpdate`, which also takes the obsolete RFC 850 and asctime forms).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
+    retry_after_value(value)
+}
+
+fn retry_after_value(value: &str) -> Option<Duration> {
     if let Ok(seconds) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    humantime::parse_rfc3339_weak(value)
+    httpdate::parse_http_date(value.trim())
         .ok()
-        .or_else(|| httpdate(value))
-        .and_then(|at| at.duration_since(SystemTime::now()).ok())
-}
-
-/// `Retry-After` may be an HTTP date (`Wed, 21 Oct 2015 07:28:00 GMT`).
-fn httpdate(value: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = value.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)?
-        + 1;
-    humantime::parse_rfc3339(&format!("{year}-{month:02}-{:0>2}T{time}Z", day)).ok()
+        .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 /// A client of the Neon API. Cheap to clone.
@@ -963,11 +953,16 @@ mod tests {
     }
 
     #[test]
-    fn http_dates() {
-        let at = httpdate("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+    fn retry_after_takes_seconds_and_http_dates() {
+        assert_eq!(retry_after_value(" 7 "), Some(Duration::from_secs(7)));
+        // A date in the past: retry now.
         assert_eq!(
-            humantime::format_rfc3339_seconds(at).to_string(),
-            "2015-10-21T07:28:00Z"
+            retry_after_value("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
         );
+        let ahead = SystemTime::now() + Duration::from_secs(120);
+        let wait = retry_after_value(&httpdate::fmt_http_date(ahead)).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(retry_after_value("soon"), None);
     }
 }
