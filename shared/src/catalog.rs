@@ -348,7 +348,7 @@ pub struct KeyValues {
 /// holds: every character outside S3's safe set (letters, digits, `!-_.*'()`) is
 /// percent-encoded, so a `/` in a database name cannot add a level and nothing needs escaping
 /// downstream. The result ends with `/`.
-pub fn render_key_template(template: &str, values: &KeyValues) -> Result<String, String> {
+pub fn render_key_template(template: &str, values: &KeyValues) -> Result<String, CatalogError> {
     let taken = values.taken.unwrap_or_else(SystemTime::now);
     let stamp = humantime::format_rfc3339_seconds(taken).to_string();
     // 2026-11-26T03:00:00Z
@@ -358,10 +358,9 @@ pub fn render_key_template(template: &str, values: &KeyValues) -> Result<String,
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
-        let close = rest[open..]
-            .find('}')
-            .map(|c| open + c)
-            .ok_or_else(|| format!("key template {template:?}: a `{{` is not closed"))?;
+        let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| {
+            CatalogError::BadInput(format!("key template {template:?}: a `{{` is not closed"))
+        })?;
         let name = &rest[open + 1..close];
         let value = match name {
             "project" => encode_segment(values.project.as_deref().unwrap_or("-")),
@@ -370,25 +369,25 @@ pub fn render_key_template(template: &str, values: &KeyValues) -> Result<String,
             "timestamp" => timestamp.clone(),
             "date" => date.clone(),
             other => {
-                return Err(format!(
+                return Err(CatalogError::BadInput(format!(
                     "key template {template:?}: unknown variable {{{other}}} (use project, \
                      branch, database, timestamp, date)"
-                ));
+                )));
             }
         };
         out.push_str(&value);
         rest = &rest[close + 1..];
     }
     if rest.contains('}') {
-        return Err(format!(
+        return Err(CatalogError::BadInput(format!(
             "key template {template:?}: a `}}` without its `{{`"
-        ));
+        )));
     }
     out.push_str(rest);
     if out.starts_with('/') || out.contains("//") {
-        return Err(format!(
+        return Err(CatalogError::BadInput(format!(
             "key template {template:?} makes an empty key segment ({out:?})"
-        ));
+        )));
     }
     if !out.ends_with('/') {
         out.push('/');

@@ -62,10 +62,13 @@ impl Encoding {
         }
     }
 
-    fn decode(self, bytes: &[u8]) -> Result<String, String> {
+    /// The text of a field of the record at `line`.
+    fn decode(self, bytes: &[u8], line: u64) -> Result<String, CsvError> {
         match self {
-            Encoding::Utf8 => String::from_utf8(bytes.to_vec())
-                .map_err(|e| format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to())),
+            Encoding::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|e| CsvError {
+                line,
+                reason: format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+            }),
             Encoding::Latin1 => Ok(bytes.iter().map(|&b| b as char).collect()),
         }
     }
@@ -242,15 +245,9 @@ impl<R: Read> Splitter<R> {
         let first = self.records.remove(0);
         let line = first.line;
         let bytes = &self.buffer[first.start as usize..first.end as usize];
-        let names = fields(bytes, &self.dialect)
-            .map_err(|reason| CsvError { line, reason })?
+        let names = fields(bytes, &self.dialect, line)?
             .into_iter()
-            .map(|f| {
-                self.dialect
-                    .encoding
-                    .decode(&f)
-                    .map_err(|reason| CsvError { line, reason })
-            })
+            .map(|f| self.dialect.encoding.decode(&f, line))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some((names, line)))
     }
@@ -426,8 +423,8 @@ impl<R: Read> Splitter<R> {
     }
 }
 
-/// The fields of one record (for the header): quotes removed, escapes resolved.
-pub fn fields(record: &[u8], dialect: &Dialect) -> Result<Vec<Vec<u8>>, String> {
+/// The fields of the record at `line` (for the header): quotes removed, escapes resolved.
+pub fn fields(record: &[u8], dialect: &Dialect, line: u64) -> Result<Vec<Vec<u8>>, CsvError> {
     let record = record
         .strip_suffix(b"\n")
         .map(|r| r.strip_suffix(b"\r").unwrap_or(r))
@@ -463,7 +460,10 @@ pub fn fields(record: &[u8], dialect: &Dialect) -> Result<Vec<Vec<u8>>, String> 
         i += 1;
     }
     if in_quote {
-        return Err("unterminated quoted field".into());
+        return Err(CsvError {
+            line,
+            reason: "unterminated quoted field".into(),
+        });
     }
     out.push(field);
     Ok(out)
@@ -605,7 +605,7 @@ mod tests {
         assert_eq!(batch.record_at_copy_line(0..3, 3), 1);
         assert_eq!(batch.record_at_copy_line(0..3, 4), 2);
         assert_eq!(batch.record_at_copy_line(1..3, 3), 2);
-        let fields = fields(b"\"a\"\"b\",c,\"\"\r\n", &Dialect::default()).unwrap();
+        let fields = fields(b"\"a\"\"b\",c,\"\"\r\n", &Dialect::default(), 1).unwrap();
         assert_eq!(fields, [b"a\"b".to_vec(), b"c".to_vec(), b"".to_vec()]);
     }
 }

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Dialect, Encoding, Mode, Options, TableName};
+use super::{Dialect, Encoding, ImportError, Mode, Options, TableName};
 use crate::{
     pattern::{any_object, wildcard},
     store::ObjectUrl,
@@ -66,17 +66,18 @@ impl CsvOptions {
     }
 
     /// The import options these say, for the object at `key`.
-    pub fn to_options(&self, key: &str) -> Result<Options, String> {
-        let one_char = |name: &str, value: &Option<String>, default: u8| -> Result<u8, String> {
-            let Some(v) = value else { return Ok(default) };
-            let v = if v == "\\t" { "\t" } else { v.as_str() };
-            match v.as_bytes() {
-                [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Ok(*b),
-                _ => Err(format!(
-                    "{name} must be one ASCII character other than a line end, not {v:?}"
-                )),
-            }
-        };
+    pub fn to_options(&self, key: &str) -> Result<Options, ImportError> {
+        let one_char =
+            |name: &str, value: &Option<String>, default: u8| -> Result<u8, ImportError> {
+                let Some(v) = value else { return Ok(default) };
+                let v = if v == "\\t" { "\t" } else { v.as_str() };
+                match v.as_bytes() {
+                    [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' => Ok(*b),
+                    _ => Err(ImportError::BadInput(format!(
+                        "{name} must be one ASCII character other than a line end, not {v:?}"
+                    ))),
+                }
+            };
         let tsv = key
             .to_ascii_lowercase()
             .trim_end_matches(".gz")
@@ -86,21 +87,24 @@ impl CsvOptions {
         let quote = one_char("quote", &self.quote, b'"')?;
         let escape = one_char("escape", &self.escape, quote)?;
         if delimiter == quote {
-            return Err("the delimiter and the quote must differ".into());
+            return Err(ImportError::BadInput(
+                "the delimiter and the quote must differ".into(),
+            ));
         }
         let null = self.null.clone().unwrap_or_default();
         if null.contains(['\n', '\r'])
             || null.contains(delimiter as char)
             || null.contains(quote as char)
         {
-            return Err(format!(
+            return Err(ImportError::BadInput(format!(
                 "the NULL string {null:?} may not hold a line end, the delimiter or the quote"
-            ));
+            )));
         }
         let encoding = match &self.encoding {
             None => Encoding::Utf8,
-            Some(e) => Encoding::parse(e)
-                .ok_or_else(|| format!("unknown encoding {e:?}: expected utf8 or latin1"))?,
+            Some(e) => Encoding::parse(e).ok_or_else(|| {
+                ImportError::BadInput(format!("unknown encoding {e:?}: expected utf8 or latin1"))
+            })?,
         };
         let mode = match &self.mode {
             None => Mode::Append,
@@ -111,7 +115,7 @@ impl CsvOptions {
             .as_deref()
             .map(ObjectUrl::parse)
             .transpose()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ImportError::BadInput(e.to_string()))?;
         Ok(Options {
             mode,
             dialect: Dialect {
@@ -215,13 +219,14 @@ pub enum Route {
 
 impl Routes {
     /// Parses routes from JSON text.
-    pub fn from_json(text: &str) -> Result<Routes, String> {
-        serde_json::from_str(text).map_err(|e| format!("the import routes are not valid: {e}"))
+    pub fn from_json(text: &str) -> Result<Routes, ImportError> {
+        serde_json::from_str(text)
+            .map_err(|e| ImportError::BadInput(format!("the import routes are not valid: {e}")))
     }
 
     /// Where the object at `key` goes, or why it goes nowhere. An error means it has no
     /// (allowed) destination.
-    pub fn route(&self, key: &str) -> Result<Route, String> {
+    pub fn route(&self, key: &str) -> Result<Route, ImportError> {
         for own in [
             Some(self.rejected_prefix.as_str()),
             self.processed_prefix.as_deref(),
@@ -251,17 +256,17 @@ impl Routes {
                     .and_then(|rest| rest.split_once('/'))
                     .map(|(folder, _)| folder);
                 let Some(folder) = folder else {
-                    return Err(format!(
+                    return Err(ImportError::BadInput(format!(
                         "no rule routes {key:?} to a table{}",
                         if self.convention {
                             " (and it is not under imports/<schema>.<table>/)"
                         } else {
                             ""
                         }
-                    ));
+                    )));
                 };
-                let table =
-                    TableName::parse(folder).map_err(|e| format!("{key:?} names no table: {e}"))?;
+                let table = TableName::parse(folder)
+                    .map_err(|e| ImportError::BadInput(format!("{key:?} names no table: {e}")))?;
                 (table, self.defaults.clone())
             }
         };
@@ -270,7 +275,7 @@ impl Routes {
     }
 
     /// Whether imports may write into `table`.
-    pub fn authorise(&self, table: &TableName) -> Result<(), String> {
+    pub fn authorise(&self, table: &TableName) -> Result<(), ImportError> {
         let allowed = if self.allow.is_empty() {
             !SYSTEM_SCHEMAS.contains(&table.schema.as_str()) && !table.schema.starts_with("pg_")
         } else {
@@ -279,14 +284,14 @@ impl Routes {
         if allowed {
             Ok(())
         } else {
-            Err(format!(
+            Err(ImportError::BadInput(format!(
                 "imports into {table} are not allowed{}",
                 if self.allow.is_empty() {
                     " (a system schema)".to_string()
                 } else {
                     format!(" (allowed: {})", self.allow.join(", "))
                 }
-            ))
+            )))
         }
     }
 }
@@ -338,12 +343,14 @@ mod tests {
             routes
                 .route("imports/sales.secrets/f.csv")
                 .unwrap_err()
+                .to_string()
                 .contains("not allowed")
         );
         assert!(
             routes
                 .route("elsewhere/f.csv")
                 .unwrap_err()
+                .to_string()
                 .contains("no rule")
         );
         assert!(matches!(
@@ -354,6 +361,7 @@ mod tests {
         assert!(
             open.route("imports/pg_catalog.pg_class/f.csv")
                 .unwrap_err()
+                .to_string()
                 .contains("system")
         );
         let Route::Table(t, _) = open
@@ -373,11 +381,21 @@ mod tests {
             delimiter: Some("ab".into()),
             ..CsvOptions::default()
         };
-        assert!(bad.to_options("x.csv").unwrap_err().contains("delimiter"));
+        assert!(
+            bad.to_options("x.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("delimiter")
+        );
         let bad = CsvOptions {
             mode: Some("merge".into()),
             ..CsvOptions::default()
         };
-        assert!(bad.to_options("x.csv").unwrap_err().contains("merge"));
+        assert!(
+            bad.to_options("x.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("merge")
+        );
     }
 }

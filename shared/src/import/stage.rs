@@ -27,14 +27,14 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn parse(text: &str) -> Result<Mode, String> {
+    pub fn parse(text: &str) -> Result<Mode, ImportError> {
         match text {
             "append" => Ok(Mode::Append),
             "upsert" => Ok(Mode::Upsert),
             "replace" => Ok(Mode::Replace),
-            other => Err(format!(
+            other => Err(ImportError::BadInput(format!(
                 "unknown mode {other:?}: expected append, upsert or replace"
-            )),
+            ))),
         }
     }
 

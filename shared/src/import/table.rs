@@ -16,8 +16,12 @@ pub struct TableName {
 }
 
 impl TableName {
-    pub fn parse(text: &str) -> Result<TableName, String> {
-        let bad = |why: &str| format!("{text:?} is not a table name (schema.table): {why}");
+    pub fn parse(text: &str) -> Result<TableName, ImportError> {
+        let bad = |why: &str| {
+            ImportError::BadInput(format!(
+                "{text:?} is not a table name (schema.table): {why}"
+            ))
+        };
         let mut parts = Vec::new();
         let mut rest = text.trim();
         loop {

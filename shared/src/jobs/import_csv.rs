@@ -282,7 +282,7 @@ async fn import_request(
             .as_deref()
             .map(TableName::parse)
             .transpose()
-            .map_err(JobError::BadInput)?;
+            .map_err(|e| JobError::BadInput(e.to_string()))?;
         let store = Store::for_url(&url, &ctx.store).await?;
         let why = JobError::ImportRejected(format!("set aside: {reason}"));
         let outcome = reject(&store, &url, table.as_ref(), &why, prefix).await?;
@@ -291,7 +291,7 @@ async fn import_request(
     let config = target_from(request.target.as_deref()).await?;
     let (table, options) = match &request.table {
         Some(t) => (
-            TableName::parse(t).map_err(JobError::BadInput)?,
+            TableName::parse(t).map_err(|e| JobError::BadInput(e.to_string()))?,
             request.options.clone(),
         ),
         None => {
@@ -301,7 +301,7 @@ async fn import_request(
             };
             match routes
                 .route(url.key.as_str())
-                .map_err(JobError::ImportRejected)?
+                .map_err(|e| JobError::ImportRejected(e.to_string()))?
             {
                 Route::Table(table, options) => (table, request.options.over(&options)),
                 Route::Ignore(why) => {
@@ -316,7 +316,7 @@ async fn import_request(
     };
     let mut options = options
         .to_options(url.key.as_str())
-        .map_err(JobError::BadInput)?;
+        .map_err(|e| JobError::BadInput(e.to_string()))?;
     set_deadline(&mut options, ctx)?;
     let store = Store::for_url(&url, &ctx.store).await?;
     let source = Source::open(store.clone(), url.clone()).await?;
@@ -503,7 +503,7 @@ async fn import_upload(
                 &store,
                 &url,
                 None,
-                &JobError::ImportRejected(why),
+                &JobError::ImportRejected(why.to_string()),
                 &routes.rejected_prefix,
             )
             .await;
@@ -535,7 +535,7 @@ async fn import_upload(
                 &store,
                 &url,
                 Some(&table),
-                &JobError::BadInput(why),
+                &JobError::BadInput(why.to_string()),
                 &routes.rejected_prefix,
             )
             .await;

@@ -243,8 +243,7 @@ fn snapshot_prefix(
             database: database.to_string(),
             taken: Some(taken),
         },
-    )
-    .map_err(JobError::BadInput)?;
+    )?;
     Ok(ObjectUrl::parse(&format!("{to}{rendered}"))?)
 }
 
@@ -516,7 +515,10 @@ async fn store_for(
 ) -> Result<Store, JobError> {
     let mut store_config = ctx.store.clone();
     store_config.write = storage.over(&ctx.store.write);
-    store_config.write.check().map_err(JobError::BadInput)?;
+    store_config
+        .write
+        .check()
+        .map_err(|e| JobError::BadInput(e.to_string()))?;
     if to.bucket.is_none() && !storage.is_empty() {
         return Err(JobError::BadInput(
             "storage (encryption, storage class, tags) applies to s3:// locations".into(),

@@ -395,7 +395,7 @@ async fn validate_import(
             continue;
         };
         let url = ObjectUrl::parse(&outcome.source)?;
-        let table = TableName::parse(&done.table).map_err(JobError::BadInput)?;
+        let table = TableName::parse(&done.table).map_err(|e| JobError::BadInput(e.to_string()))?;
         let recorded = import::recorded(
             &session,
             url.bucket.as_deref().unwrap_or(""),

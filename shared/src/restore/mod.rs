@@ -65,6 +65,9 @@ pub enum RestoreError {
         applied: usize,
         total: usize,
     },
+    /// A use-list (an edited `--list`) that is not one.
+    #[error("{0}")]
+    BadUseList(String),
     /// A COPY sharing a table's load stopped because another one failed.
     #[error("another connection loading this table failed")]
     AnotherFailed,

@@ -163,7 +163,7 @@ pub async fn listing(store: &Store, url: &ObjectUrl) -> Result<String, RestoreEr
 
 /// The dump ids of a use-list (`pg_restore -l` output, edited): lines starting with `;` are
 /// comments, every other line starts with `ID;`.
-pub fn parse_use_list(text: &str) -> Result<HashSet<i32>, String> {
+pub fn parse_use_list(text: &str) -> Result<HashSet<i32>, RestoreError> {
     let mut ids = HashSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -174,7 +174,12 @@ pub fn parse_use_list(text: &str) -> Result<HashSet<i32>, String> {
             .split(';')
             .next()
             .and_then(|id| id.trim().parse::<i32>().ok())
-            .ok_or_else(|| format!("line {}: {line:?} does not start with an entry id", n + 1))?;
+            .ok_or_else(|| {
+                RestoreError::BadUseList(format!(
+                    "line {}: {line:?} does not start with an entry id",
+                    n + 1
+                ))
+            })?;
         ids.insert(id);
     }
     Ok(ids)
@@ -203,7 +208,12 @@ mod tests {
             parse_use_list(";\n; comment\n4; 1259 16386 TABLE public t me\n\n7; 0 0 ACL - x\n")
                 .unwrap();
         assert_eq!(ids, HashSet::from([4, 7]));
-        assert!(parse_use_list("TABLE t\n").unwrap_err().contains("line 1"));
+        assert!(
+            parse_use_list("TABLE t\n")
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
     }
 
     #[test]

@@ -13,11 +13,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::ByteStream;
+use super::{ByteStream, StoreError};
 
 /// Reads an object's stream synchronously; a task on the runtime forwards its chunks.
 pub struct BlockingRead {
-    rx: mpsc::Receiver<Result<Bytes, String>>,
+    rx: mpsc::Receiver<Result<Bytes, StoreError>>,
     current: Bytes,
     /// Bytes handed out so far.
     pub position: Arc<AtomicU64>,
@@ -30,7 +30,7 @@ impl BlockingRead {
         tokio::spawn(async move {
             while let Some(item) = stream.next().await {
                 let failed = item.is_err();
-                if tx.send(item.map_err(|e| e.to_string())).await.is_err() || failed {
+                if tx.send(item).await.is_err() || failed {
                     return;
                 }
             }

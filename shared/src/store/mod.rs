@@ -39,6 +39,9 @@ pub enum StoreError {
     BadUrl { url: String, reason: String },
     #[error("invalid object key {key:?}: {reason}")]
     BadKey { key: String, reason: String },
+    /// Write settings (encryption, storage class, tags) that S3 would refuse.
+    #[error("{0}")]
+    BadSettings(String),
     #[error("{location} does not exist")]
     NotFound { location: String },
     #[error("range {start}..{end} is outside {location} ({size} bytes)")]
@@ -210,7 +213,9 @@ impl ObjectUrl {
         };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, k) = rest.split_once('/').unwrap_or((rest, ""));
-            check_bucket(bucket).map_err(|r| bad(&r))?;
+            if !valid_bucket(bucket) {
+                return Err(bad(&format!("{bucket:?} is not a valid S3 bucket name")));
+            }
             Ok(ObjectUrl {
                 bucket: Some(bucket.to_string()),
                 key: key(k)?,
@@ -263,20 +268,16 @@ impl fmt::Debug for ObjectUrl {
 /// S3 bucket naming rules (Amazon S3 user guide, "Bucket naming rules"), minus the historical
 /// exceptions: 3 to 63 characters of lowercase letters, digits, `.` and `-`, starting and ending
 /// with a letter or digit.
-fn check_bucket(bucket: &str) -> Result<(), String> {
+fn valid_bucket(bucket: &str) -> bool {
     let ok_chars = bucket
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
     let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !(3..=63).contains(&bucket.len())
-        || !ok_chars
-        || !ends_ok(bucket.bytes().next())
-        || !ends_ok(bucket.bytes().last())
-        || bucket.contains("..")
-    {
-        return Err(format!("{bucket:?} is not a valid S3 bucket name"));
-    }
-    Ok(())
+    (3..=63).contains(&bucket.len())
+        && ok_chars
+        && ends_ok(bucket.bytes().next())
+        && ends_ok(bucket.bytes().last())
+        && !bucket.contains("..")
 }
 
 /// What a listing or a head call knows of an object.
@@ -358,11 +359,17 @@ impl WriteSettings {
     }
 
     /// Checks the settings before anything is written; the error names the setting.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), StoreError> {
+        self.problem()
+            .map_or(Ok(()), |reason| Err(StoreError::BadSettings(reason)))
+    }
+
+    /// What is wrong with the settings, if anything.
+    fn problem(&self) -> Option<String> {
         match self.encryption.as_deref() {
             None | Some("AES256") | Some("aws:kms") | Some("aws:kms:dsse") => {}
             Some(other) => {
-                return Err(format!(
+                return Some(format!(
                     "encryption {other:?}: use AES256 (SSE-S3), aws:kms or aws:kms:dsse (SSE-KMS)"
                 ));
             }
@@ -373,18 +380,18 @@ impl WriteSettings {
                 .as_deref()
                 .is_some_and(|e| e.starts_with("aws:kms"))
         {
-            return Err("kmsKeyId needs encryption aws:kms".into());
+            return Some("kmsKeyId needs encryption aws:kms".into());
         }
         if let Some(class) = &self.storage_class
             && !STORAGE_CLASSES.contains(&class.as_str())
         {
-            return Err(format!(
+            return Some(format!(
                 "storage class {class:?}: use one of {}",
                 STORAGE_CLASSES.join(", ")
             ));
         }
         if self.tags.len() > 10 {
-            return Err(format!(
+            return Some(format!(
                 "{} tags: S3 allows at most 10 per object",
                 self.tags.len()
             ));
@@ -393,17 +400,17 @@ impl WriteSettings {
         let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
         for (k, v) in &self.tags {
             if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
-                return Err(format!(
+                return Some(format!(
                     "tag {k:?}: a key has 1 to 128 characters and a value at most 256"
                 ));
             }
             if let Some(c) = k.chars().chain(v.chars()).find(|c| !allowed(*c)) {
-                return Err(format!(
+                return Some(format!(
                     "tag {k:?}: {c:?} is not allowed in S3 tags (letters, numbers, spaces and _ . : / = + - @)"
                 ));
             }
         }
-        Ok(())
+        None
     }
 
     /// The tags as S3's `x-amz-tagging` header wants them (URL query encoding).
@@ -519,7 +526,7 @@ impl StoreConfig {
             bad(
                 "FERRY_S3_SSE / FERRY_S3_STORAGE_CLASS / FERRY_S3_TAGS",
                 "",
-                &reason,
+                &reason.to_string(),
             )
         })?;
         if let Some(v) = var("FERRY_S3_PARTS_IN_FLIGHT") {
