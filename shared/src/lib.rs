@@ -14,6 +14,7 @@
 //!   retries have one shape).
 
 pub mod archive;
+mod aws;
 pub mod catalog;
 pub mod import;
 pub mod jobs;

@@ -34,9 +34,7 @@ async fn client() -> &'static aws_sdk_secretsmanager::Client {
     static CLIENT: OnceCell<aws_sdk_secretsmanager::Client> = OnceCell::const_new();
     CLIENT
         .get_or_init(|| async {
-            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .load()
-                .await;
+            let config = crate::aws::config_loader().load().await;
             aws_sdk_secretsmanager::Client::new(&config)
         })
         .await

@@ -434,10 +434,21 @@ async fn idle_connections_join_a_big_load_and_a_bad_row_leaves_it_empty() {
 async fn a_restore_killed_mid_copy_resumes_and_ends_identical() {
     let pg = shared_pg();
     resume_after(pg, async |db: &str| {
-        wait_for_copy(pg, db).await;
+        // Found and killed by the server in one statement: a psql started after seeing the
+        // COPY could come too late (the COPY done, the restore finished), on a loaded machine.
         pg.psql(
             "postgres",
-            &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND query LIKE 'COPY %big%'"),
+            &format!(
+                "DO $$ BEGIN \
+                   FOR i IN 1..4000 LOOP \
+                     IF (SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                         WHERE datname = '{db}' AND query LIKE 'COPY %big%' \
+                           AND pid <> pg_backend_pid()) > 0 THEN RETURN; END IF; \
+                     PERFORM pg_sleep(0.002); PERFORM pg_stat_clear_snapshot(); \
+                   END LOOP; \
+                   RAISE EXCEPTION 'no COPY into {db} was seen'; \
+                 END $$"
+            ),
         );
     })
     .await;

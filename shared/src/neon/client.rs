@@ -152,7 +152,7 @@ impl std::fmt::Debug for NeonClient {
 
 impl NeonClient {
     pub fn new(config: NeonConfig) -> Result<NeonClient, NeonError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(provider)

@@ -23,7 +23,7 @@ use rustls::{
 use super::{PgConfig, PgError, SslMode};
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The rustls configuration for `config`'s sslmode, or `None` for `disable` and Unix sockets.

@@ -67,7 +67,7 @@ where
 
 impl S3Store {
     pub(super) async fn new(bucket: &str, config: &StoreConfig) -> Result<S3Store, StoreError> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader = crate::aws::config_loader();
         if let Some(endpoint) = &config.endpoint {
             loader = loader.endpoint_url(endpoint);
         }
