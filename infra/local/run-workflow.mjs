@@ -211,9 +211,13 @@ async function main() {
     const logicalId = value?.['Fn::GetAtt']?.[0] ?? (typeof value?.Ref === 'string' ? value.Ref : undefined);
     const resource = logicalId && template.Resources?.[logicalId];
     if (resource?.Type === 'AWS::Serverless::Function') {
-      const binary = resource.Metadata?.BuildProperties?.Binary;
-      if (!binary) throw new Error(`${logicalId} has no Metadata.BuildProperties.Binary`);
-      functions.set(resolved, binary);
+      // Every function is the one ferry-lambda binary; FERRY_FUNCTION names its job, which is
+      // the function lambda-host runs.
+      const job = resource.Properties?.Environment?.Variables?.FERRY_FUNCTION;
+      if (resource.Metadata?.BuildProperties?.Binary !== 'ferry-lambda' || !job) {
+        throw new Error(`${logicalId} is not ferry-lambda with a FERRY_FUNCTION`);
+      }
+      functions.set(resolved, job);
     }
     text = text.split('${' + name + '}').join(resolved);
   }

@@ -34,6 +34,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     if dir.ends_with("deps") {
         dir = dir.parent().unwrap();
     }
+    if FUNCTIONS.contains(&name) {
+        return function_link(dir, name);
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -41,6 +44,29 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The Lambda functions, all in the `ferry-lambda` binary.
+pub const FUNCTIONS: [&str; 5] = ["branch", "snapshot", "restore", "validate", "import-csv"];
+
+/// A link named `name` to the `ferry-lambda` binary in `dir` (which runs the job it is started
+/// as), under `dir/functions/`; made once, atomically, whichever test asks first.
+fn function_link(dir: &Path, name: &str) -> PathBuf {
+    let binary = dir.join("ferry-lambda");
+    assert!(
+        binary.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins)",
+        binary.display()
+    );
+    let links = dir.join("functions");
+    std::fs::create_dir_all(&links).unwrap();
+    let link = links.join(name);
+    if std::fs::read_link(&link).ok().as_deref() != Some(binary.as_path()) {
+        let temporary = links.join(crate::unique_name(name));
+        std::os::unix::fs::symlink(&binary, &temporary).unwrap();
+        std::fs::rename(&temporary, &link).unwrap();
+    }
+    link
 }
 
 struct Request {
@@ -257,7 +283,6 @@ async fn host_request(
         .strip_prefix("/2015-03-31/functions/")
         .and_then(|p| p.strip_suffix("/invocations"))
     {
-        const FUNCTIONS: [&str; 5] = ["branch", "snapshot", "restore", "validate", "import-csv"];
         if !FUNCTIONS.contains(&name) {
             return (
                 "404 Not Found",
