@@ -83,6 +83,11 @@ async fn fidelity(pg: &PgServer) {
             s3.store_config(),
         ),
         ("directory", local_dir("ferry-dir"), StoreConfig::default()),
+        (
+            "directory",
+            format!("s3://{bucket}/ferry-dir/"),
+            s3.store_config(),
+        ),
     ] {
         let out = jobs::snapshot(
             SnapshotInput {
@@ -95,7 +100,9 @@ async fn fidelity(pg: &PgServer) {
         )
         .await
         .unwrap();
-        round_trip(pg, &source, &out.archive, store, &format!("ferry {format}")).await;
+        // A directory archive named as pg_restore takes it: without its trailing slash.
+        let archive = out.archive.trim_end_matches('/');
+        round_trip(pg, &source, archive, store, &format!("ferry {format}")).await;
     }
     // pg_dump's archives: custom (offsets in its table of contents) and directory.
     let dir = local_path(&local_dir("pg-dump"));
@@ -118,7 +125,7 @@ async fn fidelity(pg: &PgServer) {
     round_trip(
         pg,
         &source,
-        &format!("file://{}/", dir.join("db.dir").display()),
+        &format!("file://{}", dir.join("db.dir").display()),
         StoreConfig::default(),
         &format!("{version} -Fd"),
     )

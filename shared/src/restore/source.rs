@@ -124,9 +124,9 @@ pub(super) struct Archive {
     size: u64,
 }
 
-/// Where an archive URL points: a custom archive object, or a directory archive (its prefix or
-/// its `toc.dat`).
-fn locate(url: &ObjectUrl) -> (Key, Option<Key>) {
+/// Where an archive URL points, by its name: a directory archive when it ends with `/` or
+/// `toc.dat`, else an object (see [`locate`] for a directory named without its slash).
+fn locate_by_name(url: &ObjectUrl) -> (Key, Option<Key>) {
     let key = url.key.as_str();
     if key.ends_with('/') {
         let prefix = url.key.clone();
@@ -140,9 +140,31 @@ fn locate(url: &ObjectUrl) -> (Key, Option<Key>) {
     }
 }
 
+/// Where an archive URL points: a custom archive object, or a directory archive (its prefix,
+/// its `toc.dat`, or its name without a trailing slash, as pg_restore takes a directory's
+/// path: a name that is no object but has a `toc.dat` under it).
+async fn locate(store: &Store, url: &ObjectUrl) -> Result<(Key, Option<Key>), RestoreError> {
+    let (key, toc) = locate_by_name(url);
+    if toc.is_some() {
+        return Ok((key, toc));
+    }
+    if key.as_str().is_empty() {
+        return Ok((key, None));
+    }
+    // The `toc.dat` under the name is looked for first: asked for the name of a directory,
+    // some S3-compatible servers answer an error rather than "not found".
+    let prefix = Key::prefix(&format!("{}/", key.as_str()))?;
+    let under = prefix.join("toc.dat")?;
+    match store.head(&under).await {
+        Ok(_) => Ok((prefix, Some(under))),
+        Err(e) if e.is_not_found() => Ok((key, None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Archive {
     pub async fn open(store: &Store, url: &ObjectUrl) -> Result<Archive, RestoreError> {
-        let (key, toc) = locate(url);
+        let (key, toc) = locate(store, url).await?;
         let read_key = toc.clone().unwrap_or_else(|| key.clone());
         let stream = store.get(&read_key, None).await?;
         // The header and table of contents, parsed on a blocking thread; the stream is dropped
@@ -403,15 +425,15 @@ impl Archive {
 /// Whether the object at `url` is a plain SQL dump rather than an archive: it is an object
 /// (not a directory prefix or `toc.dat`) and does not start with the archive magic `PGDMP`.
 pub(super) async fn is_plain(store: &Store, url: &ObjectUrl) -> Result<bool, RestoreError> {
-    let (_, toc) = locate(url);
+    let (key, toc) = locate(store, url).await?;
     if toc.is_some() {
         return Ok(false);
     }
-    let size = store.head(&url.key).await?.size;
+    let size = store.head(&key).await?.size;
     if size < 5 {
         return Ok(true);
     }
-    let head = store.get(&url.key, Some(0..5)).await?;
+    let head = store.get(&key, Some(0..5)).await?;
     let bytes: Vec<Bytes> = futures::TryStreamExt::try_collect(head).await?;
     Ok(bytes.concat() != b"PGDMP")
 }

@@ -25,7 +25,11 @@ pub struct LocalStore {
 }
 
 fn io_error(location: &Path, source: std::io::Error) -> StoreError {
-    if source.kind() == std::io::ErrorKind::NotFound {
+    // A key under a name that is a file (`a.dump/toc.dat`) does not exist, as on S3.
+    if matches!(
+        source.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    ) {
         return StoreError::NotFound {
             location: format!("file://{}", location.display()),
         };
