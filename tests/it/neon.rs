@@ -56,6 +56,26 @@ fn preview(name: &str) -> CreateBranch {
     }
 }
 
+/// The emulator answers under `/api/v2`, as Neon does, so that a `NEON_API_HOST` written as
+/// for Neon (`.../api/v2`) works against it.
+#[tokio::test]
+async fn the_emulator_serves_the_api_under_api_v2_as_neon_does() {
+    let emulator = shared_emulator();
+    let mut config = emulator.config();
+    config.host = format!("{}/api/v2", emulator.env()[1].1);
+    let client = NeonClient::new(config).unwrap();
+    let projects = client.list_projects().await.unwrap();
+    assert!(
+        projects.iter().any(|p| p.id == emulator.project_id),
+        "{projects:?}"
+    );
+    let branch = client
+        .resolve_branch(&emulator.project_id, "main")
+        .await
+        .unwrap();
+    assert!(!branch.id.is_empty());
+}
+
 #[tokio::test]
 async fn create_wait_connect_and_the_parents_data_is_there() {
     let emulator = shared_emulator();

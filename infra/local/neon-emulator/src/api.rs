@@ -208,8 +208,11 @@ pub fn router(app: App) -> Router {
         "/_emulator/faults",
         post(set_faults).delete(clear_faults).get(show_faults),
     );
+    // The API under /api/v2, as Neon serves it (NEON_API_HOST=http://HOST:PORT/api/v2), and at
+    // the root as well.
     Router::new()
         .merge(admin)
+        .nest("/api/v2", api.clone())
         .merge(api)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .with_state(app)
