@@ -135,7 +135,8 @@ struct SnapshotArgs {
     /// Tables dumped at once (directory format), over connections sharing one snapshot.
     #[arg(long)]
     jobs: Option<u32>,
-    /// Only schemas matching this pattern (repeatable; `*` matches anything).
+    /// Only schemas matching this pattern (repeatable; as pg_dump: `*` and `?`, unquoted names
+    /// folded to lower case).
     #[arg(long = "schema", short = 'n')]
     schemas: Vec<String>,
     /// Only tables matching this pattern, `schema.table` or `table` (repeatable).
@@ -200,7 +201,7 @@ struct RestoreArgs {
     /// Only this section: pre-data, data or post-data (repeatable).
     #[arg(long = "section")]
     sections: Vec<String>,
-    /// Only objects in schemas matching this pattern (repeatable; `*` globs).
+    /// Only objects in schemas matching this pattern (repeatable; `*` and `?` wildcards).
     #[arg(long = "schema", short = 'n')]
     schemas: Vec<String>,
     /// Only this table, view or sequence and its data: `table` or `schema.table` (repeatable).

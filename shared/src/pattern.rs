@@ -103,7 +103,8 @@ impl NamePattern {
                 '.' => parts.push(Vec::new()),
                 '*' => part.push(Token::Any),
                 '?' => part.push(Token::One),
-                c => part.extend(c.to_lowercase().map(Token::Char)),
+                // As pg_dump and the server fold: ASCII letters only.
+                c => part.push(Token::Char(c.to_ascii_lowercase())),
             }
         }
         let name = parts.pop().expect("one part at least");
@@ -179,6 +180,9 @@ mod tests {
         assert!(any_object(&["orders".into()], "sales", "orders"));
         assert!(any_schema(&["Sales*".into()], "sales_eu"));
         assert!(!any_schema(&["\"Sales\"".into()], "sales"));
+        // Only ASCII letters fold, as pg_dump and the server fold them.
+        assert!(any_object(&["Äpfel".into()], "s", "Äpfel"));
+        assert!(!any_object(&["Äpfel".into()], "s", "äpfel"));
     }
 
     #[test]

@@ -5,9 +5,7 @@
 //! Keys in S3 event notifications are URL-encoded (`+` for a space, `%XX` for other bytes);
 //! EventBridge carries the key as written, which is tried first, then decoded.
 
-use aws_lambda_events::{
-    eventbridge::EventBridgeEvent, s3::S3Event, s3::S3EventRecord, sns::SnsMessage, sqs::SqsEvent,
-};
+use aws_lambda_events::{eventbridge::EventBridgeEvent, s3::S3EventRecord, sqs::SqsMessage};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -70,6 +68,14 @@ struct CreatedObject {
     version_id: Option<String>,
 }
 
+/// The part of an SNS notification (as SNS delivers it to SQS) that carries the S3 event: SNS
+/// FIFO topics leave out the signature fields that aws_lambda_events' `SnsMessage` requires.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SnsEnvelope {
+    message: String,
+}
+
 /// S3's test message, sent when a notification is configured (not an upload).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -92,31 +98,26 @@ pub fn parse(event: &Value) -> Result<Vec<Delivery>, BadEvent> {
         let records = records
             .as_array()
             .ok_or_else(|| BadEvent("the event's Records is not a list".into()))?;
-        let from_sqs = records.iter().any(|r| {
-            r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
-                || r.get("messageId").is_some()
-        });
-        if from_sqs {
-            let batch: SqsEvent = decode(event, "SQS batch")?;
-            return Ok(batch
-                .records
-                .into_iter()
-                .map(|m| Delivery {
-                    message_id: m.message_id,
-                    uploads: m
-                        .body
-                        .ok_or_else(|| BadEvent("an SQS message without a body".into()))
-                        .and_then(|body| sqs_body(&body)),
-                })
-                .collect());
-        }
-        let notification: S3Event = decode(event, "S3 event notification")?;
-        return Ok(notification
-            .records
-            .into_iter()
-            .map(|r| Delivery {
-                message_id: None,
-                uploads: s3_record(r).map(|u| u.into_iter().collect()),
+        // Each record on its own: one that cannot be read fails its own delivery only.
+        return Ok(records
+            .iter()
+            .map(|r| {
+                if r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
+                    || r.get("messageId").is_some()
+                {
+                    Delivery {
+                        message_id: r
+                            .get("messageId")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        uploads: sqs_message(r),
+                    }
+                } else {
+                    Delivery {
+                        message_id: None,
+                        uploads: s3_record(r).map(|u| u.into_iter().collect()),
+                    }
+                }
             })
             .collect());
     }
@@ -131,12 +132,23 @@ pub fn parse(event: &Value) -> Result<Vec<Delivery>, BadEvent> {
     ))
 }
 
-/// One record of an S3 event notification (`None` for events other than object creation).
-fn s3_record(r: S3EventRecord) -> Result<Option<Upload>, BadEvent> {
-    let name = r.event_name.unwrap_or_default();
+/// The uploads an SQS message of a batch announces.
+fn sqs_message(r: &Value) -> Result<Vec<Upload>, BadEvent> {
+    let message: SqsMessage = decode(r, "SQS message")?;
+    let body = message
+        .body
+        .ok_or_else(|| BadEvent("an SQS message without a body".into()))?;
+    sqs_body(&body)
+}
+
+/// One record of an S3 event notification (`None` for events other than object creation,
+/// which are not read further).
+fn s3_record(r: &Value) -> Result<Option<Upload>, BadEvent> {
+    let name = r.get("eventName").and_then(Value::as_str).unwrap_or("");
     if !name.starts_with("ObjectCreated:") && !name.starts_with("s3:ObjectCreated:") {
         return Ok(None);
     }
+    let r: S3EventRecord = decode(r, "S3 event record")?;
     let bucket =
         r.s3.bucket
             .name
@@ -180,7 +192,7 @@ fn sqs_body(body: &str) -> Result<Vec<Upload>, BadEvent> {
         .map_err(|e| BadEvent(format!("the SQS message body is not JSON: {e}")))?;
     // An SNS notification carries the S3 event as its Message.
     if inner.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let sns: SnsMessage = decode(&inner, "SNS notification")?;
+        let sns: SnsEnvelope = decode(&inner, "SNS notification")?;
         inner = serde_json::from_str(&sns.message)
             .map_err(|e| BadEvent(format!("the SNS message in the SQS body is not JSON: {e}")))?;
     }
@@ -189,10 +201,12 @@ fn sqs_body(body: &str) -> Result<Vec<Upload>, BadEvent> {
     {
         return Ok(Vec::new());
     }
-    if inner.get("Records").is_some() {
-        let notification: S3Event = decode(&inner, "S3 event notification")?;
+    if let Some(records) = inner.get("Records") {
+        let records = records
+            .as_array()
+            .ok_or_else(|| BadEvent("the S3 notification's Records is not a list".into()))?;
         let mut out = Vec::new();
-        for record in notification.records {
+        for record in records {
             out.extend(s3_record(record)?);
         }
         return Ok(out);
@@ -273,9 +287,20 @@ mod tests {
         let d = parse(&fixture("s3-removed")).unwrap();
         assert!(d[0].uploads.as_ref().unwrap().is_empty());
         assert!(parse(&serde_json::json!({"hello":1})).is_err());
-        // A record missing what S3 always sends is refused, not half read.
+        // An SNS FIFO envelope has no signature fields.
+        let s3 = fixture("s3-put").to_string();
+        let fifo = serde_json::json!({"Type": "Notification", "MessageId": "m",
+            "SequenceNumber": "10000000000000003000", "TopicArn": "arn:aws:sns:us-east-1:123456789012:u.fifo",
+            "Message": s3, "Timestamp": "2026-11-25T10:00:01.000Z", "UnsubscribeURL": "https://sns"});
+        assert_eq!(sqs_body(&fifo.to_string()).unwrap().len(), 1);
+        // A record missing what S3 always sends is refused, not half read, and alone: the
+        // other records of the event are read.
         let mut broken = fixture("s3-put");
+        let good = broken["Records"][0].clone();
         broken["Records"][0]["s3"]["bucket"] = serde_json::json!(7);
-        assert!(d.len() == 1 && parse(&broken).is_err());
+        broken["Records"].as_array_mut().unwrap().push(good);
+        let d = parse(&broken).unwrap();
+        assert!(d[0].uploads.is_err());
+        assert_eq!(d[1].uploads.as_ref().unwrap().len(), 1);
     }
 }

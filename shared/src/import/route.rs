@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Dialect, Encoding, ImportError, Mode, Options, TableName};
 use crate::{
-    pattern::{any_object, wildcard},
+    pattern::{wildcard, wildcard_table},
     store::ObjectUrl,
 };
 
@@ -134,8 +134,8 @@ impl CsvOptions {
     }
 }
 
-/// One routing rule: objects whose key starts with `prefix` (or matches `glob`, `*` matching
-/// anything including `/`) go to `table`.
+/// One routing rule: objects whose key starts with `prefix` (or matches `glob`: `*` matches
+/// anything including `/`, `?` any one character) go to `table`.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
@@ -159,8 +159,8 @@ pub struct Routes {
     /// Route `imports/<schema>.<table>/<file>` to that table when no rule matches (default true).
     #[serde(default = "yes")]
     pub convention: bool,
-    /// Tables that may be imported into, as pg_dump's `-t` patterns (`schema.table`, `*` and `?`,
-    /// unquoted names folded to lower case). Empty: any table
+    /// Tables that may be imported into: `schema.table` (or `table`, any schema) as the table's
+    /// name is written, `*` and `?` wildcards. Empty: any table
     /// outside the system schemas and ferry's own.
     #[serde(default)]
     pub allow: Vec<String>,
@@ -279,7 +279,7 @@ impl Routes {
         let allowed = if self.allow.is_empty() {
             !SYSTEM_SCHEMAS.contains(&table.schema.as_str()) && !table.schema.starts_with("pg_")
         } else {
-            any_object(&self.allow, &table.schema, &table.table)
+            wildcard_table(&self.allow, &table.schema, &table.table)
         };
         if allowed {
             Ok(())

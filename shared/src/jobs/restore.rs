@@ -57,17 +57,17 @@ pub struct RestoreInput {
     /// Only these sections: `pre-data`, `data`, `post-data`.
     #[serde(default)]
     pub sections: Vec<String>,
-    /// Only objects in these schemas (`*` globs).
+    /// Only objects in these schemas (names as written, `*` and `?` wildcards).
     #[serde(default)]
     pub schemas: Vec<String>,
-    /// Only these tables, views, sequences and their data (`table` or `schema.table`, `*`
-    /// globs), as pg_restore's `-t`.
+    /// Only these tables, views, sequences and their data (`table` or `schema.table`, names
+    /// as written, `*` and `?` wildcards), as pg_restore's `-t`.
     #[serde(default)]
     pub tables: Vec<String>,
     /// Only the entries of this list (`list` output, edited: an `s3://` or `file://` URL).
     #[serde(default)]
     pub use_list: Option<String>,
-    /// Leave out objects in these schemas (`*` globs).
+    /// Leave out objects in these schemas (names as written, `*` and `?` wildcards).
     #[serde(default)]
     pub exclude_schemas: Vec<String>,
     /// Leave out these tables, views, sequences and their data.

@@ -30,10 +30,11 @@ pub struct SnapshotInput {
     /// Connections copying tables at once (directory format; default 2).
     #[serde(default)]
     pub jobs: Option<u32>,
-    /// Only these schemas (glob patterns with `*`).
+    /// Only these schemas (pg_dump's patterns: `*` and `?`, unquoted names folded to lower
+    /// case, quoted ones as written).
     #[serde(default)]
     pub schemas: Vec<String>,
-    /// Only these tables (`schema.table` or `table`, glob patterns with `*`).
+    /// Only these tables (`schema.table` or `table`, pg_dump's patterns as for `schemas`).
     #[serde(default)]
     pub tables: Vec<String>,
     /// Leave these tables out entirely.

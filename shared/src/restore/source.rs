@@ -148,17 +148,20 @@ async fn locate(store: &Store, url: &ObjectUrl) -> Result<(Key, Option<Key>), Re
     if toc.is_some() {
         return Ok((key, toc));
     }
-    if key.as_str().is_empty() {
-        return Ok((key, None));
-    }
-    // The `toc.dat` under the name is looked for first: asked for the name of a directory,
-    // some S3-compatible servers answer an error rather than "not found".
-    let prefix = Key::prefix(&format!("{}/", key.as_str()))?;
-    let under = prefix.join("toc.dat")?;
-    match store.head(&under).await {
-        Ok(_) => Ok((prefix, Some(under))),
-        Err(e) if e.is_not_found() => Ok((key, None)),
-        Err(e) => Err(e.into()),
+    // The object of that name, if there is one (it wins over a directory of the same name).
+    let missing = match store.head(&key).await {
+        Ok(_) => return Ok((key, None)),
+        Err(e) => e,
+    };
+    // Else a directory archive, if a `toc.dat` is under the name. (Asked for a directory's
+    // name, some S3-compatible servers answer an error rather than "not found"; and S3 says
+    // 403 for a missing key to a role without s3:ListBucket: any failure of the name is
+    // followed by the look under it, and the name's own error is the one reported.)
+    let under = Key::prefix(format!("{}/", key.as_str()))
+        .and_then(|prefix| Ok((prefix.join("toc.dat")?, prefix)));
+    match under {
+        Ok((toc, prefix)) if store.head(&toc).await.is_ok() => Ok((prefix, Some(toc))),
+        _ => Err(missing.into()),
     }
 }
 
