@@ -5,6 +5,12 @@
 //! The rules are the server's (copyfromparse.c): a quote opens and closes a quoted field; inside
 //! one, the escape character (the quote itself by default) makes the next quote literal, and line
 //! ends are data. A record ends at a line feed outside quotes (`\r\n` included).
+//!
+//! ferry keeps its own splitter rather than the `csv` crate's reader because the records must be
+//! cut exactly where the server will cut them (the server parses the fields; ferry only finds
+//! record boundaries, to batch, count lines and set bad rows aside), with the server's
+//! dialect options (any single-byte quote and escape, LATIN1 bytes), without decoding fields.
+//! The `csv` crate writes the rejects file, where a standard CSV writer is what is wanted.
 
 use std::io::Read;
 
