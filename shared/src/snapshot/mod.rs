@@ -5,8 +5,9 @@
 //! leave the server by `COPY ... TO STDOUT` and go through compression straight into a
 //! multipart upload, never a local file. Directory archives let `--jobs` connections, all
 //! importing the same snapshot, write one object per table at once. The manifest is computed
-//! in the same snapshot (row counts, and checksums when asked), checked against the rows each
-//! COPY carried, and written last: without it the snapshot does not exist.
+//! in the same snapshot (row counts, and checksums when asked) on connections of its own, beside
+//! the catalog reads and the data, checked against the rows each COPY carried, and written
+//! last: without it the snapshot does not exist.
 //!
 //! Memory is bounded by the upload's parts in flight and two small channels per table being
 //! copied, whatever the size of the database.
@@ -147,11 +148,20 @@ struct Prepared {
     /// Where the sequences stood when their positions were dumped, as validate reads them:
     /// the manifest records these rather than where they stand once the data is copied.
     sequence_states: std::collections::BTreeMap<String, String>,
+    /// The manifest's profile of the database at the snapshot, when asked for: read on
+    /// connections of its own from the moment the snapshot is exported, beside the catalog
+    /// reads and the data (it was read after them, and was most of a small snapshot's time).
+    /// Dropping the set stops it.
+    profile: tokio::task::JoinSet<Result<validate::Profile, PgError>>,
 }
 
 /// Opens the main session, reads the catalog, locks the tables and builds the table of
 /// contents and the list of tables to copy.
-async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, SnapshotError> {
+async fn prepare(
+    config: &PgConfig,
+    options: &Options,
+    profile: Option<validate::Options>,
+) -> Result<Prepared, SnapshotError> {
     let main = dump_session(config, None).await?;
     let row = main
         .query_one(
@@ -162,6 +172,13 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
         .await?;
     let (snapshot, server_version, database, lsn): (String, String, String, Option<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
+    let mut profiling = tokio::task::JoinSet::new();
+    if let Some(profile_options) = profile {
+        let (config, snapshot) = (config.clone(), snapshot.clone());
+        profiling.spawn(async move {
+            validate::profile_at(&config, profile_options, Some(&snapshot)).await
+        });
+    }
     let missing = ddl::unsupported(&main).await?;
     if !missing.is_empty() {
         return Err(SnapshotError::Unsupported(missing));
@@ -249,6 +266,7 @@ async fn prepare(config: &PgConfig, options: &Options) -> Result<Prepared, Snaps
         header,
         jobs,
         sequence_states,
+        profile: profiling,
     })
 }
 
@@ -272,6 +290,10 @@ pub async fn run(
     options: &Options,
     progress: &SharedProgress,
 ) -> Result<Outcome, SnapshotError> {
+    let profile_options = validate::Options {
+        checksums: options.checksums,
+        jobs: options.jobs.max(1),
+    };
     let Prepared {
         main,
         snapshot,
@@ -280,7 +302,8 @@ pub async fn run(
         header,
         jobs,
         sequence_states,
-    } = prepare(config, options).await?;
+        mut profile,
+    } = prepare(config, options, Some(profile_options)).await?;
     let total_blocks: u64 = jobs.iter().map(|j| j.blocks).sum();
     let report = Reporter {
         progress: progress.clone(),
@@ -312,17 +335,15 @@ pub async fn run(
         }
     };
 
-    // The manifest, from the same snapshot the data came from.
-    let profile = validate::profile_at(
-        config,
-        validate::Options {
-            checksums: options.checksums,
-            jobs: options.jobs.max(1),
-        },
-        Some(&snapshot),
-    )
-    .await?
-    .with_facts(sequence_states);
+    // The manifest, from the same snapshot the data came from (read beside it, see Prepared).
+    let profile = profile
+        .join_next()
+        .await
+        .expect("the profile was started")
+        .map_err(|e| {
+            SnapshotError::Inconsistent(format!("reading the manifest's profile stopped: {e}"))
+        })??
+        .with_facts(sequence_states);
     main.batch_execute("COMMIT").await?;
     drop(main);
     let copied = copied

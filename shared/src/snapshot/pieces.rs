@@ -329,7 +329,7 @@ pub async fn plan(
         jobs,
         sequence_states,
         ..
-    } = prepare(config, options).await?;
+    } = prepare(config, options, None).await?;
     main.batch_execute("COMMIT").await?;
     drop(main);
 
