@@ -148,11 +148,12 @@ struct Prepared {
     /// Where the sequences stood when their positions were dumped, as validate reads them:
     /// the manifest records these rather than where they stand once the data is copied.
     sequence_states: std::collections::BTreeMap<String, String>,
-    /// The manifest's profile of the database at the snapshot, when asked for: read on
-    /// connections of its own from the moment the snapshot is exported, beside the catalog
-    /// reads and the data (it was read after them, and was most of a small snapshot's time).
-    /// Dropping the set stops it.
-    profile: tokio::task::JoinSet<Result<validate::Profile, PgError>>,
+    /// The first part of the manifest's profile of the database at the snapshot (the catalog
+    /// facts and integrity checks), when asked for: read on a connection of its own from the
+    /// moment the snapshot is exported, beside the catalog reads and the data (it was read
+    /// after them, and was most of a small snapshot's time). The tables are counted after the
+    /// data, so that those scans do not compete with the dump's. Dropping the set stops it.
+    profile: tokio::task::JoinSet<Result<validate::Described, PgError>>,
 }
 
 /// Opens the main session, reads the catalog, locks the tables and builds the table of
@@ -176,7 +177,7 @@ async fn prepare(
     if let Some(profile_options) = profile {
         let (config, snapshot) = (config.clone(), snapshot.clone());
         profiling.spawn(async move {
-            validate::profile_at(&config, profile_options, Some(&snapshot)).await
+            validate::describe_at(&config, profile_options, Some(&snapshot)).await
         });
     }
     let missing = ddl::unsupported(&main).await?;
@@ -343,6 +344,8 @@ pub async fn run(
         .map_err(|e| {
             SnapshotError::Inconsistent(format!("reading the manifest's profile stopped: {e}"))
         })??
+        .count(config, profile_options, Some(&snapshot))
+        .await?
         .with_facts(sequence_states);
     main.batch_execute("COMMIT").await?;
     drop(main);

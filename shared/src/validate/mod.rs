@@ -138,6 +138,29 @@ pub async fn profile_at(
     options: Options,
     snapshot: Option<&str>,
 ) -> Result<Profile, PgError> {
+    describe_at(config, options, snapshot)
+        .await?
+        .count(config, options, snapshot)
+        .await
+}
+
+/// A profile's first part: what the catalog says (the tables, the schema facts) and the
+/// integrity problems, read on one connection. [`Described::count`] reads the rest.
+pub struct Described {
+    server_version: String,
+    database: String,
+    tables: Vec<checksum::TableRef>,
+    facts: BTreeMap<String, String>,
+    integrity: Vec<Problem>,
+}
+
+/// The first part of [`profile_at`]: a snapshot reads it beside its catalog reads, and counts
+/// the tables once its own scans of them are done.
+pub async fn describe_at(
+    config: &PgConfig,
+    options: Options,
+    snapshot: Option<&str>,
+) -> Result<Described, PgError> {
     let main = session(config, snapshot).await?;
     let row = main
         .query_one(
@@ -151,15 +174,33 @@ pub async fn profile_at(
     }
     let facts = facts::facts(&main).await?;
     let integrity = integrity::check(&main).await?;
-    drop(main);
-    let stats = checksum::run(config, &tables, options, snapshot.map(str::to_string)).await?;
-    Ok(Profile {
+    Ok(Described {
         server_version: row.get(0),
         database: row.get(1),
-        tables: stats,
-        schema: digest(facts),
+        tables,
+        facts,
         integrity,
     })
+}
+
+impl Described {
+    /// The profile: the tables' row counts (and checksums) over `options.jobs` connections.
+    pub async fn count(
+        self,
+        config: &PgConfig,
+        options: Options,
+        snapshot: Option<&str>,
+    ) -> Result<Profile, PgError> {
+        let stats =
+            checksum::run(config, &self.tables, options, snapshot.map(str::to_string)).await?;
+        Ok(Profile {
+            server_version: self.server_version,
+            database: self.database,
+            tables: stats,
+            schema: digest(self.facts),
+            integrity: self.integrity,
+        })
+    }
 }
 
 /// The fingerprint of a set of schema facts: sha256 of the sorted `key<TAB>value` lines.
