@@ -85,6 +85,7 @@ pub(super) async fn copy(
 /// Records per `COPY` after a batch had a bad row (to bound the rows sent again per bad row).
 pub(super) const AFTER_ERROR_RECORDS: usize = 500;
 
+#[derive(Default)]
 pub(super) struct Loaded {
     pub(super) rows_read: u64,
     pub(super) rows_loaded: u64,
@@ -133,15 +134,7 @@ pub(super) async fn load(
     if !lenient {
         return load_streaming(session, rx, statement, relname, columns, url, stop_at).await;
     }
-    let mut out = Loaded {
-        rows_read: 0,
-        rows_loaded: 0,
-        rejected: Vec::new(),
-        blank_lines: 0,
-        finished: false,
-        end_offset: 0,
-        next_line: 0,
-    };
+    let mut out = Loaded::default();
     loop {
         let (batch, last) = match next_piece(rx, url).await? {
             Next::Batch(batch, last) => (batch, last),
@@ -233,15 +226,7 @@ pub(super) async fn load_streaming(
     url: &str,
     stop_at: Option<SystemTime>,
 ) -> Result<Loaded, ImportError> {
-    let mut out = Loaded {
-        rows_read: 0,
-        rows_loaded: 0,
-        rejected: Vec::new(),
-        blank_lines: 0,
-        finished: false,
-        end_offset: 0,
-        next_line: 0,
-    };
+    let mut out = Loaded::default();
     let sink = session.copy_in::<_, Bytes>(statement).await?;
     pin_mut!(sink);
     // (line sent, line of the file) where a run of consecutive lines starts.

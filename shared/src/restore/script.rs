@@ -146,11 +146,8 @@ pub(super) async fn run_plain(
                         if done.contains(&ordinal) {
                             continue;
                         }
-                        let mut record = progress_record(&archive_id, ordinal, None);
-                        if let Some(authorization) = &authorized {
-                            record =
-                                format!("RESET SESSION AUTHORIZATION; {record}; {authorization}");
-                        }
+                        let record =
+                            restorers_record(&archive_id, ordinal, None, authorized.as_deref());
                         if let Err(e) = main
                             .batch_execute(&format!("BEGIN;\n{body}\n;{record}; COMMIT;"))
                             .await
@@ -235,10 +232,7 @@ pub(super) async fn run_plain(
                 if done.contains(&ordinal) {
                     continue;
                 }
-                let mut record = progress_record(&archive_id, ordinal, None);
-                if let Some(authorization) = &authorized {
-                    record = format!("RESET SESSION AUTHORIZATION; {record}; {authorization}");
-                }
+                let record = restorers_record(&archive_id, ordinal, None, authorized.as_deref());
                 let result = if kind == PlainKind::Outside {
                     match main.batch_execute(&sql).await {
                         Ok(()) => main.batch_execute(&record).await,
@@ -337,6 +331,21 @@ pub(super) async fn run_plain(
     Ok(outcome)
 }
 
+/// The progress row of statement `ordinal`, written as the restoring role whatever role the
+/// dump runs as (`SET SESSION AUTHORIZATION` in force), which it then runs as again.
+fn restorers_record(
+    archive_id: &str,
+    ordinal: i32,
+    rows: Option<u64>,
+    authorized: Option<&str>,
+) -> String {
+    let record = progress_record(archive_id, ordinal, rows);
+    match authorized {
+        Some(authorization) => format!("RESET SESSION AUTHORIZATION; {record}; {authorization}"),
+        None => record,
+    }
+}
+
 /// The first line of a statement, for error messages.
 pub(super) fn statement_label(sql: &str) -> String {
     let line = sql
@@ -397,14 +406,7 @@ pub(super) async fn copy_plain(
             }
         }
         let rows = sink.finish().await?;
-        // The progress row is the restoring role's, whatever role the dump runs as.
-        let record = progress_record(archive_id, ordinal, Some(rows));
-        let record = match authorized {
-            Some(authorization) => {
-                format!("RESET SESSION AUTHORIZATION; {record}; {authorization}")
-            }
-            None => record,
-        };
+        let record = restorers_record(archive_id, ordinal, Some(rows), authorized);
         session.batch_execute(&format!("{record}; COMMIT;")).await?;
         Ok(rows)
     }
