@@ -2,14 +2,29 @@
 # Runs inside local-stack (PG* variables point at its server): builds the dataset, then
 # alternates ours and theirs. Usage: jobs.sh SCALE ORDERS RUNS DATASET_SCRIPT [JOBS]
 # JOBS: a comma-separated subset of validate,snapshot,restore,import (default: all).
+# BENCH_CORPUS: a SQL file the dataset script loads first (the small database).
+# BENCH_DELAY_MS: every timed command reaches the server through delay-proxy, which holds each
+# chunk that many milliseconds in each direction (the round trip to a server farther away).
 set -euo pipefail
 scale=$1 orders=$2 runs=$3 dataset=$4 only=${5:-validate,snapshot,restore,import}
 want() { [[ ",$only," == *",$1,"* ]]; }
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "bench: building the reference database (scale $scale, $orders orders) ..." >&2
-CSV_OUT="$work/orders.csv" bash "$dataset" bench "$scale" "$orders"
+delay=${BENCH_DELAY_MS:-0}
+echo "bench: building the database (scale $scale, $orders orders${BENCH_CORPUS:+, after $BENCH_CORPUS}) ..." >&2
+CSV_OUT="$work/orders.csv" CORPUS=${BENCH_CORPUS:-} bash "$dataset" bench "$scale" "$orders"
+if (( delay > 0 )); then
+  # From here on every client (ours and theirs, timed or not) goes through the proxy.
+  delay-proxy 127.0.0.1:0 "localhost:$PGPORT" "$delay" > "$work/proxy" &
+  proxy=$!
+  trap 'kill $proxy 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 100); do grep -q listening "$work/proxy" && break; sleep 0.1; done
+  PGPORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/proxy")
+  [[ -n $PGPORT ]] || { echo "bench: delay-proxy did not start" >&2; exit 1; }
+  export PGPORT
+  echo "bench: through delay-proxy on port $PGPORT, ${delay} ms each way" >&2
+fi
 # The CSV import reads the same file from the S3-compatible server (uploaded through its API, so
 # that it keeps the object's ETag as S3 does) that psql \copy reads from local disk; both load
 # an empty copy of orders.
@@ -87,4 +102,4 @@ for run in $(seq "$runs"); do
     psql -X -q -d bench -c "TRUNCATE orders_csv" -c "DROP SCHEMA IF EXISTS ferry_import CASCADE" -c "ANALYZE orders_csv"
   fi
 done
-python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs"
+python3 "$here/report.py" "$work/times" "$size" "$scale" "$orders" "$runs" "$delay" "${BENCH_CORPUS:-}"

@@ -3,14 +3,21 @@
 # and an `orders` table of N rows (2,000,000 by default) with the column types applications
 # hold (identity bigint, int, text, numeric, timestamptz, jsonb) and a secondary index; about
 # 0.9 GB at the defaults. With CSV_OUT set, also writes the orders (six columns, no id, with a
-# header) there as CSV, the import benchmark's file.
+# header) there as CSV, the import benchmark's file. SCALE 0 leaves out pgbench's tables; with
+# CORPUS set to a SQL file, that file is loaded first (the small database: the test corpus's
+# schema, every object kind ferry dumps, plus the orders).
 #   bench/make-dataset.sh DBNAME [SCALE] [ORDERS]      (connection from the PG* variables)
 set -euo pipefail
 db=${1:?usage: make-dataset.sh DBNAME [SCALE] [ORDERS]}
 scale=${2:-30}
 orders=${3:-2000000}
 createdb "$db"
-pgbench --initialize --quiet --scale "$scale" "$db" >/dev/null 2>&1
+if [[ -n ${CORPUS:-} ]]; then
+  PGOPTIONS="-c client_min_messages=error" psql --quiet --set ON_ERROR_STOP=1 --dbname "$db" --file "$CORPUS" >/dev/null
+fi
+if (( scale > 0 )); then
+  pgbench --initialize --quiet --scale "$scale" "$db" >/dev/null 2>&1
+fi
 psql --quiet --set ON_ERROR_STOP=1 --dbname "$db" <<SQL
 CREATE TABLE orders (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

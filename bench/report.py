@@ -21,7 +21,7 @@ PAIRS = [
 
 
 def main() -> None:
-    times, size, scale, orders, runs = sys.argv[1:6]
+    times, size, scale, orders, runs, delay_ms, corpus = sys.argv[1:8]
     rows = [line.split() for line in open(times) if line.strip()]
 
     def median(name: str) -> float:
@@ -50,8 +50,11 @@ def main() -> None:
         })
     result = {
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server},
-        "dataset": {"scale": int(scale), "orders": int(orders), "database_bytes": int(size)},
+        "dataset": {"scale": int(scale), "orders": int(orders), "corpus": corpus or None,
+                    "database_bytes": int(size)},
         "runs": int(runs),
+        # Every client reached the server through delay-proxy with this delay each way.
+        "delay_ms_each_way": int(delay_ms),
         "comparisons": comparisons,
     }
     print(json.dumps(result, indent=2))

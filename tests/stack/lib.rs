@@ -4,7 +4,7 @@
 //! - [`PgServer`]: a private PostgreSQL cluster (`initdb` + `postgres`), on a free port, with TLS
 //!   from a CA generated for the run, SCRAM passwords on TCP; it can be stopped and started again
 //!   to stand in for a Neon compute restart.
-//! - [`S3Server`]: `s3s-fs`, a real S3-compatible server process (see the README for why).
+//! - [`S3Server`]: `s3-server` (the `s3s-fs` backend), a real S3-compatible server process.
 //!
 //! Servers shared by many tests ([`shared_pg`], [`shared_s3`]) start once per test binary; every
 //! process started here is killed when the test binary exits (see [`process`]).

@@ -1,4 +1,5 @@
-//! A real S3-compatible server for tests: `s3s-fs`, on 127.0.0.1.
+//! A real S3-compatible server for tests: `s3-server` (the `s3s-fs` backend, built with the
+//! workspace), a process of its own on 127.0.0.1.
 
 use std::{
     path::PathBuf,
@@ -19,21 +20,13 @@ pub struct S3Server {
     _child: Child,
 }
 
-/// The `s3s-fs` binary: `FERRY_S3S_FS`, else on `PATH`, else in `~/.cargo/bin`.
-fn s3s_fs() -> PathBuf {
-    if let Ok(path) = std::env::var("FERRY_S3S_FS") {
-        return PathBuf::from(path);
+/// The S3-compatible server binary: `FERRY_S3_SERVER` (the benchmark points it at the release
+/// build), else the workspace's `s3-server` beside this binary.
+fn s3_server() -> PathBuf {
+    match std::env::var_os("FERRY_S3_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => crate::lambda::workspace_binary("s3-server"),
     }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin")))
-        .map(|dir| dir.join("s3s-fs"))
-        .find(|p| p.exists());
-    on_path.expect(
-        "s3s-fs not found: install it with `cargo install s3s-fs --version 0.14.1 --locked --features binary` \
-         (./dev/setup does) or set FERRY_S3S_FS",
-    )
 }
 
 impl S3Server {
@@ -45,7 +38,7 @@ impl S3Server {
         let secret_key = uuid::Uuid::new_v4().simple().to_string();
         let log_path = root.with_extension("log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = std::process::Command::new(s3s_fs())
+        let child = std::process::Command::new(s3_server())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", &access_key, "--secret-key", &secret_key])
             .arg(&root)
@@ -53,9 +46,9 @@ impl S3Server {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start s3s-fs");
+            .expect("start s3-server");
         register(&child, libc::SIGTERM);
-        wait_for_port(port, Duration::from_secs(30), "s3s-fs", &log_path);
+        wait_for_port(port, Duration::from_secs(30), "s3-server", &log_path);
         S3Server {
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key,

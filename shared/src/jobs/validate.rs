@@ -2,6 +2,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Type;
 
 use super::{Context, ImportCsvOutput, ImportStatus, JobError};
 use crate::{
@@ -465,10 +466,10 @@ async fn validate_import(
             ));
         }
         let have: Vec<String> = session
-            .query(
+            .query_typed(
                 "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
                  WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&table.quoted()],
+                &[(&table.quoted(), Type::TEXT)],
             )
             .await
             .map_err(crate::pg::PgError::from)?

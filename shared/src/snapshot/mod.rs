@@ -25,6 +25,8 @@ use bytes::Bytes;
 use futures::{TryStreamExt, pin_mut};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio_postgres::Statement;
+use tokio_postgres::types::Type;
 
 pub use ddl::Filter;
 pub use pieces::{Plan, PlanOptions, Planned, WorkerOutcome, finish, plan, read_plan, work};
@@ -674,6 +676,48 @@ impl Sink {
     }
 }
 
+/// The COPY statements of the jobs one session runs in turn, prepared a window at a time. The
+/// driver prepares a statement before it runs it, a round trip of its own; prepared together,
+/// a window of tables costs one round trip instead of one each (a Lambda is 1 to 2 ms from a
+/// Neon compute, and a small database's snapshot is mostly round trips).
+#[derive(Default)]
+struct CopyStatements {
+    /// Index in the jobs of the first prepared statement.
+    start: usize,
+    prepared: Vec<Option<Statement>>,
+}
+
+impl CopyStatements {
+    const WINDOW: usize = 128;
+
+    /// The statement of `jobs[at]`, a table's (not a large objects' job).
+    async fn get(
+        &mut self,
+        session: &Session,
+        jobs: &[Job],
+        at: usize,
+    ) -> Result<Statement, SnapshotError> {
+        if at < self.start || at >= self.start + self.prepared.len() {
+            let window = &jobs[at..(at + Self::WINDOW).min(jobs.len())];
+            self.prepared = futures::future::try_join_all(window.iter().map(|job| async move {
+                match job.blobs {
+                    Some(_) => Ok(None),
+                    None => session.prepare(&job.copy_sql).await.map(Some),
+                }
+            }))
+            .await?;
+            self.start = at;
+        }
+        match &self.prepared[at - self.start] {
+            Some(statement) => Ok(statement.clone()),
+            None => Err(SnapshotError::Inconsistent(format!(
+                "{} has no COPY statement (a large objects' job)",
+                jobs[at].name
+            ))),
+        }
+    }
+}
+
 /// Bytes of COPY text handed to the compressing thread at a time.
 const BATCH: usize = 256 * 1024;
 
@@ -685,6 +729,7 @@ const END_OF_COPY: &[u8] = b"\\.\n\n\n";
 /// uncompressed bytes.
 async fn copy_table(
     session: &Session,
+    statement: &Statement,
     job: &Job,
     mut framer: Framer,
     sink: &mut Sink,
@@ -702,7 +747,7 @@ async fn copy_table(
         let _ = framer_out.blocking_send(framer.finish());
     });
     let read = async move {
-        let stream = session.copy_out(job.copy_sql.as_str()).await?;
+        let stream = session.copy_out(statement).await?;
         pin_mut!(stream);
         let (mut rows, mut bytes, mut unreported) = (0u64, 0u64, 0u64);
         // The server sends one message per row: gather them into batches, so that the
@@ -762,9 +807,13 @@ async fn read_large_object(
     let mut offset = 0i64;
     loop {
         let piece: Vec<u8> = session
-            .query_one(
+            .query_typed_one(
                 "SELECT lo_get($1, $2, $3)",
-                &[&oid, &offset, &LARGE_OBJECT_PIECE],
+                &[
+                    (&oid, Type::OID),
+                    (&offset, Type::INT8),
+                    (&LARGE_OBJECT_PIECE, Type::INT4),
+                ],
             )
             .await?
             .get(0);
@@ -797,7 +846,8 @@ async fn write_custom(
     sink.write(custom::toc_bytes(header.version, entries))
         .await?;
     let mut copied = Vec::new();
-    for job in jobs {
+    let mut statements = CopyStatements::default();
+    for (at, job) in jobs.iter().enumerate() {
         offsets.insert(job.dump_id, sink.size);
         if let Some(objects) = &job.blobs {
             sink.write(custom::blobs_head(job.dump_id)).await?;
@@ -813,8 +863,16 @@ async fn write_custom(
         }
         let (block, head) = DataBlock::start(job.dump_id, header.compression)?;
         sink.write(head).await?;
-        let (rows, bytes) =
-            copy_table(session, job, Framer::Block(block), &mut sink, report).await?;
+        let statement = statements.get(session, jobs, at).await?;
+        let (rows, bytes) = copy_table(
+            session,
+            &statement,
+            job,
+            Framer::Block(block),
+            &mut sink,
+            report,
+        )
+        .await?;
         copied.push((job.clone(), rows, bytes));
     }
     let object = sink.finish(name).await?;
@@ -842,6 +900,7 @@ async fn write_plain(
     sink.write(plain::preamble(header, &key).into_bytes())
         .await?;
     let mut copied = Vec::new();
+    let mut statements = CopyStatements::default();
     let (mut access_method, mut tablespace) = (None, None);
     for entry in entries {
         if let Some(set) = plain::tablespace(entry, &mut tablespace) {
@@ -851,10 +910,11 @@ async fn write_plain(
             sink.write(set.into_bytes()).await?;
         }
         if entry.had_dumper {
-            let job = jobs
+            let at = jobs
                 .iter()
-                .find(|j| j.dump_id == entry.dump_id)
+                .position(|j| j.dump_id == entry.dump_id)
                 .expect("every data entry has a job");
+            let job = &jobs[at];
             if let Some(objects) = &job.blobs {
                 // As pg_dump writes them: one transaction, each object opened, written in
                 // pieces and closed (descriptor 0: the only one open).
@@ -886,7 +946,9 @@ async fn write_plain(
                 continue;
             }
             sink.write(plain::copy_header(entry).into_bytes()).await?;
-            let (rows, bytes) = copy_table(session, job, Framer::Raw, &mut sink, report).await?;
+            let statement = statements.get(session, jobs, at).await?;
+            let (rows, bytes) =
+                copy_table(session, &statement, job, Framer::Raw, &mut sink, report).await?;
             copied.push((job.clone(), rows, bytes));
         } else {
             sink.write(plain::entry_text(entry, true).into_bytes())
@@ -944,7 +1006,9 @@ async fn write_directory(
                 let name = format!("{}{suffix}", custom::directory_data_name(job.dump_id));
                 let mut sink = Sink::open(&store, &dir.join(&name)?).await?;
                 let framer = Framer::File(Box::new(DataFile::new(compression)?));
-                let (rows, bytes) = copy_table(&session, &job, framer, &mut sink, &report).await?;
+                let statement = session.prepare(&job.copy_sql).await?;
+                let (rows, bytes) =
+                    copy_table(&session, &statement, &job, framer, &mut sink, &report).await?;
                 let object = sink.finish(&format!("archive/{name}")).await?;
                 let mut results = results.lock().unwrap();
                 results.0.push(object);

@@ -16,6 +16,7 @@
 //! table again and refuses a snapshot whose pieces disagree with the source.
 
 use std::time::{Duration, Instant, SystemTime};
+use tokio_postgres::types::Type;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -215,11 +216,11 @@ async fn partial_copy_sql(
 ) -> Result<String, SnapshotError> {
     let qualified = format!("{}.{}", ident(&table.schema), ident(&table.name));
     let row = session
-        .query_opt(
+        .query_typed_opt(
             "SELECT x.condition FROM pg_extension e, \
                     unnest(e.extconfig, e.extcondition) AS x(config, condition) \
              WHERE x.config = to_regclass($1)",
-            &[&qualified],
+            &[(&qualified, Type::TEXT)],
         )
         .await?;
     let Some(condition) = row.map(|r| r.get::<_, String>(0)) else {
@@ -567,7 +568,9 @@ pub async fn work(
         let name = plan.data_name(t, n);
         let mut sink = Sink::open(store, &to.join(&name)?).await?;
         let framer = Framer::File(Box::new(DataFile::new(plan.compression)?));
-        let (rows, bytes) = copy_table(&session, &job, framer, &mut sink, &report).await?;
+        let statement = session.prepare(&job.copy_sql).await?;
+        let (rows, bytes) =
+            copy_table(&session, &statement, &job, framer, &mut sink, &report).await?;
         let object = sink.finish(&name).await?;
         let record = PieceRecord {
             plan: plan.id.clone(),

@@ -5,6 +5,7 @@
 
 use super::checksum::TableRef;
 use crate::pg::{PgError, Session};
+use tokio_postgres::types::Type;
 
 /// SQL condition: namespace `n` is a user schema.
 const USER_SCHEMA: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -79,7 +80,7 @@ pub(super) async fn probe_hashable(
             table.sql_name
         );
         let oid_hashed: bool = session
-            .query_one(OID_HASHED, &[&table.sql_name])
+            .query_typed_one(OID_HASHED, &[(&table.sql_name, Type::TEXT)])
             .await?
             .get(0);
         // A failed probe must not abort an enclosing transaction (a dump's snapshot).

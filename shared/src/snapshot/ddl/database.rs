@@ -5,6 +5,7 @@
 //! database (pg_restore `-C`); a plain dump leaves them out, as `pg_dump -Fp` without `-C` does.
 
 use super::*;
+use tokio_postgres::types::Type;
 
 const PG_DATABASE: u32 = 1262;
 
@@ -91,11 +92,11 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
     let target = format!("DATABASE {quoted}");
     b.comment(at, &target, &target, opt_text(&r, 12));
     let labels = session
-        .query(
+        .query_typed(
             "SELECT format('SECURITY LABEL FOR %s ON DATABASE %s IS %s;', quote_ident(provider), $2::text, \
                            quote_literal(label)) \
              FROM pg_shseclabel WHERE classoid = 'pg_database'::regclass AND objoid = $1 ORDER BY provider",
-            &[&oid, &quoted],
+            &[(&oid, Type::OID), (&quoted, Type::TEXT)],
         )
         .await?;
     if !labels.is_empty() {
@@ -133,11 +134,11 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
         properties.push_str(&alter_config(b.q, &target, &setting));
     }
     let role_settings = session
-        .query(
+        .query_typed(
             "SELECT r.rolname::text, c.c FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, \
                     unnest(s.setconfig) WITH ORDINALITY AS c(c, n) \
              WHERE s.setdatabase = $1 ORDER BY r.rolname, c.n",
-            &[&oid],
+            &[(&oid, Type::OID)],
         )
         .await?;
     for row in role_settings {

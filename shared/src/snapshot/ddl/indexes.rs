@@ -1,6 +1,7 @@
 //! Indexes, the constraints they back, foreign keys and extended statistics.
 
 use super::*;
+use tokio_postgres::types::Type;
 
 /// A primary key or unique constraint definition with its index's storage parameters, where
 /// the grammar puts them: after the columns (and `INCLUDE`), before `DEFERRABLE`.
@@ -125,10 +126,10 @@ pub(super) async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<()
             continue;
         };
         let parent_name: String = session
-            .query_one(
+            .query_typed_one(
                 "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-                &[&parent],
+                &[(&parent, Type::OID)],
             )
             .await?
             .get(0);

@@ -1,6 +1,7 @@
 //! Views and materialized views.
 
 use super::*;
+use tokio_postgres::types::Type;
 
 pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let mut columns = super::tables::columns(session).await?;
@@ -196,12 +197,12 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
     if !postponed.is_empty() {
         let views: Vec<u32> = postponed.iter().copied().collect();
         let functions = session
-            .query(
+            .query_typed(
                 "SELECT DISTINCT d.objid, c.oid FROM pg_depend d JOIN pg_class c ON c.oid = ANY($1) \
                    AND ((d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid) \
                         OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype)) \
                  WHERE d.classid = 'pg_proc'::regclass",
-                &[&views],
+                &[(&views, Type::OID_ARRAY)],
             )
             .await?;
         let keyed = b.keyed();

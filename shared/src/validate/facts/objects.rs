@@ -3,6 +3,7 @@
 //! publications, and large objects.
 
 use std::collections::BTreeMap;
+use tokio_postgres::types::Type;
 
 use super::{USER_SCHEMA, not_extension_member};
 use crate::pg::{PgError, Session};
@@ -403,9 +404,9 @@ pub(super) async fn subscriptions(
         .map(|(column, _, _)| column.to_string())
         .collect();
     let readable: Vec<String> = session
-        .query(
+        .query_typed(
             "SELECT c FROM unnest($1::text[]) c WHERE has_column_privilege('pg_subscription', c, 'SELECT')",
-            &[&known],
+            &[(&known, Type::TEXT_ARRAY)],
         )
         .await?
         .iter()
