@@ -70,12 +70,21 @@ for run in $(seq "$runs"); do
     # The same pg_dump -Fc archive into a fresh empty database each time (not timed), after a
     # CHECKPOINT so that no restore pays for writes left by what ran before it; which tool goes
     # first alternates from run to run.
+    # A restored subscription (the small database's corpus has one) keeps its database from
+    # being dropped until it is detached from its (never created) slot and dropped.
+    drop_restored() {
+      if psql -X -q -At -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'restored'" | grep -q 1; then
+        psql -X -q -At -d restored -c "SELECT format('ALTER SUBSCRIPTION %I DISABLE; ALTER SUBSCRIPTION %I SET (slot_name = NONE); DROP SUBSCRIPTION %I;', subname, subname, subname) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())" \
+          | psql -X -q -d restored
+        dropdb restored
+      fi
+    }
     restore_pg() {
-      dropdb --if-exists restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
+      drop_restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
       measure pg_restore_j2 - pg_restore -j 2 -d restored "$work/archive.dump"
     }
     restore_ferry() { # NAME FROM
-      dropdb --if-exists restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
+      drop_restored; createdb restored; psql -X -q -d bench -c CHECKPOINT
       measure "$1" - ferry restore --jobs 2 --from "$2" \
         --target "postgres://$PGUSER@localhost:$PGPORT/restored?sslmode=verify-full&sslrootcert=$PGSSLROOTCERT"
     }
@@ -83,7 +92,7 @@ for run in $(seq "$runs"); do
     restore_ferry ferry_restore_j2 "file://$work/archive.dump"
     restore_ferry ferry_restore_j2_s3 "${FERRY_S3_BUCKET}archive.dump"
     if (( run % 2 == 0 )); then restore_pg; fi
-    dropdb restored
+    drop_restored
   fi
   if want import; then
     # An empty table each time (and an empty ledger, or the import would be a no-op).

@@ -307,7 +307,7 @@ async fn malformed_files_load_nothing_and_say_where() {
         (
             "after-blank-lines.csv",
             b"id,customer,amount\n\n1,a,1\n\n\n2,\"b\nb\",1\n3,c,x\n",
-            "line 8, column amount, value \"x\"",
+            "line 8, column amount: a value was refused",
         ),
         (
             "unterminated.csv",
@@ -328,7 +328,7 @@ async fn malformed_files_load_nothing_and_say_where() {
         (
             "bad-type.csv",
             b"id,customer,amount\n1,ann,1\n2,bob,lots\n",
-            "line 3, column amount, value \"lots\"",
+            "line 3, column amount: a value was refused",
         ),
         ("blank.csv", b"\n\n", "no header line"),
         ("empty.csv", b"", "empty (0 bytes)"),
@@ -563,8 +563,10 @@ async fn a_killed_connection_leaves_nothing_and_the_rerun_imports_once() {
 async fn every_trigger_shape_through_the_lambda() {
     let f = Fixture::new(shared_pg(), "imp_events");
     f.pg.psql(&f.db, "CREATE SCHEMA \"Odd \"\"S\"\"\"; CREATE TABLE \"Odd \"\"S\"\"\".\"t.x\" (\"Name\" text, n int)");
+    // The convention routes only into tables the allow list names (rules' too, once it is set).
     let routes = json!({"rules":[{"prefix":"drops/","table":"public.orders","mode":"upsert"}],
-                        "processedPrefix":"processed/"});
+                        "processedPrefix":"processed/",
+                        "allow":["public.orders", "Odd \"S\".t.x"]});
     let env = f.lambda_env(routes);
     let function = workspace_binary("import-csv");
 
@@ -663,8 +665,9 @@ async fn every_trigger_shape_through_the_lambda() {
     assert!(f.exists("rejected/drops/c.csv").await && !f.exists("drops/c.csv").await);
     let report: Value =
         serde_json::from_str(&f.get(&format!("rejected/{injection}.error.json")).await).unwrap();
+    // Not on the allow list: refused before the catalog is even asked.
     assert!(
-        report["error"].as_str().unwrap().contains("does not exist"),
+        report["error"].as_str().unwrap().contains("not allowed"),
         "{report}"
     );
     assert_eq!(
@@ -681,16 +684,23 @@ async fn the_command_line_imports_and_refuses_with_exit_code_2() {
     let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("imp_cli"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("orders.csv"), GOOD).unwrap();
-    std::fs::write(dir.join("bad.csv"), "id,customer,amount\n1,a,1\n2,b,two\n").unwrap();
-    let ferry = |file: &str| {
+    std::fs::write(
+        dir.join("bad.csv"),
+        "id,customer,amount\n1,a,1\n2,b,secret-two\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("dup.csv"), "id,customer,amount\n3,bob,1\n").unwrap();
+    let ferry_with = |file: &str, values: &str| {
         std::process::Command::new(workspace_binary("ferry"))
             .args(["--json", "import-csv", "--table", "public.orders", "--from"])
             .arg(format!("file://{}", dir.join(file).display()))
             .args(["--target", &f.pg.url(&f.db)])
             .env_remove("RUST_LOG")
+            .env("FERRY_ERROR_VALUES", values)
             .output()
             .unwrap()
     };
+    let ferry = |file: &str| ferry_with(file, "");
     let out = ferry("orders.csv");
     assert!(
         out.status.success(),
@@ -703,11 +713,33 @@ async fn the_command_line_imports_and_refuses_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["error"]["type"], "Ferry.ImportRejected");
+    // Errors travel to logs and notifications: they name the line and column, never the value
+    // (the server's message for a bad number quotes it), unless FERRY_ERROR_VALUES=true.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("line 3, column amount"), "{message}");
+    assert!(message.contains("22P02"), "{message}");
+    let everything = format!("{message}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!everything.contains("secret-two"), "{everything}");
+    let out = ferry_with("bad.csv", "true");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("line 3, column amount, value \"two\""),
+        message.contains("line 3, column amount, value \"secret-two\""),
         "{message}"
     );
+    // A unique violation's DETAIL quotes the key: withheld too.
+    f.sql("CREATE UNIQUE INDEX ON orders (customer)");
+    let out = ferry("dup.csv");
+    assert_eq!(out.status.code(), Some(2));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("23505"), "{message}");
+    let everything = format!("{message}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!everything.contains("=(bob)"), "{everything}");
+    let out = ferry_with("dup.csv", "true");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("=(bob)"), "{message}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains(f.pg.password()));
     assert_eq!(f.sql("SELECT count(*) FROM orders"), "2");
 }

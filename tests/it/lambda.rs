@@ -39,3 +39,66 @@ async fn logs_are_json_lines() {
         assert!(parsed.get("level").is_some(), "{line}");
     }
 }
+
+/// A Lambda function takes only `s3://` URLs: a `file://` URL in an event would write into the
+/// function's file system or read its own files (`/proc/self/environ` holds its AWS
+/// credentials). The local stack allows them with `FERRY_ALLOW_FILE_URLS=true`; without it,
+/// each job refuses before it reads or writes anything.
+#[tokio::test]
+async fn lambda_functions_refuse_file_urls() {
+    let pg = ferry_tests::shared_pg();
+    let source = pg.create_database("fileurl");
+    pg.psql(
+        &source,
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let refuse = [("FERRY_ALLOW_FILE_URLS", "false".to_string())];
+    let secret = "ferry-test-secret-in-the-environment";
+    let reading = [
+        ("FERRY_ALLOW_FILE_URLS", "false".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", secret.to_string()),
+    ];
+    let to = format!("file://{}/snap/", dir.path().display());
+    let cases = [
+        (
+            "snapshot",
+            json!({"source": pg.url(&source), "to": to}),
+            &refuse[..],
+        ),
+        (
+            "import-csv",
+            json!({"from": "file:///proc/self/environ", "target": pg.url(&source), "table": "public.t"}),
+            &reading[..],
+        ),
+        (
+            "validate",
+            json!({"source": "file:///proc/self/environ", "target": pg.url(&source)}),
+            &reading[..],
+        ),
+        (
+            "restore",
+            json!({"from": "file:///proc/self/environ", "target": pg.url(&source)}),
+            &reading[..],
+        ),
+    ];
+    for (function, event, env) in cases {
+        let run = invoke(&workspace_binary(function), event, env).await;
+        let (error_type, message) = run
+            .result
+            .expect_err(&format!("{function} took a file:// URL"));
+        assert_eq!(error_type, "Ferry.BadInput", "{function}: {message}");
+        assert!(message.contains("s3://"), "{function}: {message}");
+        assert!(!message.contains(secret), "{function}: {message}");
+        assert!(!run.logs.contains(secret), "{function}: {}", run.logs);
+    }
+    assert!(
+        !dir.path().join("snap").exists(),
+        "the snapshot wrote nothing"
+    );
+    assert_eq!(
+        pg.psql(&source, "SELECT count(*) FROM t").trim(),
+        "1",
+        "the import loaded nothing"
+    );
+}

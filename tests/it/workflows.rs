@@ -543,6 +543,8 @@ impl Stack {
         env.push(("PGPASSWORD".into(), pg.password().to_string()));
         // One Neon call gives up on 423/429 quickly, so the workflows' own retries are tested.
         env.push(("FERRY_NEON_RETRY_SECONDS".into(), "1".into()));
+        // The convention (imports/<schema>.<table>/) routes only into allowed tables.
+        env.push(("FERRY_IMPORT_ALLOW".into(), "public.customers".into()));
         env.extend(
             extra_env
                 .iter()

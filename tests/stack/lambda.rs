@@ -209,6 +209,8 @@ pub async fn invoke_with_timeout(
         .env("AWS_LAMBDA_FUNCTION_NAME", "test")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        // The local stack's bucket is a local directory (a test's env may say "false").
+        .env("FERRY_ALLOW_FILE_URLS", "true")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())

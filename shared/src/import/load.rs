@@ -56,6 +56,11 @@ pub(super) fn row_error(
     if let Some(detail) = db.detail() {
         reason.push_str(&format!(" ({detail})"));
     }
+    let mut summary = crate::pg::server_message(db, false);
+    if db.detail().is_some() {
+        summary.push_str(&format!(" (detail {})", crate::pg::WITHHELD));
+    }
+    summary.push_str(&format!(" (SQLSTATE {})", db.code().code()));
     Some((
         copy_line,
         RejectedRow {
@@ -63,6 +68,7 @@ pub(super) fn row_error(
             column,
             value,
             reason,
+            summary,
             record: Bytes::new(),
         },
     ))

@@ -364,6 +364,7 @@ async fn piece(
                 column: r.get(1),
                 value: r.get(2),
                 reason: r.get(3),
+                summary: "in the rejects file".into(),
                 record: bytes::Bytes::from(r.get::<_, Vec<u8>>(4)),
             })
             .collect();

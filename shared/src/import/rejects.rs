@@ -13,7 +13,12 @@ pub struct RejectedRow {
     pub column: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Why, in full: the rejects file's column (the user's own data, beside the record).
     pub reason: String,
+    /// Why, quoting no value: what errors, logs and notifications say (see
+    /// [`crate::pg::values_shown`]).
+    #[serde(skip)]
+    pub summary: String,
     #[serde(skip)]
     pub record: Bytes,
 }
@@ -23,6 +28,9 @@ impl std::fmt::Display for RejectedRow {
         write!(f, "line {}", self.line)?;
         if let Some(column) = &self.column {
             write!(f, ", column {column}")?;
+        }
+        if !crate::pg::values_shown() {
+            return write!(f, ": {}", self.summary);
         }
         if let Some(value) = &self.value {
             write!(f, ", value {value:?}")?;
@@ -86,6 +94,7 @@ mod tests {
             column: Some("amount".into()),
             value: Some("not, \"a\" number".into()),
             reason: "invalid input syntax".into(),
+            summary: String::new(),
             record: Bytes::from_static(b"8,x,\"not, \"\"a\"\" number\"\r\n"),
         }];
         let text = String::from_utf8(rejects_csv(&rows).to_vec()).unwrap();

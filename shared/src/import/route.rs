@@ -1,6 +1,12 @@
 //! Which table an uploaded object goes to: rules (key prefix or glob -> table and options), else
 //! the convention `imports/<schema>.<table>/<file>`, then the allow list. The key only ever
 //! selects among names; the table must then exist in the catalog (looked up with parameters).
+//!
+//! Fail closed: whoever may upload under `imports/` chooses the table by the key, so the
+//! convention routes only into tables an allow list names; with no allow list it routes
+//! nowhere. A rule names its table itself (the operator wrote it), so rules need no allow list,
+//! but when one is given every table, ruled or not, must be on it. System schemas and ferry's
+//! own are never written.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -156,12 +162,13 @@ pub struct Routes {
     /// Tried in order; the first that matches decides.
     #[serde(default)]
     pub rules: Vec<Rule>,
-    /// Route `imports/<schema>.<table>/<file>` to that table when no rule matches (default true).
+    /// Route `imports/<schema>.<table>/<file>` to that table when no rule matches (default true),
+    /// if `allow` names it.
     #[serde(default = "yes")]
     pub convention: bool,
     /// Tables that may be imported into: `schema.table` (or `table`, any schema) as the table's
-    /// name is written, `*` and `?` wildcards. Empty: any table
-    /// outside the system schemas and ferry's own.
+    /// name is written, `*` and `?` wildcards. Empty: only the tables rules name (the
+    /// convention routes nowhere). `FERRY_IMPORT_ALLOW` (comma-separated) adds to it.
     #[serde(default)]
     pub allow: Vec<String>,
     /// Where an object that cannot be imported is moved, with a report beside it.
@@ -244,10 +251,11 @@ impl Routes {
             r.prefix.as_deref().is_some_and(|p| key.starts_with(p))
                 || r.glob.as_deref().is_some_and(|g| wildcard(g, key))
         });
-        let (table, options) = match matched {
+        let (table, options, by_rule) = match matched {
             Some(rule) => (
                 TableName::parse(&rule.table)?,
                 rule.options.over(&self.defaults),
+                true,
             ),
             None => {
                 let folder = key
@@ -267,32 +275,50 @@ impl Routes {
                 };
                 let table = TableName::parse(folder)
                     .map_err(|e| ImportError::BadInput(format!("{key:?} names no table: {e}")))?;
-                (table, self.defaults.clone())
+                (table, self.defaults.clone(), false)
             }
         };
-        self.authorise(&table)?;
+        self.authorise(&table, by_rule)?;
         Ok(Route::Table(table, Box::new(options)))
     }
 
-    /// Whether imports may write into `table`.
-    pub fn authorise(&self, table: &TableName) -> Result<(), ImportError> {
-        let allowed = if self.allow.is_empty() {
-            !SYSTEM_SCHEMAS.contains(&table.schema.as_str()) && !table.schema.starts_with("pg_")
-        } else {
-            wildcard_table(&self.allow, &table.schema, &table.table)
-        };
-        if allowed {
-            Ok(())
-        } else {
+    /// Whether imports may write into `table`, routed there by a rule (`by_rule`) or by the
+    /// convention.
+    fn authorise(&self, table: &TableName, by_rule: bool) -> Result<(), ImportError> {
+        let refuse = |why: String| {
             Err(ImportError::BadInput(format!(
-                "imports into {table} are not allowed{}",
-                if self.allow.is_empty() {
-                    " (a system schema)".to_string()
-                } else {
-                    format!(" (allowed: {})", self.allow.join(", "))
-                }
+                "imports into {table} are not allowed: {why}"
             )))
+        };
+        if SYSTEM_SCHEMAS.contains(&table.schema.as_str()) || table.schema.starts_with("pg_") {
+            return refuse("a system schema".into());
         }
+        if !self.allow.is_empty() {
+            if wildcard_table(&self.allow, &table.schema, &table.table) {
+                return Ok(());
+            }
+            return refuse(format!("not in the allow list ({})", self.allow.join(", ")));
+        }
+        if by_rule {
+            return Ok(());
+        }
+        refuse(
+            "the imports/<schema>.<table>/ convention lets whoever uploads choose the table, so \
+             it routes only into tables an allow list names (\"allow\" in the routes, or \
+             FERRY_IMPORT_ALLOW), and none is set"
+                .into(),
+        )
+    }
+
+    /// Adds the tables of a comma-separated list (`FERRY_IMPORT_ALLOW`) to the allow list.
+    pub fn allowing(mut self, list: &str) -> Routes {
+        self.allow.extend(
+            list.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
+        self
     }
 }
 
@@ -357,7 +383,31 @@ mod tests {
             routes.route("rejected/imports/public.items/a.csv"),
             Ok(Route::Ignore(_))
         ));
-        let open = Routes::default();
+        // No allow list: the convention routes nowhere (whoever uploads would choose the
+        // table); a rule's own table is allowed; system schemas never.
+        let closed = Routes::default();
+        assert!(
+            closed
+                .route("imports/public.orders/f.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("allow list")
+        );
+        let ruled = Routes::from_json(
+            r#"{"rules":[{"prefix":"drops/","table":"sales.orders"},
+                         {"prefix":"sys/","table":"pg_catalog.pg_class"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(ruled.route("drops/a.csv"), Ok(Route::Table(..))));
+        assert!(ruled.route("imports/sales.orders/a.csv").is_err());
+        assert!(
+            ruled
+                .route("sys/a.csv")
+                .unwrap_err()
+                .to_string()
+                .contains("system")
+        );
+        let open = Routes::default().allowing(" *.*, ");
         assert!(
             open.route("imports/pg_catalog.pg_class/f.csv")
                 .unwrap_err()

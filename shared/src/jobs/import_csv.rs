@@ -227,9 +227,16 @@ impl From<ImportError> for JobError {
 
 const TARGET_VAR: &str = "FERRY_IMPORT_TARGET";
 const ROUTES_VAR: &str = "FERRY_IMPORT_ROUTES";
+const ALLOW_VAR: &str = "FERRY_IMPORT_ALLOW";
 
-/// The routes of the environment: JSON text, or the URL of a JSON object.
+/// The routes of the environment (JSON text, or the URL of a JSON object), with the tables
+/// `FERRY_IMPORT_ALLOW` allows added to their allow list.
 async fn routes_from_env(ctx: &Context) -> Result<Routes, JobError> {
+    let allow = std::env::var(ALLOW_VAR).unwrap_or_default();
+    Ok(routes_of_env(ctx).await?.allowing(&allow))
+}
+
+async fn routes_of_env(ctx: &Context) -> Result<Routes, JobError> {
     let Some(text) = std::env::var(ROUTES_VAR)
         .ok()
         .filter(|v| !v.trim().is_empty())

@@ -257,9 +257,18 @@ pub async fn database(spec: &str) -> Result<PgConfig, JobError> {
     let uri = client
         .connection_uri(&project, &branch.id, &db, &role, false)
         .await?;
+    // Neon's URIs say `sslmode=require` (any certificate): what the API hands out is verified
+    // (an API reached over plain http is a local emulator, whose URIs stand as they are).
+    let verify = client.config().host.starts_with("https://");
     // Do not echo the URI in an error: it holds the password.
     PgConfig::parse(uri.expose())
-        .map(|c| c.direct())
+        .map(|c| {
+            if verify {
+                c.direct().verified()
+            } else {
+                c.direct()
+            }
+        })
         .map_err(|_| {
             JobError::BadInput(format!(
                 "the Neon API returned an unusable connection URI for {spec}"

@@ -208,6 +208,13 @@ impl PgConfig {
         format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
     }
 
+    /// The same settings, with the server's certificate and host name verified (`verify-full`):
+    /// for connection URIs that the Neon API hands out, whatever `sslmode` they carry.
+    pub fn verified(mut self) -> PgConfig {
+        self.sslmode = SslMode::VerifyFull;
+        self
+    }
+
     /// Whether the host is a Neon connection pooler (`ep-...-pooler.region...`).
     pub fn is_pooler(&self) -> bool {
         self.host
@@ -484,7 +491,16 @@ impl Fields {
             Some(mode) => mode.parse()?,
             None => SslMode::default(),
         };
-        let sslrootcert = self.sslrootcert.or_else(|| env("PGSSLROOTCERT"));
+        let mut sslrootcert = self.sslrootcert.or_else(|| env("PGSSLROOTCERT"));
+        // A Neon host is reached only with its certificate verified against the public roots,
+        // whatever the URL says (`prefer` would fall back to plaintext, `require` would take
+        // any certificate): Neon's computes all have publicly trusted certificates.
+        let sslmode = if is_neon_host(&host) {
+            sslrootcert = None;
+            SslMode::VerifyFull
+        } else {
+            sslmode
+        };
         let channel_binding_required = match self
             .channel_binding
             .or_else(|| env("PGCHANNELBINDING"))
@@ -533,6 +549,12 @@ impl Fields {
     }
 }
 
+/// Whether `host` is one of Neon's (`*.neon.tech`), whose connections are always verified.
+pub fn is_neon_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "neon.tech" || host.ends_with(".neon.tech")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -560,9 +582,35 @@ mod tests {
         assert_eq!(c.port, 6543);
         assert_eq!(c.dbname, "my db");
         assert_eq!(c.sslmode, SslMode::VerifyFull);
-        assert_eq!(c.sslrootcert.as_deref(), Some("system"));
+        // A Neon host is verified against the public (bundled) roots, whatever was given.
+        assert_eq!(c.sslrootcert, None);
         assert!(c.channel_binding_required);
         assert_eq!(c.application_name.as_deref(), Some("x"));
+    }
+
+    /// A Neon host is always `verify-full` against the public roots: `prefer` would fall back
+    /// to plaintext and `require` takes any certificate (a man in the middle's too).
+    #[test]
+    fn neon_hosts_are_always_verified() {
+        for url in [
+            "postgres://u:p@ep-a-1.us-east-2.aws.neon.tech/db?sslmode=prefer",
+            "postgres://u:p@ep-a-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require",
+            "postgres://u:p@EP-A-1.US-EAST-2.AWS.NEON.TECH./db?sslmode=disable&sslrootcert=/tmp/mine.pem",
+            "postgres://u:p@ep-a-1.us-east-2.aws.neon.tech/db",
+        ] {
+            let c = parse(url, &[("PGSSLMODE", "allow"), ("PGSSLROOTCERT", "/x.pem")]).unwrap();
+            assert_eq!(c.sslmode, SslMode::VerifyFull, "{url}");
+            assert_eq!(c.sslrootcert, None, "{url}");
+            assert_eq!(c.direct().sslmode, SslMode::VerifyFull, "{url}");
+        }
+        for url in [
+            "postgres://u:p@neon.tech.example.com/db?sslmode=prefer",
+            "postgres://u:p@myneon.tech/db?sslmode=prefer",
+        ] {
+            assert_eq!(parse(url, &[]).unwrap().sslmode, SslMode::Prefer, "{url}");
+        }
+        let from_api = parse("postgres://u:p@localhost/db?sslmode=require", &[]).unwrap();
+        assert_eq!(from_api.verified().sslmode, SslMode::VerifyFull);
     }
 
     #[test]

@@ -148,18 +148,55 @@ pub(crate) fn tls_error(io: &std::io::Error) -> Option<&rustls::Error> {
     io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-/// A driver error with its server-side detail, which tokio-postgres leaves out of `Display`.
+/// Whether errors may quote values from the data: `FERRY_ERROR_VALUES=true`. By default they
+/// do not, since errors travel to logs, workflow payloads and notifications: a server's DETAIL
+/// (`Key (email)=(ada@example.com) already exists`, `Failing row contains (...)`) is withheld,
+/// and so is the message of a data exception (SQLSTATE class 22), which quotes the value it
+/// refused (`invalid input syntax for type integer: "..."`).
+pub fn values_shown() -> bool {
+    static SHOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHOWN.get_or_init(|| std::env::var("FERRY_ERROR_VALUES").as_deref() == Ok("true"))
+}
+
+/// What is said instead of a withheld message or detail.
+pub const WITHHELD: &str = "withheld: it can quote row values; FERRY_ERROR_VALUES=true shows it";
+
+/// A server error's message as ferry reports it: a data exception's (class 22, which quotes the
+/// value) replaced by what the error's fields say, unless values are shown.
+pub fn server_message(db: &tokio_postgres::error::DbError, values: bool) -> String {
+    if values || !db.code().code().starts_with("22") {
+        return db.message().to_string();
+    }
+    let mut s = "a value was refused".to_string();
+    if let Some(column) = db.column() {
+        s.push_str(&format!(" in column {}", crate::sql::display_name(column)));
+    }
+    if let Some(datatype) = db.datatype() {
+        s.push_str(&format!(" (type {datatype})"));
+    }
+    s.push_str(&format!(" (the server's message {WITHHELD})"));
+    s
+}
+
+/// A driver error with its server-side detail, which tokio-postgres leaves out of `Display`;
+/// without values (see [`values_shown`]).
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    describe_with(e, values_shown())
+}
+
+pub(crate) fn describe_with(e: &tokio_postgres::Error, values: bool) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!(
                 "{}: {} (SQLSTATE {})",
                 db.severity(),
-                db.message(),
+                server_message(db, values),
                 db.code().code()
             );
-            if let Some(detail) = db.detail() {
-                s.push_str(&format!("; detail: {detail}"));
+            match db.detail() {
+                Some(detail) if values => s.push_str(&format!("; detail: {detail}")),
+                Some(_) => s.push_str(&format!("; detail {WITHHELD}")),
+                None => {}
             }
             if let Some(hint) = db.hint() {
                 s.push_str(&format!("; hint: {hint}"));

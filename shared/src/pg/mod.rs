@@ -13,4 +13,4 @@ pub mod tls;
 
 pub use config::{PgConfig, SslMode};
 pub use connect::{Session, connect};
-pub use error::PgError;
+pub use error::{PgError, WITHHELD, server_message, values_shown};

@@ -318,6 +318,11 @@ pub struct StoreConfig {
     pub copy_part_size: u64,
     /// Encryption, storage class and tags of the objects written (S3 only).
     pub write: WriteSettings,
+    /// Refuse `file://` URLs: set in Lambda functions, where a `file://` URL in an event would
+    /// read or write the function's own files (`/proc/self/environ` holds its credentials).
+    /// The local stack, which runs the functions against a local directory, sets
+    /// `FERRY_ALLOW_FILE_URLS=true`.
+    pub refuse_local_files: bool,
 }
 
 /// How objects are stored when written to S3: server-side encryption, storage class, tags.
@@ -465,6 +470,7 @@ impl Default for StoreConfig {
             max_single_copy: 5 * 1024 * 1024 * 1024,
             copy_part_size: 512 * 1024 * 1024,
             write: WriteSettings::default(),
+            refuse_local_files: false,
         }
     }
 }
@@ -554,6 +560,14 @@ impl Store {
     pub async fn for_url(url: &ObjectUrl, config: &StoreConfig) -> Result<Store, StoreError> {
         Ok(match &url.bucket {
             Some(bucket) => Store::S3(S3Store::new(bucket, config).await?),
+            None if config.refuse_local_files => {
+                return Err(StoreError::BadUrl {
+                    url: url.to_string(),
+                    reason: "a Lambda function reads and writes only s3:// URLs (a file:// URL \
+                             would reach the function's own files)"
+                        .into(),
+                });
+            }
             None => Store::Local(LocalStore::new("/")),
         })
     }
