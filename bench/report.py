@@ -50,7 +50,8 @@ def main() -> None:
         })
     result = {
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server},
-        "dataset": {"scale": int(scale), "orders": int(orders), "corpus": corpus or None,
+        "dataset": {"scale": int(scale), "orders": int(orders),
+                    "corpus": os.path.relpath(corpus) if corpus else None,
                     "database_bytes": int(size)},
         "runs": int(runs),
         # Every client reached the server through delay-proxy with this delay each way.

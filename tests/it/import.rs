@@ -335,7 +335,8 @@ async fn malformed_files_load_nothing_and_say_where() {
         (
             "unknown-column.csv",
             b"id,customer,colour\n1,ann,red\n",
-            "colour",
+            // Not the name: a file without a header line would show its first row there.
+            "field 3 (names withheld",
         ),
         (
             "duplicate-key.csv",
@@ -436,6 +437,86 @@ async fn rejects_within_a_budget(pg: &'static PgServer) {
         "{err}"
     );
     assert_eq!(f.sql("SELECT count(*) FROM orders"), "1998");
+    assert_eq!(f.sql("SELECT count(*) FROM ferry_import.ledger"), "1");
+}
+
+/// The server translates its messages (`lc_messages`): a bad row is told by its SQLSTATE and
+/// found by bisection under savepoints, never by reading the message, so a server speaking
+/// German sets aside the same rows (dev/setup generates the de_DE.UTF-8 locale).
+#[tokio::test]
+async fn bad_rows_are_found_whatever_language_the_server_speaks() {
+    let f = Fixture::new(shared_pg(), "imp_german");
+    f.sql(&format!(
+        "ALTER DATABASE \"{}\" SET lc_messages = 'de_DE.UTF-8'",
+        f.db
+    ));
+    let said = f.sql(
+        "CREATE FUNCTION pg_temp.said() RETURNS text LANGUAGE plpgsql AS $$ \
+         BEGIN PERFORM 'x'::int; RETURN ''; EXCEPTION WHEN others THEN RETURN SQLERRM; END $$; \
+         SELECT pg_temp.said()",
+    );
+    assert!(
+        said.contains("Eingabesyntax"),
+        "the server speaks German: {said}"
+    );
+    let mut body = String::from("id,customer,amount\n");
+    for i in 1..=300 {
+        match i {
+            7 => body.push_str("7,seven,sieben\n"),
+            100 => body.push_str("100,,5\n"),
+            250 => body.push_str("250,dup,1\n250,dup,2\n"),
+            _ => body.push_str(&format!("{i},c{i},{i}.25\n")),
+        }
+    }
+    let url = f.put("de/orders.csv", body).await;
+    let rejects_to = format!("s3://{}/rejects-de/", f.bucket);
+    let out = f
+        .import(
+            &url,
+            CsvOptions {
+                max_rejected_rows: Some(3),
+                rejects_to: Some(rejects_to),
+                ..CsvOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let report = out.imports[0].report.clone().unwrap();
+    assert_eq!(
+        (report.rows_read, report.rows_loaded, report.rows_rejected),
+        (301, 298, 3)
+    );
+    let rejects = f.get("rejects-de/orders.csv.rejects.csv").await;
+    let lines: Vec<u64> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(lines, [8, 101, 252], "{rejects}");
+    assert_eq!(
+        f.sql("SELECT count(*), sum(id) FROM orders"),
+        format!("298|{}", 300 * 301 / 2 - 7 - 100)
+    );
+}
+
+/// Imports never write into ferry's own bookkeeping or a system schema, whoever names the table
+/// (a request's own `table` as much as a route).
+#[tokio::test]
+async fn a_request_cannot_name_ferrys_own_tables() {
+    let f = Fixture::new(shared_pg(), "imp_own");
+    let url = f.put("good.csv", GOOD).await;
+    f.import(&url, CsvOptions::default()).await.unwrap();
+    let forged = f
+        .put("forged.csv", "bucket,key,version,target_table\nb,k,v,t\n")
+        .await;
+    for table in ["ferry_import.ledger", "pg_catalog.pg_class"] {
+        let err = f
+            .import_into(table, &forged, CsvOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "Ferry.BadInput", "{table}: {err}");
+        assert!(err.to_string().contains("not allowed"), "{table}: {err}");
+    }
     assert_eq!(f.sql("SELECT count(*) FROM ferry_import.ledger"), "1");
 }
 

@@ -153,20 +153,6 @@ impl Batch {
         }
         out
     }
-
-    /// Which record of `range` holds line `line` of a `COPY` that was sent exactly those
-    /// records (its first line being 1, as the server counts in its error context).
-    pub fn record_at_copy_line(&self, range: std::ops::Range<usize>, line: u64) -> usize {
-        let mut first_line = 1u64;
-        for i in range.clone() {
-            let last_line = first_line + u64::from(self.records[i].lines.max(1)) - 1;
-            if line <= last_line {
-                return i;
-            }
-            first_line = last_line + 1;
-        }
-        range.end.saturating_sub(1).max(range.start)
-    }
 }
 
 /// A file that is not CSV as declared: where and why.
@@ -580,37 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn server_lines_map_back_to_records() {
-        let batch = Batch {
-            end_offset: 10,
-            next_line: 15,
-            data: Bytes::from_static(b"a\n\"b\nc\"\nd\n"),
-            records: vec![
-                Record {
-                    start: 0,
-                    end: 2,
-                    line: 10,
-                    lines: 1,
-                },
-                Record {
-                    start: 2,
-                    end: 8,
-                    line: 11,
-                    lines: 2,
-                },
-                Record {
-                    start: 8,
-                    end: 10,
-                    line: 14,
-                    lines: 1,
-                },
-            ],
-        };
-        assert_eq!(batch.record_at_copy_line(0..3, 1), 0);
-        assert_eq!(batch.record_at_copy_line(0..3, 2), 1);
-        assert_eq!(batch.record_at_copy_line(0..3, 3), 1);
-        assert_eq!(batch.record_at_copy_line(0..3, 4), 2);
-        assert_eq!(batch.record_at_copy_line(1..3, 3), 2);
+    fn fields_unquote_doubled_quotes() {
         let fields = fields(b"\"a\"\"b\",c,\"\"\r\n", &Dialect::default(), 1).unwrap();
         assert_eq!(fields, [b"a\"b".to_vec(), b"c".to_vec(), b"".to_vec()]);
     }

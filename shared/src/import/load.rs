@@ -1,6 +1,7 @@
 //! Load and bad-row handling: batches of records into `COPY ... FROM STDIN`, each under a
-//! savepoint when rows may be rejected; a row the server refuses is set aside and the rows
-//! before it loaded again.
+//! savepoint when rows may be rejected; when the server refuses a row (told by SQLSTATE), the
+//! batch is bisected, each half under its own savepoint, down to the record it refuses, which
+//! is set aside while the rest loads.
 
 use std::{collections::VecDeque, ops::Range, time::SystemTime};
 
@@ -15,27 +16,58 @@ use super::rejects::RejectedRow;
 use super::table::TableName;
 use super::{CsvError, ImportError, Options};
 
-/// A row-level refusal from the server, read from its error context
-/// (`COPY t, line N, column c: "value"`).
-pub(super) fn row_error(
+/// Whether the server refused a row rather than the load: a data exception (SQLSTATE class 22)
+/// or an integrity constraint violation (class 23). Told by the code, never by the message,
+/// which the server translates (`lc_messages`).
+pub(super) fn refuses_a_row(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(&c.code()[..2], "22" | "23"))
+}
+
+/// A row the server refused, for the error and the rejects file. The line the caller knows (a
+/// lenient load finds the record by bisection); the column and value, and the line within a
+/// strict load's single `COPY`, only come from the server's error context
+/// (`COPY t, line N, column c: "value"`), read when it is in English: they are what the
+/// message says, never what decides.
+pub(super) fn refused_row(
     e: &tokio_postgres::Error,
     relname: &str,
     columns: &[String],
-) -> Option<(u64, RejectedRow)> {
-    let db = e.as_db_error()?;
-    let class = &db.code().code()[..2];
-    if class != "22" && class != "23" {
-        return None;
+) -> (Option<u64>, RejectedRow) {
+    let mut row = RejectedRow {
+        line: 0,
+        column: None,
+        value: None,
+        reason: e.to_string(),
+        summary: String::new(),
+        record: Bytes::new(),
+    };
+    let Some(db) = e.as_db_error() else {
+        row.summary = row.reason.clone();
+        return (None, row);
+    };
+    row.reason = db.message().to_string();
+    if let Some(detail) = db.detail() {
+        row.reason.push_str(&format!(" ({detail})"));
     }
-    let context = db.where_()?;
+    row.summary = crate::pg::server_message(db, false);
+    if db.detail().is_some() {
+        row.summary
+            .push_str(&format!(" (detail {})", crate::pg::WITHHELD));
+    }
+    row.summary
+        .push_str(&format!(" (SQLSTATE {})", db.code().code()));
     let prefix = format!("COPY {relname}, line ");
-    let line_ctx = context
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))?;
+    let Some(line_ctx) = db.where_().and_then(|context| {
+        context
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+    }) else {
+        return (None, row);
+    };
     let digits = line_ctx.bytes().take_while(u8::is_ascii_digit).count();
-    let copy_line: u64 = line_ctx[..digits].parse().ok()?;
+    let copy_line = line_ctx[..digits].parse().ok();
     let rest = &line_ctx[digits..];
-    let (mut column, mut value) = (None, None);
     if let Some(after) = rest.strip_prefix(", column ") {
         // The longest of our column names that the context names.
         if let Some(name) = columns
@@ -43,35 +75,14 @@ pub(super) fn row_error(
             .filter(|c| after.starts_with(c.as_str()) && after[c.len()..].starts_with(':'))
             .max_by_key(|c| c.len())
         {
-            column = Some(name.clone());
+            row.column = Some(name.clone());
             let v = after[name.len() + 1..].trim_start();
             if let Some(quoted) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                value = Some(quoted.to_string());
-            } else if v == "null input" {
-                value = None;
+                row.value = Some(quoted.to_string());
             }
         }
     }
-    let mut reason = db.message().to_string();
-    if let Some(detail) = db.detail() {
-        reason.push_str(&format!(" ({detail})"));
-    }
-    let mut summary = crate::pg::server_message(db, false);
-    if db.detail().is_some() {
-        summary.push_str(&format!(" (detail {})", crate::pg::WITHHELD));
-    }
-    summary.push_str(&format!(" (SQLSTATE {})", db.code().code()));
-    Some((
-        copy_line,
-        RejectedRow {
-            line: 0,
-            column,
-            value,
-            reason,
-            summary,
-            record: Bytes::new(),
-        },
-    ))
+    (copy_line, row)
 }
 
 /// Sends records as one `COPY`; the number of rows the server took.
@@ -87,9 +98,6 @@ pub(super) async fn copy(
     }
     sink.finish().await
 }
-
-/// Records per `COPY` after a batch had a bad row (to bound the rows sent again per bad row).
-pub(super) const AFTER_ERROR_RECORDS: usize = 500;
 
 #[derive(Default)]
 pub(super) struct Loaded {
@@ -157,37 +165,36 @@ pub(super) async fn load(
             if range.is_empty() {
                 continue;
             }
-            if lenient {
-                session.batch_execute("SAVEPOINT ferry_batch").await?;
-            }
+            session.batch_execute("SAVEPOINT ferry_batch").await?;
             match copy(session, statement, batch.slice(range.clone())).await {
                 Ok(rows) => {
                     out.rows_loaded += rows;
-                    if lenient {
-                        session
-                            .batch_execute("RELEASE SAVEPOINT ferry_batch")
-                            .await?;
-                    }
+                    session
+                        .batch_execute("RELEASE SAVEPOINT ferry_batch")
+                        .await?;
                 }
                 Err(e) => {
-                    let Some((copy_line, mut row)) = row_error(&e, relname, columns) else {
+                    if !refuses_a_row(&e) {
                         return Err(ImportError::from(e));
-                    };
-                    let k = batch.record_at_copy_line(range.clone(), copy_line);
-                    let record = batch.record(k);
-                    row.line = batch.records[k].line;
-                    row.record = Bytes::copy_from_slice(&record[..record.len().min(64 * 1024)]);
-                    if !lenient {
-                        return Err(ImportError::BadRow {
-                            url: url.to_string(),
-                            row: Box::new(row),
-                        });
                     }
                     session
                         .batch_execute(
                             "ROLLBACK TO SAVEPOINT ferry_batch; RELEASE SAVEPOINT ferry_batch",
                         )
                         .await?;
+                    // Which record: by bisection, each half under its own savepoint (the
+                    // half that loads stays loaded), down to the one the server refuses.
+                    if range.len() > 1 {
+                        let middle = range.start + range.len() / 2;
+                        todo.push_front(middle..range.end);
+                        todo.push_front(range.start..middle);
+                        continue;
+                    }
+                    let k = range.start;
+                    let (_, mut row) = refused_row(&e, relname, columns);
+                    let record = batch.record(k);
+                    row.line = batch.records[k].line;
+                    row.record = Bytes::copy_from_slice(&record[..record.len().min(64 * 1024)]);
                     out.rejected.push(row);
                     if already_rejected + out.rejected.len() as u64 > options.max_rejected_rows {
                         return Err(ImportError::TooManyRejected {
@@ -196,18 +203,6 @@ pub(super) async fn load(
                             first: Box::new(out.rejected.swap_remove(0)),
                         });
                     }
-                    // After the bad row, in small pieces; before it, as one piece again.
-                    let mut rest = k + 1;
-                    let mut after = Vec::new();
-                    while rest < range.end {
-                        let end = (rest + AFTER_ERROR_RECORDS).min(range.end);
-                        after.push(rest..end);
-                        rest = end;
-                    }
-                    for r in after.into_iter().rev() {
-                        todo.push_front(r);
-                    }
-                    todo.push_front(range.start..k);
                 }
             }
         }
@@ -240,14 +235,19 @@ pub(super) async fn load_streaming(
     let mut sent = 1u64;
     let mut expected_file_line = None;
     let refused = |e: tokio_postgres::Error, anchors: &[(u64, u64)]| {
-        let Some((copy_line, mut row)) = row_error(&e, relname, columns) else {
+        if !refuses_a_row(&e) {
             return ImportError::from(e);
-        };
-        let at = anchors.partition_point(|(s, _)| *s <= copy_line);
-        row.line = match at.checked_sub(1).map(|i| anchors[i]) {
-            Some((s, f)) => f + (copy_line - s),
-            None => copy_line,
-        };
+        }
+        // One COPY carried the whole file: only the server's context says which line (0, not
+        // known, when it is not in English).
+        let (copy_line, mut row) = refused_row(&e, relname, columns);
+        if let Some(copy_line) = copy_line {
+            let at = anchors.partition_point(|(s, _)| *s <= copy_line);
+            row.line = match at.checked_sub(1).map(|i| anchors[i]) {
+                Some((s, f)) => f + (copy_line - s),
+                None => copy_line,
+            };
+        }
         ImportError::BadRow {
             url: url.to_string(),
             row: Box::new(row),

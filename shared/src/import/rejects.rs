@@ -25,7 +25,13 @@ pub struct RejectedRow {
 
 impl std::fmt::Display for RejectedRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}", self.line)?;
+        match self.line {
+            0 => write!(
+                f,
+                "a row (which line, only the server's error context says, and it is not in English)"
+            )?,
+            line => write!(f, "line {line}")?,
+        }
         if let Some(column) = &self.column {
             write!(f, ", column {column}")?;
         }

@@ -215,6 +215,18 @@ const SYSTEM_SCHEMAS: [&str; 5] = [
     "ferry_restore",
 ];
 
+/// Whether imports may write into `table` at all, however it was named (a route, a request's
+/// own `table`): never into a system schema or ferry's own bookkeeping (`ferry_import`'s ledger,
+/// `ferry_restore`'s progress), which a forged row would corrupt.
+pub fn writable(table: &TableName) -> Result<(), ImportError> {
+    if SYSTEM_SCHEMAS.contains(&table.schema.as_str()) || table.schema.starts_with("pg_") {
+        return Err(ImportError::BadInput(format!(
+            "imports into {table} are not allowed: a system schema or ferry's own"
+        )));
+    }
+    Ok(())
+}
+
 /// Where an object goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
@@ -290,9 +302,7 @@ impl Routes {
                 "imports into {table} are not allowed: {why}"
             )))
         };
-        if SYSTEM_SCHEMAS.contains(&table.schema.as_str()) || table.schema.starts_with("pg_") {
-            return refuse("a system schema".into());
-        }
+        writable(table)?;
         if !self.allow.is_empty() {
             if wildcard_table(&self.allow, &table.schema, &table.table) {
                 return Ok(());

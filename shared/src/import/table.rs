@@ -189,7 +189,7 @@ pub(super) fn map_columns(
             (Some(c), _) => c,
             (None, [c]) => *c,
             _ => {
-                unknown.push(name.clone());
+                unknown.push((mapped.len() + unknown.len() + 1, name.clone()));
                 continue;
             }
         };
@@ -210,10 +210,24 @@ pub(super) fn map_columns(
     }
     if !unknown.is_empty() {
         let available: Vec<String> = table.columns.iter().map(|c| ident(&c.name)).collect();
+        // A file without a header line has a row of data where the names should be: the
+        // names are quoted only where values may be (`FERRY_ERROR_VALUES=true`).
+        let named = if explicit || crate::pg::values_shown() {
+            format!(
+                "{:?}",
+                unknown.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>()
+            )
+        } else {
+            let fields: Vec<String> = unknown.iter().map(|(at, _)| at.to_string()).collect();
+            format!(
+                "field {} (names {}, since a file without a header line would show its first row)",
+                fields.join(", "),
+                crate::pg::WITHHELD
+            )
+        };
         return Err(ImportError::BadInput(format!(
-            "{what} names columns {} does not have: {:?} (its columns: {})",
+            "{what} names columns {} does not have: {named} (its columns: {})",
             table.name,
-            unknown,
             available.join(", ")
         )));
     }

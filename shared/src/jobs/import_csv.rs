@@ -297,10 +297,11 @@ async fn import_request(
     }
     let config = target_from(request.target.as_deref()).await?;
     let (table, options) = match &request.table {
-        Some(t) => (
-            TableName::parse(t).map_err(|e| JobError::BadInput(e.to_string()))?,
-            request.options.clone(),
-        ),
+        Some(t) => {
+            let table = TableName::parse(t).map_err(|e| JobError::BadInput(e.to_string()))?;
+            import::route::writable(&table).map_err(|e| JobError::BadInput(e.to_string()))?;
+            (table, request.options.clone())
+        }
         None => {
             let routes = match &request.routes {
                 Some(r) => r.clone(),

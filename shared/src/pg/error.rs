@@ -162,9 +162,11 @@ pub fn values_shown() -> bool {
 pub const WITHHELD: &str = "withheld: it can quote row values; FERRY_ERROR_VALUES=true shows it";
 
 /// A server error's message as ferry reports it: a data exception's (class 22, which quotes the
-/// value) replaced by what the error's fields say, unless values are shown.
+/// value) or a PL/pgSQL `RAISE`'s (class P0, whose text a trigger may build from the row's
+/// values) replaced by what the error's fields say, unless values are shown.
 pub fn server_message(db: &tokio_postgres::error::DbError, values: bool) -> String {
-    if values || !db.code().code().starts_with("22") {
+    let code = db.code().code();
+    if values || !(code.starts_with("22") || code.starts_with("P0")) {
         return db.message().to_string();
     }
     let mut s = "a value was refused".to_string();

@@ -346,13 +346,34 @@ fn restorers_record(
     }
 }
 
-/// The first line of a statement, for error messages.
+/// The first line of a statement, for error messages. A statement that carries rows (a dump
+/// made with `--inserts`, a seed script's `INSERT ... VALUES`) is named by its first three
+/// words (`INSERT INTO public.users`), unless values may be shown (`FERRY_ERROR_VALUES`).
 pub(super) fn statement_label(sql: &str) -> String {
+    statement_label_with(sql, crate::pg::values_shown())
+}
+
+fn statement_label_with(sql: &str, values: bool) -> String {
     let line = sql
         .lines()
         .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
         .unwrap_or("")
         .trim();
+    let verb = line
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    if !values
+        && matches!(
+            verb.as_str(),
+            "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "SELECT" | "WITH"
+        )
+    {
+        let words: Vec<&str> = line.split_whitespace().take(3).collect();
+        let head: String = words.join(" ").chars().take(80).collect();
+        return format!("statement {head:?} (the rest {})", crate::pg::WITHHELD);
+    }
     let short: String = line.chars().take(80).collect();
     format!("statement {short:?}")
 }
@@ -415,4 +436,27 @@ pub(super) async fn copy_plain(
         let _ = session.batch_execute("ROLLBACK").await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_label_with;
+
+    /// A failing `INSERT` of a `--inserts` dump is named without its values.
+    #[test]
+    fn statements_carrying_rows_are_named_without_their_values() {
+        let insert = "INSERT INTO public.users VALUES (1, 'ada@example.com', 'hunter2');";
+        let label = statement_label_with(insert, false);
+        assert!(
+            label.starts_with("statement \"INSERT INTO public.users\""),
+            "{label}"
+        );
+        assert!(!label.contains("hunter2"), "{label}");
+        assert!(statement_label_with(insert, true).contains("hunter2"));
+        let create = "CREATE TABLE public.users (id int);";
+        assert_eq!(
+            statement_label_with(create, false),
+            format!("statement {create:?}")
+        );
+    }
 }
