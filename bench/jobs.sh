@@ -52,16 +52,25 @@ measure() { # NAME OUTPUT COMMAND... : appends "NAME seconds max-rss-kB output-b
   echo "$name $(cat "$work/t") $bytes" >> "$work/times"
   rm -rf "$output"
 }
+# Which of a pair goes first alternates from run to run, after a CHECKPOINT (so that neither pays
+# for writes what ran before left behind).
+pair() { # THEIRS-COMMAND... -- OURS-COMMAND...
+  local theirs=() ours=()
+  while [[ $1 != -- ]]; do theirs+=("$1"); shift; done
+  shift; ours=("$@")
+  psql -X -q -d bench -c CHECKPOINT
+  if (( run % 2 )); then "${theirs[@]}"; "${ours[@]}"; else "${ours[@]}"; "${theirs[@]}"; fi
+}
 for run in $(seq "$runs"); do
   if want validate; then
-    measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench
-    measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
+    pair measure pg_dump_plain "$work/dump.sql" pg_dump -Fp -f "$work/dump.sql" bench \
+      -- measure ferry_validate - ferry validate --checksums --source "file://$work/manifest.json" --target "$db"
   fi
   if want snapshot; then
-    measure pg_dump_custom "$work/dump.custom" pg_dump -Fc -f "$work/dump.custom" bench
-    measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
-    measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench
-    measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
+    pair measure pg_dump_custom "$work/dump.custom" pg_dump -Fc -f "$work/dump.custom" bench \
+      -- measure ferry_snapshot_custom "$work/snap" ferry snapshot --source "$db" --to "file://$work/snap/"
+    pair measure pg_dump_directory "$work/dump.dir" pg_dump -Fd -j 2 -f "$work/dump.dir" bench \
+      -- measure ferry_snapshot_directory "$work/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "file://$work/snap/"
     # The same into the S3-compatible server (sizes read from the directory it keeps them in).
     measure ferry_snapshot_custom_s3 "$FERRY_S3_BUCKET_DIR/snap" ferry snapshot --source "$db" --to "${FERRY_S3_BUCKET}snap/"
     measure ferry_snapshot_directory_s3 "$FERRY_S3_BUCKET_DIR/snap" ferry snapshot --format directory --jobs 2 --source "$db" --to "${FERRY_S3_BUCKET}snap/"

@@ -37,6 +37,8 @@ def main() -> None:
         ["psql", "-X", "-A", "-t", "-d", "bench", "-c", "SHOW server_version"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
+    pg_dump = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True,
+                             check=True).stdout.strip()
     comparisons = []
     for ours, theirs, job, tool in PAIRS:
         if not any(r[0] == ours for r in rows):
@@ -49,7 +51,8 @@ def main() -> None:
             "ours_output_bytes": output_bytes(ours), "theirs_output_bytes": output_bytes(theirs),
         })
     result = {
-        "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server},
+        "machine": {"cores": os.cpu_count(), "kernel": platform.release(), "postgres": server,
+                    "pg_dump": pg_dump},
         "dataset": {"scale": int(scale), "orders": int(orders),
                     "corpus": os.path.relpath(corpus) if corpus else None,
                     "database_bytes": int(size)},

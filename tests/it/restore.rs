@@ -217,6 +217,65 @@ async fn a_pg_dump_18_plain_dump_restores_into_postgresql_14() {
     );
 }
 
+/// A plain script's setting the server does not know is skipped (as psql does), told by
+/// SQLSTATE and by asking the server which settings it has, not by the message: a server
+/// answering in German (lc_messages) skips it too. A `SET ROLE` of a missing role still fails
+/// the restore.
+#[tokio::test]
+async fn an_unknown_setting_is_skipped_whatever_language_the_server_speaks() {
+    let pg = shared_pg();
+    let dir = ferry_tests::process::scratch().join(ferry_tests::unique_name("plain_de"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = |name: &str, set: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "SET statement_timeout = 0;\n{set}\nCREATE TABLE public.t (id int);\n\
+                 COPY public.t (id) FROM stdin;\n1\n2\n\\.\n\n"
+            ),
+        )
+        .unwrap();
+        format!("file://{}", path.display())
+    };
+    let german = |target: &str| {
+        pg.psql(
+            "postgres",
+            &format!("ALTER DATABASE \"{target}\" SET lc_messages = 'de_DE.UTF-8'"),
+        );
+    };
+    let target = pg.create_database("plain_de");
+    german(&target);
+    let out = jobs::restore(
+        RestoreInput {
+            from: script("unknown.sql", "SET no_such_setting_for_ferry = 0;"),
+            target: Some(pg.url(&target)),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.rows, 2, "{out:?}");
+    assert_eq!(
+        pg.psql(&target, "SELECT count(*) FROM public.t").trim(),
+        "2"
+    );
+    let target = pg.create_database("plain_de_role");
+    german(&target);
+    let err = jobs::restore(
+        RestoreInput {
+            from: script("role.sql", "SET ROLE no_such_role_for_ferry;"),
+            target: Some(pg.url(&target)),
+            ..RestoreInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .expect_err("a missing role is not a setting to skip");
+    assert!(err.to_string().contains("SET ROLE"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferry_and_pg_dump_18_archives_restore_identically_on_postgresql_17() {
     fidelity(shared_pg17()).await;

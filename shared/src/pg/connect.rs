@@ -29,15 +29,21 @@ impl Session {
     }
 }
 
-/// Statements without parameters take one round trip, not two: the driver's `query` and
+/// Statements without parameters in one round trip, not two: the driver's `query` and
 /// `execute` first prepare a named statement (Parse, Describe, Sync: one round trip) and then
 /// run it (a second one), where the typed variants send Parse, Bind, Describe and Execute
 /// together. Over the 1 to 2 ms between a Lambda and a Neon compute, a snapshot's few hundred
-/// catalog queries are most of a small database's snapshot. These shadow [`Client`]'s methods
-/// of the same names; statements with parameters keep the driver's path (it learns the
-/// parameters' types from the server), or call `query_typed` with the types where they are hot.
+/// catalog queries are most of a small database's snapshot.
+///
+/// `execute` shadows [`Client::execute`] (it returns no rows). The queries are
+/// `query_catalog*`, for catalog queries only, whose columns are of built-in types: the
+/// driver's typed query (tokio-postgres 0.7.18) looks up a type it does not know (an enum, a
+/// domain, an extension's type) in the middle of the response, and with more rows than its
+/// channel holds that lookup never returns (rust-postgres pull requests 1348 and 1349). With
+/// parameters they keep the driver's path (it learns the parameters' types from the server);
+/// hot ones call `query_typed` with the types.
 impl Session {
-    pub async fn query(
+    pub async fn query_catalog(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -49,7 +55,7 @@ impl Session {
         }
     }
 
-    pub async fn query_one(
+    pub async fn query_catalog_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -61,7 +67,7 @@ impl Session {
         }
     }
 
-    pub async fn query_opt(
+    pub async fn query_catalog_opt(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],

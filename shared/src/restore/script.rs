@@ -29,6 +29,53 @@ pub(super) enum PlainKind {
     Plain,
 }
 
+/// The configuration parameter a session statement sets: `SET [SESSION | LOCAL] name {= | TO}
+/// ...` or `SELECT pg_catalog.set_config('name', ...)` (not `SET ROLE`, `SET SESSION
+/// AUTHORIZATION` and the other forms without a parameter name).
+pub(super) fn session_setting(sql: &str) -> Option<String> {
+    let body = uncommented(sql);
+    let body = body.trim();
+    let upper = body.to_ascii_uppercase();
+    if let Some(at) = upper.find("SET_CONFIG(") {
+        let rest = body[at + "SET_CONFIG(".len()..].trim_start();
+        let rest = rest.strip_prefix('\'')?;
+        return Some(rest[..rest.find('\'')?].to_ascii_lowercase());
+    }
+    let mut words = body.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("SET") {
+        return None;
+    }
+    let mut name = words.next()?;
+    if name.eq_ignore_ascii_case("SESSION") || name.eq_ignore_ascii_case("LOCAL") {
+        name = words.next()?;
+    }
+    let (name, rest) = match name.split_once('=') {
+        Some((name, _)) => (name, "="),
+        None => (name, words.next().unwrap_or("")),
+    };
+    if !(rest.starts_with('=') || rest.eq_ignore_ascii_case("TO")) || name.is_empty() {
+        return None;
+    }
+    Some(
+        match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+            Some(quoted) => quoted.to_string(),
+            None => name.to_ascii_lowercase(),
+        },
+    )
+}
+
+/// Whether the server has configuration parameter `name` (asked of `pg_settings`).
+async fn setting_exists(session: &Session, name: &str) -> Result<bool, RestoreError> {
+    Ok(session
+        .query_typed_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE name = $1)",
+            &[(&name, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .map_err(PgError::from)?
+        .get(0))
+}
+
 /// A statement without its leading `--` comment lines.
 pub(super) fn uncommented(sql: &str) -> String {
     sql.lines()
@@ -183,28 +230,24 @@ pub(super) async fn run_plain(
                         }
                         authorized = upper.starts_with("SET").then(|| sql.clone());
                     }
-                    match main.batch_execute(&sql).await {
-                        Ok(()) => {}
+                    if let Err(e) = main.batch_execute(&sql).await {
                         // A setting newer than the server (pg_dump 18 writes `SET
                         // transaction_timeout`, which PostgreSQL 16 and older do not know) only
                         // shapes the dump's own session: psql reports it and goes on, as here.
-                        Err(e)
-                            if e.code()
-                                == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT)
-                                && e.as_db_error().is_some_and(|d| {
-                                    d.message()
-                                        .starts_with("unrecognized configuration parameter")
-                                }) =>
+                        // Told by SQLSTATE and by asking the server which settings it has,
+                        // never by the message (translated under lc_messages).
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT)
+                            && let Some(name) = session_setting(&sql)
+                            && !setting_exists(&main, &name).await?
                         {
-                            tracing::warn!(statement = %statement_label(&sql), error = %PgError::from(e), "the server does not know this setting; skipped");
+                            tracing::warn!(statement = %statement_label(&sql), setting = %name, "the server does not know this setting; skipped");
+                            continue;
                         }
-                        Err(e) => {
-                            return Err(fail(
-                                statement_label(&sql),
-                                PgError::from(e).to_string(),
-                                &outcome,
-                            ));
-                        }
+                        return Err(fail(
+                            statement_label(&sql),
+                            PgError::from(e).to_string(),
+                            &outcome,
+                        ));
                     }
                     continue;
                 }
@@ -441,6 +484,28 @@ pub(super) async fn copy_plain(
 #[cfg(test)]
 mod tests {
     use super::statement_label_with;
+
+    #[test]
+    fn session_statements_name_their_setting() {
+        use super::session_setting;
+        for (sql, want) in [
+            ("SET transaction_timeout = 0;", Some("transaction_timeout")),
+            (
+                "-- c\nSET Statement_Timeout TO 0;",
+                Some("statement_timeout"),
+            ),
+            ("SET SESSION lock_timeout='1s';", Some("lock_timeout")),
+            (
+                "SELECT pg_catalog.set_config('search_path', '', false);",
+                Some("search_path"),
+            ),
+            ("SET ROLE nobody;", None),
+            ("SET SESSION AUTHORIZATION nobody;", None),
+            ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE;", None),
+        ] {
+            assert_eq!(session_setting(sql).as_deref(), want, "{sql}");
+        }
+    }
 
     /// A failing `INSERT` of a `--inserts` dump is named without its values.
     #[test]

@@ -167,7 +167,7 @@ async fn prepare(
 ) -> Result<Prepared, SnapshotError> {
     let main = dump_session(config, None).await?;
     let row = main
-        .query_one(
+        .query_catalog_one(
             "SELECT pg_export_snapshot(), current_setting('server_version'), current_database(), \
                     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text",
             &[],
@@ -501,7 +501,7 @@ async fn lock_tables(session: &Session, filter: &ddl::Filter) -> Result<(), PgEr
     );
     // Names quoted by the server: nothing from the catalog is pasted unquoted.
     let names: Vec<String> = session
-        .query(&sql, &[])
+        .query_catalog(&sql, &[])
         .await?
         .iter()
         .filter(|r| filter.relation_wanted(r.get(0), r.get(1)))

@@ -443,7 +443,7 @@ async fn record(
 /// Checks that the session is connected to the database the plan was made of.
 async fn check_source(session: &crate::pg::Session, plan: &Plan) -> Result<(), SnapshotError> {
     let row = session
-        .query_one(
+        .query_catalog_one(
             "SELECT current_database(), current_setting('server_version')",
             &[],
         )

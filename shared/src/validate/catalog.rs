@@ -34,7 +34,7 @@ pub(super) async fn tables(session: &Session) -> Result<Vec<TableRef>, PgError> 
         not_extension_member("c.oid", "pg_class")
     );
     Ok(session
-        .query(&sql, &[])
+        .query_catalog(&sql, &[])
         .await?
         .iter()
         .map(|r| TableRef {
@@ -87,7 +87,7 @@ pub(super) async fn probe_hashable(
         if in_transaction {
             session.batch_execute("SAVEPOINT probe").await?;
         }
-        table.hashable = !oid_hashed && session.query_one(&probe, &[]).await.is_ok();
+        table.hashable = !oid_hashed && session.query_catalog_one(&probe, &[]).await.is_ok();
         if in_transaction {
             session
                 .batch_execute("ROLLBACK TO SAVEPOINT probe; RELEASE SAVEPOINT probe")

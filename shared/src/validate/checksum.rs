@@ -142,7 +142,7 @@ pub(super) async fn run(
                     return Ok::<_, PgError>(());
                 };
                 let row = session
-                    .query_one(
+                    .query_catalog_one(
                         &piece_sql(&tables[piece.table], &piece, options.checksums),
                         &[],
                     )

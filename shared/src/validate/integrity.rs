@@ -8,7 +8,7 @@ pub(super) async fn check(session: &Session) -> Result<Vec<Problem>, PgError> {
     problems.extend(orphans(session).await?);
     problems.extend(sequences_behind(session).await?);
     for row in session
-        .query(
+        .query_catalog(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE NOT i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
@@ -24,7 +24,7 @@ pub(super) async fn check(session: &Session) -> Result<Vec<Problem>, PgError> {
         });
     }
     for row in session
-        .query(
+        .query_catalog(
             "SELECT format('%I.%I.%I', n.nspname, c.relname, k.conname), pg_get_constraintdef(k.oid) FROM pg_constraint k \
              JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE NOT k.convalidated AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
@@ -46,7 +46,7 @@ pub(super) async fn check(session: &Session) -> Result<Vec<Problem>, PgError> {
 /// Rows with a NULL in the key are not orphans (MATCH SIMPLE).
 async fn orphans(session: &Session) -> Result<Vec<Problem>, PgError> {
     let keys = session
-        .query(
+        .query_catalog(
             "SELECT format('%I.%I.%I', cn.nspname, cl.relname, k.conname), \
                     format('%I.%I', cn.nspname, cl.relname), cl.relkind = 'p', \
                     format('%I.%I', pn.nspname, pl.relname), \
@@ -85,7 +85,7 @@ async fn orphans(session: &Session) -> Result<Vec<Problem>, PgError> {
             not_null.join(" AND "),
             matches.join(" AND ")
         );
-        let orphans: i64 = session.query_one(&sql, &[]).await?.get(0);
+        let orphans: i64 = session.query_catalog_one(&sql, &[]).await?.get(0);
         if orphans > 0 {
             problems.push(Problem {
                 check: "orphaned-rows".into(),
@@ -100,7 +100,7 @@ async fn orphans(session: &Session) -> Result<Vec<Problem>, PgError> {
 /// Sequences that would hand out a value their column already holds.
 async fn sequences_behind(session: &Session) -> Result<Vec<Problem>, PgError> {
     let owned = session
-        .query(
+        .query_catalog(
             "SELECT format('%I.%I', sn.nspname, s.relname), format('%I.%I', tn.nspname, t.relname), \
                     format('%I', a.attname), q.seqincrement \
              FROM pg_depend d \
@@ -123,7 +123,7 @@ async fn sequences_behind(session: &Session) -> Result<Vec<Problem>, PgError> {
         let column: String = row.get(2);
         let increment: i64 = row.get(3);
         let state = session
-            .query_one(
+            .query_catalog_one(
                 &format!("SELECT last_value::int8, is_called FROM {sequence}"),
                 &[],
             )
@@ -137,7 +137,7 @@ async fn sequences_behind(session: &Session) -> Result<Vec<Problem>, PgError> {
         };
         let extreme = if increment > 0 { "max" } else { "min" };
         let value: Option<i64> = session
-            .query_one(
+            .query_catalog_one(
                 &format!("SELECT {extreme}({column})::int8 FROM {table}"),
                 &[],
             )

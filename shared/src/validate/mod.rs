@@ -163,7 +163,7 @@ pub async fn describe_at(
 ) -> Result<Described, PgError> {
     let main = session(config, snapshot).await?;
     let row = main
-        .query_one(
+        .query_catalog_one(
             "SELECT current_setting('server_version'), current_database()",
             &[],
         )

@@ -79,7 +79,9 @@ fn relay(client: TcpStream, server: TcpStream, delay: Duration) -> std::io::Resu
 /// Reads from `from` and writes each chunk to `to` once `delay` has passed since it was read;
 /// closes `to`'s write side when `from` ends.
 fn one_way(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
-    let (queue, due) = mpsc::channel::<(Instant, Vec<u8>)>();
+    // Bounded (64 chunks of at most 256 KiB): a reader slower than the sender holds the
+    // sender back, as TCP's flow control would, instead of the proxy buffering the stream.
+    let (queue, due) = mpsc::sync_channel::<(Instant, Vec<u8>)>(64);
     let writer = thread::spawn(move || {
         while let Ok((at, bytes)) = due.recv() {
             let now = Instant::now();

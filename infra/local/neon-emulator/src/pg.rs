@@ -1,4 +1,8 @@
 //! The emulator's work on the real PostgreSQL server: roles, database copies, drops.
+//!
+//! It quotes with two helpers of its own rather than ferry's `sql` module, on purpose: the
+//! emulator stands in for Neon and shares no code with the product it tests, so that a bug in
+//! ferry's quoting layer cannot hide behind the same bug here.
 
 use std::time::{Duration, Instant};
 
@@ -9,9 +13,15 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A quoted SQL string literal.
+/// A quoted SQL string literal, meaning the same whatever `standard_conforming_strings` is
+/// (`E'...'` with backslashes doubled when the text holds one).
 fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 pub struct Admin {

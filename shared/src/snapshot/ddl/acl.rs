@@ -220,7 +220,7 @@ pub(super) async fn default_privileges(
     b: &mut Builder<'_>,
 ) -> Result<(), SnapshotError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT d.oid, pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text, \
                     d.defaclacl::text[], \
                     CASE WHEN d.defaclnamespace = 0 \

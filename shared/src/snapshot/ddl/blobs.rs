@@ -11,7 +11,7 @@ pub(super) async fn large_objects(session: &Session, b: &mut Builder<'_>) -> Res
         return Ok(());
     }
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT m.oid, pg_get_userbyid(m.lomowner), m.lomacl::text[], acldefault('L', m.lomowner)::text[], \
                     obj_description(m.oid, 'pg_largeobject') \
              FROM pg_largeobject_metadata m ORDER BY 1",

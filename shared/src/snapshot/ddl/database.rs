@@ -37,7 +37,7 @@ pub(super) async fn database(session: &Session, b: &mut Builder<'_>) -> Result<(
                        WHERE s.setdatabase = d.oid AND s.setrole = 0) \
          FROM pg_database d WHERE d.datname = current_database()"
     );
-    let r = session.query_one(&sql, &[]).await?;
+    let r = session.query_catalog_one(&sql, &[]).await?;
     let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
     let quoted = b.q.ident(&name);
     let mut create = format!(

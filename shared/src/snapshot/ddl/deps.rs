@@ -51,7 +51,7 @@ pub(super) async fn edges(session: &Session) -> Result<Vec<(ObjKey, ObjKey)>, Pg
         canon("d.classid", "d.objid"),
         canon("d.refclassid", "d.refobjid"),
     );
-    let rows = session.query(&sql, &[]).await?;
+    let rows = session.query_catalog(&sql, &[]).await?;
     Ok(rows
         .iter()
         .filter_map(|r| {
@@ -76,7 +76,7 @@ pub(super) async fn extension_dependencies(
     // The object's name as the server quotes it (regprocedure and regclass print qualified
     // names under the dump's empty search_path).
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT d.classid::oid, d.objid, \
                     CASE WHEN d.classid = 'pg_proc'::regclass THEN \
                            (SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE ' ELSE 'FUNCTION ' END || p.oid::regprocedure::text \

@@ -28,7 +28,7 @@ pub(super) async fn foreign_data(session: &Session, b: &mut Builder<'_>) -> Resu
         options_sql("w.fdwoptions"),
         not_member("w.oid", "pg_foreign_data_wrapper")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let mut item = Item::new("FOREIGN DATA WRAPPER", &name, Section::PreData, P_FOREIGN)
@@ -61,7 +61,7 @@ pub(super) async fn foreign_data(session: &Session, b: &mut Builder<'_>) -> Resu
         not_member("s.oid", "pg_foreign_server")
     );
     let mut servers: HashMap<String, (usize, String)> = HashMap::new();
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let mut defn = format!("CREATE SERVER {quoted}");
@@ -99,7 +99,7 @@ pub(super) async fn foreign_data(session: &Session, b: &mut Builder<'_>) -> Resu
          FROM pg_user_mappings u ORDER BY 1, 2 NULLS FIRST",
         options_sql("u.umoptions")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let server: String = r.get(0);
         let Some((server_item, owner)) = servers.get(&server).cloned() else {
             continue;

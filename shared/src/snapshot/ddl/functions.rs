@@ -25,7 +25,7 @@ pub(super) async fn functions(session: &Session, b: &mut Builder<'_>) -> Result<
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3, 6",
         not_internal("p.oid", "pg_proc")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {
@@ -116,7 +116,7 @@ pub(super) async fn languages(session: &Session, b: &mut Builder<'_>) -> Result<
          FROM pg_language l WHERE l.lanispl AND l.oid >= 16384 AND {} ORDER BY 2",
         not_member("l.oid", "pg_language")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let mut defn = format!(

@@ -16,7 +16,7 @@ pub(super) fn with_index_options(def: &str, options: &str) -> String {
 
 pub(super) async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT i.indexrelid, i.indrelid, ic.relname, pg_get_indexdef(i.indexrelid), i.indisclustered, \
                     i.indisreplident, (SELECT h.inhparent FROM pg_inherits h WHERE h.inhrelid = i.indexrelid), \
                     obj_description(i.indexrelid, 'pg_class'), k.oid, k.conname, pg_get_constraintdef(k.oid), \
@@ -144,7 +144,7 @@ pub(super) async fn indexes(session: &Session, b: &mut Builder<'_>) -> Result<()
 
 pub(super) async fn foreign_keys(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT k.oid, k.conrelid, k.confrelid, k.conname, pg_get_constraintdef(k.oid), \
                     obj_description(k.oid, 'pg_constraint'), k.conindid \
              FROM pg_constraint k WHERE k.contype = 'f' AND k.conparentid = 0 ORDER BY k.conname",
@@ -195,7 +195,7 @@ pub(super) async fn foreign_keys(session: &Session, b: &mut Builder<'_>) -> Resu
 
 pub(super) async fn statistics(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT s.oid, s.stxrelid, n.nspname, s.stxname, pg_get_userbyid(s.stxowner), \
                     pg_get_statisticsobjdef(s.oid), NULLIF(s.stxstattarget::int4, -1), \
                     obj_description(s.oid, 'pg_statistic_ext') \

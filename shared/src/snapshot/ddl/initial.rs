@@ -143,7 +143,7 @@ pub(super) async fn grants(session: &Session, b: &mut Builder<'_>) -> Result<(),
                 "true"
             },
         );
-        for r in session.query(&sql, &[]).await? {
+        for r in session.query_catalog(&sql, &[]).await? {
             let (schema, name): (Option<String>, String) = (r.get(0), r.get(1));
             let arguments: Option<String> = r.get(2);
             let keyword = match (kind.keyword, r.get::<_, String>(3).as_str()) {
@@ -193,7 +193,7 @@ async fn column_grants(session: &Session, b: &mut Builder<'_>) -> Result<(), PgE
                  AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
                  AND coalesce(a.attacl, '{}') IS DISTINCT FROM coalesce(i.initprivs, '{}') \
                ORDER BY 1, 2, a.attnum";
-    for r in session.query(sql, &[]).await? {
+    for r in session.query_catalog(sql, &[]).await? {
         let (schema, table, column): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let owner: String = r.get(3);
         let column = b.q.ident(&column);

@@ -8,7 +8,7 @@ pub(super) async fn security_labels(session: &Session, b: &mut Builder<'_>) -> R
     // The SQL target as the server names the object (upper-cased kind and quoted identity);
     // the tag as pg_dump tags it (the kind and the unqualified name).
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT l.classoid::oid, l.objoid, \
                     format('FOR %s ON %s %s IS %s', quote_ident(l.provider), \
                            CASE WHEN l.objsubid <> 0 THEN 'COLUMN' \

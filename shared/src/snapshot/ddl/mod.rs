@@ -237,7 +237,7 @@ const P_EVENT_TRIGGER: u16 = 90;
 /// writes them): only where they must be.
 pub(super) async fn keywords(session: &Session) -> Result<Keywords, PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'",
             &[],
         )
@@ -302,7 +302,7 @@ pub(super) async fn unsupported(session: &Session) -> Result<Vec<String>, PgErro
                  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
                ORDER BY 1";
     Ok(session
-        .query(sql, &[])
+        .query_catalog(sql, &[])
         .await?
         .iter()
         .map(|r| r.get(0))
@@ -412,7 +412,7 @@ pub(super) async fn read(
     positions: &BTreeMap<u32, SequencePosition>,
 ) -> Result<Schema, SnapshotError> {
     let version: i32 = session
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .query_catalog_one("SELECT current_setting('server_version_num')::int", &[])
         .await?
         .get(0);
     let mut b = Builder {

@@ -23,7 +23,7 @@ pub(super) async fn operators(session: &Session, b: &mut Builder<'_>) -> Result<
          WHERE o.oprcode <> 0 AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_internal("o.oid", "pg_operator")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {
@@ -102,7 +102,7 @@ pub(super) async fn casts(session: &Session, b: &mut Builder<'_>) -> Result<(), 
          ORDER BY 2, 3",
         not_internal("c.oid", "pg_cast")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let oid: u32 = r.get(0);
         let (source, target): (String, String) = (r.get(1), r.get(2));
         let pair = format!("({source} AS {target})");
@@ -143,7 +143,7 @@ pub(super) async fn conversions(session: &Session, b: &mut Builder<'_>) -> Resul
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_conversion")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {
@@ -213,7 +213,7 @@ pub(super) async fn operator_classes(
         members("pg_opfamily", "f.oid", "f.oid"),
         not_member("f.oid", "pg_opfamily")
     );
-    for r in session.query(&families, &[]).await? {
+    for r in session.query_catalog(&families, &[]).await? {
         let (oid, schema, name, owner, method): (u32, String, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         if !b.filter.others_wanted(&schema) {
@@ -260,7 +260,7 @@ pub(super) async fn operator_classes(
         members("pg_opclass", "c.oid", "c.opcfamily"),
         not_member("c.oid", "pg_opclass")
     );
-    for r in session.query(&classes, &[]).await? {
+    for r in session.query_catalog(&classes, &[]).await? {
         let (oid, schema, name, owner, method): (u32, String, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
         if !b.filter.others_wanted(&schema) {
@@ -325,7 +325,7 @@ pub(super) async fn access_methods(session: &Session, b: &mut Builder<'_>) -> Re
          FROM pg_am a WHERE a.oid >= 16384 AND {} ORDER BY 2",
         not_member("a.oid", "pg_am")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, kind, handler): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         let quoted = b.q.ident(&name);

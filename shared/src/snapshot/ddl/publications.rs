@@ -22,7 +22,7 @@ pub(super) async fn publications(session: &Session, b: &mut Builder<'_>) -> Resu
          FROM pg_publication p ORDER BY 2"
     );
     let mut by_oid: HashMap<u32, (usize, String)> = HashMap::new();
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let mut defn = format!("CREATE PUBLICATION {quoted}");
@@ -67,7 +67,7 @@ pub(super) async fn publications(session: &Session, b: &mut Builder<'_>) -> Resu
     let sql = format!(
         "SELECT r.oid, r.prpubid, r.prrelid, {columns}, {filter} FROM pg_publication_rel r ORDER BY r.oid"
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, publication, table): (u32, u32, u32) = (r.get(0), r.get(1), r.get(2));
         let (Some((pub_item, quoted)), Some((table_name, _, table_item))) = (
             by_oid.get(&publication).cloned(),
@@ -101,7 +101,7 @@ pub(super) async fn publications(session: &Session, b: &mut Builder<'_>) -> Resu
         return Ok(());
     }
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT s.oid, s.pnpubid, s.pnnspid, n.nspname FROM pg_publication_namespace s \
              JOIN pg_namespace n ON n.oid = s.pnnspid ORDER BY s.oid",
             &[],
@@ -146,7 +146,7 @@ pub(super) async fn event_triggers(session: &Session, b: &mut Builder<'_>) -> Re
          FROM pg_event_trigger e WHERE {} ORDER BY 2",
         not_member("e.oid", "pg_event_trigger")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let mut defn = format!(
@@ -188,7 +188,7 @@ pub(super) async fn subscriptions(session: &Session, b: &mut Builder<'_>) -> Res
         return Ok(());
     }
     let superuser: bool = session
-        .query_one(
+        .query_catalog_one(
             "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
             &[],
         )
@@ -221,7 +221,7 @@ pub(super) async fn subscriptions(session: &Session, b: &mut Builder<'_>) -> Res
         origin = since(160000, "s.suborigin", "'any'"),
         failover = since(170000, "s.subfailover", "false"),
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         let quoted = b.q.ident(&name);
         let publications: Vec<String> = r.get(5);
@@ -298,7 +298,7 @@ pub(super) async fn transforms(session: &Session, b: &mut Builder<'_>) -> Result
          FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang WHERE {} ORDER BY 2, 3",
         not_member("t.oid", "pg_transform")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let oid: u32 = r.get(0);
         let (kind, language): (String, String) = (r.get(1), r.get(2));
         let what = format!("FOR {kind} LANGUAGE {language}");

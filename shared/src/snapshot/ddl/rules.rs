@@ -7,7 +7,7 @@ pub(super) async fn triggers_rules_policies(
     b: &mut Builder<'_>,
 ) -> Result<(), PgError> {
     let triggers = session
-        .query(
+        .query_catalog(
             "SELECT t.oid, t.tgrelid, t.tgname, pg_get_triggerdef(t.oid, false), t.tgenabled::text, \
                     obj_description(t.oid, 'pg_trigger') \
                     , t.tgparentid <> 0, t.tgparentid \
@@ -66,7 +66,7 @@ pub(super) async fn triggers_rules_policies(
         );
     }
     let rules = session
-        .query(
+        .query_catalog(
             "SELECT r.oid, r.ev_class, r.rulename, pg_get_ruledef(r.oid), r.ev_enabled::text, \
                     obj_description(r.oid, 'pg_rewrite') \
              FROM pg_rewrite r WHERE r.rulename <> '_RETURN' ORDER BY r.rulename",
@@ -106,7 +106,7 @@ pub(super) async fn triggers_rules_policies(
         );
     }
     let policies = session
-        .query(
+        .query_catalog(
             "SELECT p.oid, p.polrelid, p.polname, p.polcmd::text, p.polpermissive, \
                     (SELECT string_agg(CASE WHEN r.role = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.role)) END, \
                                        ', ' ORDER BY r.n) \

@@ -26,7 +26,7 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
          FROM pg_namespace n WHERE {USER_SCHEMA} AND {} ORDER BY 2",
         not_member("n.oid", "pg_namespace")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, name, owner): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         if !b.filter.others_wanted(&name) {
             continue;
@@ -64,7 +64,7 @@ pub(super) async fn schemas(session: &Session, b: &mut Builder<'_>) -> Result<()
 
 pub(super) async fn extensions(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT e.oid, e.extname, n.nspname, obj_description(e.oid, 'pg_extension') \
              FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
              WHERE e.oid >= 16384 ORDER BY 2",
@@ -102,7 +102,7 @@ pub(super) async fn configuration(
         return Ok(());
     }
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT e.oid, c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                     pg_get_userbyid(c.relowner), x.condition, c.relpages::bigint, \
                     ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid \

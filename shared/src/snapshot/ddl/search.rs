@@ -15,7 +15,7 @@ pub(super) async fn text_search(session: &Session, b: &mut Builder<'_>) -> Resul
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("p.oid", "pg_ts_parser")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         if !b.filter.others_wanted(&schema) {
             continue;
@@ -51,7 +51,7 @@ pub(super) async fn text_search(session: &Session, b: &mut Builder<'_>) -> Resul
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("t.oid", "pg_ts_template")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
         if !b.filter.others_wanted(&schema) {
             continue;
@@ -84,7 +84,7 @@ pub(super) async fn text_search(session: &Session, b: &mut Builder<'_>) -> Resul
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("d.oid", "pg_ts_dict")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {
@@ -128,7 +128,7 @@ pub(super) async fn text_search(session: &Session, b: &mut Builder<'_>) -> Resul
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_ts_config")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {

@@ -22,7 +22,7 @@ pub(super) async fn sequences(session: &Session, b: &mut Builder<'_>) -> Result<
         not_member("c.oid", "pg_class")
     );
     let rows: Vec<Row> = session
-        .query(&sql, &[])
+        .query_catalog(&sql, &[])
         .await?
         .into_iter()
         .filter(|r| {

@@ -66,7 +66,7 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
         options
     );
     let mut out: HashMap<u32, Vec<Column>> = HashMap::new();
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         out.entry(r.get(0)).or_default().push(Column {
             name: r.get(1),
             type_name: r.get(2),
@@ -101,7 +101,7 @@ pub(super) async fn columns(session: &Session) -> Result<HashMap<u32, Vec<Column
 pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let mut columns = columns(session).await?;
     let checks = session
-        .query(
+        .query_catalog(
             "SELECT k.conrelid, k.conname, pg_get_constraintdef(k.oid), k.convalidated, k.conislocal, \
                     obj_description(k.oid, 'pg_constraint') \
              FROM pg_constraint k WHERE k.contype = 'c' AND k.conrelid <> 0 ORDER BY k.conrelid, k.conname",
@@ -128,7 +128,7 @@ pub(super) async fn tables(session: &Session, b: &mut Builder<'_>) -> Result<(),
         super::foreign::options_sql("f.ftoptions"),
         not_member("c.oid", "pg_class")
     );
-    let rows = session.query(&sql, &[]).await?;
+    let rows = session.query_catalog(&sql, &[]).await?;
     // Names first: partitions and children name their parents.
     for r in &rows {
         let (oid, schema, name): (u32, String, String) = (r.get(0), r.get(1), r.get(2));
@@ -584,7 +584,7 @@ pub(super) fn column_grants(
 /// each, as for pg_dump's archives.
 pub(super) async fn tablespaces(session: &Session, b: &mut Builder<'_>) -> Result<(), PgError> {
     let rows = session
-        .query(
+        .query_catalog(
             "SELECT c.oid, t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace \
              WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')",
             &[],

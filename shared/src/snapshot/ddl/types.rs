@@ -70,7 +70,7 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
     // Comments on a type's parts: a domain's constraints, a composite type's columns.
     let mut part_comments: HashMap<u32, Vec<(String, String, String)>> = HashMap::new();
     for r in session
-        .query(
+        .query_catalog(
             "SELECT k.contypid, 'constraint', k.conname, obj_description(k.oid, 'pg_constraint') \
                FROM pg_constraint k WHERE k.contypid <> 0 AND obj_description(k.oid, 'pg_constraint') IS NOT NULL \
              UNION ALL \
@@ -88,7 +88,7 @@ pub(super) async fn types(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             .or_default()
             .push((r.get(1), r.get(2), r.get(3)));
     }
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {
@@ -210,7 +210,7 @@ pub(super) async fn collations(session: &Session, b: &mut Builder<'_>) -> Result
          WHERE {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_collation")
     );
-    for r in session.query(&sql, &[]).await? {
+    for r in session.query_catalog(&sql, &[]).await? {
         let (oid, schema, name, owner): (u32, String, String, String) =
             (r.get(0), r.get(1), r.get(2), r.get(3));
         if !b.filter.others_wanted(&schema) {

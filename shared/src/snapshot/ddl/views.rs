@@ -28,7 +28,7 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
          WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {} ORDER BY 2, 3",
         not_member("c.oid", "pg_class")
     );
-    let rows = session.query(&sql, &[]).await?;
+    let rows = session.query_catalog(&sql, &[]).await?;
     // A materialized view made after the keys (see below) holds back what reads it: views
     // over it are given their query after it too, materialized views over it are made after
     // it, and so on.

@@ -125,7 +125,7 @@ pub fn kind_of(key: &str) -> Option<(&'static str, Category, u32)> {
 /// Reads every fact of the database `session` is connected to.
 pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
     let version: i32 = session
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .query_catalog_one("SELECT current_setting('server_version_num')::int", &[])
         .await?
         .get(0);
     let queries = relations::queries()
@@ -136,7 +136,7 @@ pub(super) async fn facts(session: &Session) -> Result<BTreeMap<String, String>,
         .chain(database_queries());
     let mut facts = BTreeMap::new();
     for sql in queries {
-        for row in session.query(&sql, &[]).await? {
+        for row in session.query_catalog(&sql, &[]).await? {
             let key: String = row.get(0);
             let value: Option<String> = row.get(1);
             facts.insert(key, value.unwrap_or_default());
@@ -220,7 +220,7 @@ pub async fn sequence_positions(
         "true"
     };
     let sequences: BTreeMap<u32, String> = session
-        .query(
+        .query_catalog(
             &format!(
                 "SELECT c.oid, format('%I.%I', n.nspname, c.relname) FROM pg_class c \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -245,7 +245,7 @@ pub async fn sequence_positions(
             .map(|(oid, name)| format!("SELECT {oid}::oid, last_value, is_called FROM {name}"))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        for r in session.query(&sql, &[]).await? {
+        for r in session.query_catalog(&sql, &[]).await? {
             let oid: u32 = r.get(0);
             out.insert(
                 oid,

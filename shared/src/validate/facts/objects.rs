@@ -312,7 +312,7 @@ pub(super) fn queries(version: i32) -> Vec<String> {
 /// server (each object's content hashed on its own, then the list hashed).
 pub(super) async fn large_objects(session: &Session) -> Result<BTreeMap<String, String>, PgError> {
     let row = session
-        .query_one(
+        .query_catalog_one(
             "SELECT count(*), md5(string_agg(m.oid::text || ':' || md5(lo_get(m.oid)), ',' ORDER BY m.oid)) \
              FROM pg_largeobject_metadata m",
             &[],
@@ -428,7 +428,7 @@ pub(super) async fn subscriptions(
         run_as_owner
     );
     Ok(session
-        .query(&sql, &[])
+        .query_catalog(&sql, &[])
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
