@@ -55,6 +55,9 @@ where
     // An event's file:// URL would reach the function's own files (its credentials are in
     // /proc/self/environ): only s3:// in Lambda, unless the local stack says otherwise.
     base.store.refuse_local_files = std::env::var("FERRY_ALLOW_FILE_URLS").as_deref() != Ok("true");
+    if base.store.refuse_local_files {
+        crate::pg::tls::only_bundled_roots();
+    }
     let job = Arc::new(job);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let job = job.clone();

@@ -82,6 +82,20 @@ async fn lambda_functions_refuse_file_urls() {
             &reading[..],
         ),
     ];
+    // Nor a certificate file: sslrootcert names a path on the function's file system.
+    let rooted = pg.url(&source).replace(
+        "sslmode=disable",
+        "sslmode=verify-ca&sslrootcert=/proc/self/environ",
+    );
+    let run = invoke(
+        &workspace_binary("validate"),
+        json!({"source": rooted, "target": pg.url(&source)}),
+        &reading,
+    )
+    .await;
+    let (error_type, message) = run.result.expect_err("validate read a certificate file");
+    assert_eq!(error_type, "Ferry.BadInput", "{message}");
+    assert!(message.contains("only the bundled roots"), "{message}");
     for (function, event, env) in cases {
         let run = invoke(&workspace_binary(function), event, env).await;
         let (error_type, message) = run

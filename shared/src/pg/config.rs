@@ -77,6 +77,9 @@ impl FromStr for SslMode {
 pub struct PgConfig {
     /// Host name, IP address, or a directory holding a Unix socket (starts with `/`).
     pub host: String,
+    /// libpq's `hostaddr`: the address to connect to instead of resolving `host`, which stays
+    /// the name that TLS verifies and sends (and that the Neon rule looks at).
+    pub hostaddr: Option<std::net::IpAddr>,
     pub port: u16,
     pub user: String,
     pub password: Option<Secret>,
@@ -236,6 +239,8 @@ impl PgConfig {
             } else {
                 format!("{label}.{rest}")
             };
+            // An address given for the pooler is not the compute's.
+            direct.hostaddr = None;
             tracing::info!(
                 pooler = %self.host,
                 direct = %direct.host,
@@ -256,8 +261,11 @@ impl PgConfig {
     pub(crate) fn driver_config(&self) -> tokio_postgres::Config {
         use tokio_postgres::config::{ChannelBinding, SslMode as DriverSsl};
         let mut c = tokio_postgres::Config::new();
-        c.host(&self.host)
-            .port(self.port)
+        c.host(&self.host);
+        if let Some(address) = self.hostaddr {
+            c.hostaddr(address);
+        }
+        c.port(self.port)
             .user(&self.user)
             .dbname(&self.dbname)
             .connect_timeout(self.connect_timeout)
@@ -323,6 +331,7 @@ impl fmt::Display for PgConfig {
 #[derive(Default)]
 struct Fields {
     host: Option<String>,
+    hostaddr: Option<String>,
     port: Option<String>,
     user: Option<String>,
     password: Option<Secret>,
@@ -338,7 +347,8 @@ struct Fields {
 impl Fields {
     fn set(&mut self, key: &str, value: String) -> Result<(), PgError> {
         let slot = match key {
-            "host" | "hostaddr" => &mut self.host,
+            "host" => &mut self.host,
+            "hostaddr" => &mut self.hostaddr,
             "port" => &mut self.port,
             "user" => &mut self.user,
             "password" => {
@@ -460,9 +470,18 @@ impl Fields {
     }
 
     fn into_config(self, env: Env<'_>) -> Result<PgConfig, PgError> {
+        let hostaddr_text = self.hostaddr.or_else(|| env("PGHOSTADDR"));
+        let hostaddr = hostaddr_text
+            .as_deref()
+            .map(|a| {
+                a.parse::<std::net::IpAddr>()
+                    .map_err(|_| PgError::BadConfig(format!("hostaddr {a:?} is not an IP address")))
+            })
+            .transpose()?;
         let host = self
             .host
             .or_else(|| env("PGHOST"))
+            .or(hostaddr_text)
             .unwrap_or_else(|| "localhost".into());
         let port = self
             .port
@@ -531,6 +550,7 @@ impl Fields {
         }
         Ok(PgConfig {
             host,
+            hostaddr,
             port,
             user,
             password,
@@ -609,6 +629,17 @@ mod tests {
         ] {
             assert_eq!(parse(url, &[]).unwrap().sslmode, SslMode::Prefer, "{url}");
         }
+        // hostaddr is where to connect; the name stays, and with it the rule.
+        for spec in [
+            "host=ep-a-1.us-east-2.aws.neon.tech hostaddr=3.1.2.3 sslmode=require user=u",
+            "postgres://u@ep-a-1.us-east-2.aws.neon.tech/db?hostaddr=3.1.2.3&sslmode=require",
+        ] {
+            let c = parse(spec, &[]).unwrap();
+            assert_eq!(c.host, "ep-a-1.us-east-2.aws.neon.tech", "{spec}");
+            assert_eq!(c.hostaddr, Some("3.1.2.3".parse().unwrap()), "{spec}");
+            assert_eq!(c.sslmode, SslMode::VerifyFull, "{spec}");
+        }
+        assert!(parse("host=h hostaddr=not-an-ip user=u", &[]).is_err());
         let from_api = parse("postgres://u:p@localhost/db?sslmode=require", &[]).unwrap();
         assert_eq!(from_api.verified().sslmode, SslMode::VerifyFull);
     }

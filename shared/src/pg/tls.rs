@@ -61,10 +61,29 @@ pub fn client_config(config: &PgConfig) -> Result<Option<ClientConfig>, PgError>
     Ok(Some(tls))
 }
 
+/// Set in Lambda functions (see [`only_bundled_roots`]).
+static ONLY_BUNDLED_ROOTS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// From now on `sslrootcert` may only be `system` (the bundled roots): set in Lambda functions,
+/// where a path given in an event would read the function's own files (`/dev/zero` never
+/// ends; whether a path exists would show in the error). The local stack, whose servers have
+/// a certificate authority of their own, sets `FERRY_ALLOW_FILE_URLS=true` instead.
+pub fn only_bundled_roots() {
+    ONLY_BUNDLED_ROOTS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn roots(sslrootcert: Option<&str>) -> Result<RootCertStore, PgError> {
     let mut store = RootCertStore::empty();
     match sslrootcert {
         None | Some("system") => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(_) if ONLY_BUNDLED_ROOTS.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(PgError::BadConfig(
+                "a Lambda function trusts only the bundled roots: sslrootcert must be `system` \
+                 or left out, not a path on the function's file system"
+                    .into(),
+            ));
+        }
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
