@@ -569,10 +569,13 @@ impl Fields {
     }
 }
 
-/// Whether `host` is one of Neon's (`*.neon.tech`), whose connections are always verified.
+/// Whether `host` is one of Neon's (`*.neon.tech`, and `*.neon.build`, which
+/// [`PgConfig::neon_endpoint`] knows too), whose connections are always verified.
 pub fn is_neon_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    host == "neon.tech" || host.ends_with(".neon.tech")
+    ["neon.tech", "neon.build"]
+        .iter()
+        .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
 }
 
 #[cfg(test)]
@@ -617,6 +620,7 @@ mod tests {
             "postgres://u:p@ep-a-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require",
             "postgres://u:p@EP-A-1.US-EAST-2.AWS.NEON.TECH./db?sslmode=disable&sslrootcert=/tmp/mine.pem",
             "postgres://u:p@ep-a-1.us-east-2.aws.neon.tech/db",
+            "postgres://u:p@ep-a-1.us-east-2.aws.neon.build/db?sslmode=prefer",
         ] {
             let c = parse(url, &[("PGSSLMODE", "allow"), ("PGSSLROOTCERT", "/x.pem")]).unwrap();
             assert_eq!(c.sslmode, SslMode::VerifyFull, "{url}");
