@@ -8,6 +8,7 @@ use std::{collections::VecDeque, ops::Range, time::SystemTime};
 use bytes::Bytes;
 use futures::{SinkExt, pin_mut};
 use tokio::sync::mpsc;
+use tokio_postgres::error::DbError;
 
 use crate::pg::{PgError, Session};
 
@@ -19,9 +20,9 @@ use super::{CsvError, ImportError, Options};
 /// Whether the server refused a row rather than the load: a data exception (SQLSTATE class 22)
 /// or an integrity constraint violation (class 23). Told by the code, never by the message,
 /// which the server translates (`lc_messages`).
-pub(super) fn refuses_a_row(e: &tokio_postgres::Error) -> bool {
-    e.code()
-        .is_some_and(|c| matches!(&c.code()[..2], "22" | "23"))
+pub(super) fn refuses_a_row(e: &tokio_postgres::Error) -> Option<&DbError> {
+    e.as_db_error()
+        .filter(|db| matches!(&db.code().code()[..2], "22" | "23"))
 }
 
 /// A row the server refused, for the error and the rejects file. The line the caller knows (a
@@ -30,33 +31,25 @@ pub(super) fn refuses_a_row(e: &tokio_postgres::Error) -> bool {
 /// (`COPY t, line N, column c: "value"`), read when it is in English: they are what the
 /// message says, never what decides.
 pub(super) fn refused_row(
-    e: &tokio_postgres::Error,
+    db: &DbError,
     relname: &str,
     columns: &[String],
 ) -> (Option<u64>, RejectedRow) {
+    let mut reason = db.message().to_string();
+    let mut summary = crate::pg::server_message(db, false);
+    if let Some(detail) = db.detail() {
+        reason.push_str(&format!(" ({detail})"));
+        summary.push_str(&format!(" (detail {})", crate::pg::WITHHELD));
+    }
+    summary.push_str(&format!(" (SQLSTATE {})", db.code().code()));
     let mut row = RejectedRow {
         line: 0,
         column: None,
         value: None,
-        reason: e.to_string(),
-        summary: String::new(),
+        reason,
+        summary,
         record: Bytes::new(),
     };
-    let Some(db) = e.as_db_error() else {
-        row.summary = row.reason.clone();
-        return (None, row);
-    };
-    row.reason = db.message().to_string();
-    if let Some(detail) = db.detail() {
-        row.reason.push_str(&format!(" ({detail})"));
-    }
-    row.summary = crate::pg::server_message(db, false);
-    if db.detail().is_some() {
-        row.summary
-            .push_str(&format!(" (detail {})", crate::pg::WITHHELD));
-    }
-    row.summary
-        .push_str(&format!(" (SQLSTATE {})", db.code().code()));
     let prefix = format!("COPY {relname}, line ");
     let Some(line_ctx) = db.where_().and_then(|context| {
         context
@@ -174,9 +167,9 @@ pub(super) async fn load(
                         .await?;
                 }
                 Err(e) => {
-                    if !refuses_a_row(&e) {
+                    let Some(db) = refuses_a_row(&e) else {
                         return Err(ImportError::from(e));
-                    }
+                    };
                     session
                         .batch_execute(
                             "ROLLBACK TO SAVEPOINT ferry_batch; RELEASE SAVEPOINT ferry_batch",
@@ -191,7 +184,7 @@ pub(super) async fn load(
                         continue;
                     }
                     let k = range.start;
-                    let (_, mut row) = refused_row(&e, relname, columns);
+                    let (_, mut row) = refused_row(db, relname, columns);
                     let record = batch.record(k);
                     row.line = batch.records[k].line;
                     row.record = Bytes::copy_from_slice(&record[..record.len().min(64 * 1024)]);
@@ -235,12 +228,12 @@ pub(super) async fn load_streaming(
     let mut sent = 1u64;
     let mut expected_file_line = None;
     let refused = |e: tokio_postgres::Error, anchors: &[(u64, u64)]| {
-        if !refuses_a_row(&e) {
+        let Some(db) = refuses_a_row(&e) else {
             return ImportError::from(e);
-        }
+        };
         // One COPY carried the whole file: only the server's context says which line (0, not
         // known, when it is not in English).
-        let (copy_line, mut row) = refused_row(&e, relname, columns);
+        let (copy_line, mut row) = refused_row(db, relname, columns);
         if let Some(copy_line) = copy_line {
             let at = anchors.partition_point(|(s, _)| *s <= copy_line);
             row.line = match at.checked_sub(1).map(|i| anchors[i]) {

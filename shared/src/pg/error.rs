@@ -183,10 +183,7 @@ pub fn server_message(db: &tokio_postgres::error::DbError, values: bool) -> Stri
 /// A driver error with its server-side detail, which tokio-postgres leaves out of `Display`;
 /// without values (see [`values_shown`]).
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
-    describe_with(e, values_shown())
-}
-
-pub(crate) fn describe_with(e: &tokio_postgres::Error, values: bool) -> String {
+    let values = values_shown();
     match e.as_db_error() {
         Some(db) => {
             let mut s = format!(

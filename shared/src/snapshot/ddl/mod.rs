@@ -349,6 +349,38 @@ impl Builder<'_> {
             .collect()
     }
 
+    /// A `DEFAULT` entry, after the relation item `of` creates (`qualified`, tagged by its
+    /// unquoted `name`), setting `column`'s default to `expr`: a default set after the table
+    /// (a serial's, an inherited column's changed locally) or a view column's. `attrdef` is the
+    /// default's own catalog id, when the entry carries one. Schema and owner are the relation's.
+    fn column_default(
+        &mut self,
+        of: usize,
+        name: &str,
+        qualified: &str,
+        column: &str,
+        expr: &str,
+        attrdef: Option<u32>,
+    ) {
+        let mut item = Item::new(
+            "DEFAULT",
+            format!("{name} {column}"),
+            Section::PreData,
+            P_DEFAULT,
+        );
+        if let Some(oid) = attrdef {
+            item = item.of(PG_ATTRDEF, oid);
+        }
+        item.namespace = self.items[of].namespace.clone();
+        item.owner = self.items[of].owner.clone();
+        item.defn = format!(
+            "ALTER TABLE ONLY {qualified} ALTER COLUMN {} SET DEFAULT {expr};\n",
+            self.q.ident(column)
+        );
+        item.deps.push(Dep::Item(of));
+        self.push(item);
+    }
+
     /// A `COMMENT` entry for the object item `of` creates, as pg_dump writes one: `target`
     /// names the object in SQL (`TABLE app.t`), `tag` as pg_dump tags the entry (the kind and
     /// the quoted name, unqualified: `TABLE t`). Schema and owner are the object's.

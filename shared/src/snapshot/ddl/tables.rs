@@ -463,22 +463,7 @@ fn dependents(
     }
     for c in later.defaults {
         let expr = c.default.as_deref().unwrap_or("NULL");
-        let mut default = Item::new(
-            "DEFAULT",
-            format!("{name} {}", c.name),
-            Section::PreData,
-            P_DEFAULT,
-        )
-        .in_schema(&schema, Some(owner.clone()));
-        if let Some(oid) = c.default_oid {
-            default = default.of(PG_ATTRDEF, oid);
-        }
-        default.defn = format!(
-            "ALTER TABLE ONLY {qualified} ALTER COLUMN {} SET DEFAULT {expr};\n",
-            b.q.ident(&c.name)
-        );
-        default.deps.push(Dep::Item(at));
-        b.push(default);
+        b.column_default(at, &name, qualified, &c.name, expr, c.default_oid);
     }
     if r.get::<_, bool>(13) {
         let mut security = Item::new("ROW SECURITY", &name, Section::PostData, P_ROW_SECURITY)

@@ -156,18 +156,7 @@ pub(super) async fn views(session: &Session, b: &mut Builder<'_>) -> Result<(), 
             );
             if let (Some(expr), false) = (&c.default, materialized) {
                 // A view's column default is an entry of its own, after the view.
-                let mut default = Item::new(
-                    "DEFAULT",
-                    format!("{name} {}", c.name),
-                    Section::PreData,
-                    P_DEFAULT,
-                )
-                .in_schema(&schema, Some(owner.clone()));
-                default.defn = format!(
-                    "ALTER TABLE ONLY {qualified} ALTER COLUMN {column} SET DEFAULT {expr};\n"
-                );
-                default.deps.push(Dep::Item(at));
-                b.push(default);
+                b.column_default(at, &name, &qualified, &c.name, expr, None);
             }
         }
         let target = format!("TABLE {qualified}");
