@@ -1050,3 +1050,69 @@ async fn validate_checks_an_import_report_against_its_table() {
         v.summary()
     );
 }
+
+/// A newer upload under the key of a file being imported is not what gets moved to
+/// `processed/`: the move copies and deletes exactly the imported version, so the newer file
+/// stays where it was uploaded, for its own import, instead of vanishing unimported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_upload_during_an_import_is_not_moved_away() {
+    let f = Fixture::new(shared_pg(), "imp_newer");
+    let body: String = std::iter::once("id,customer,amount,note\n".to_string())
+        .chain((1..=300_000).map(|i| format!("{i},customer {i},{i}.99,note {i}\n")))
+        .collect();
+    let url = f.put("k/day.csv", body).await;
+    let newer = "id,customer\n900001,newer file\n";
+    let uploader = {
+        let (pg, db, bucket) = (f.pg, f.db.clone(), f.bucket.clone());
+        std::thread::spawn(move || {
+            for _ in 0..1000 {
+                let copying = pg.psql(
+                    &db,
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE query LIKE 'COPY \"public\".\"orders\"%' AND pid <> pg_backend_pid()",
+                );
+                if copying.trim() != "0" {
+                    let rt = tokio::runtime::Runtime::new().unwrap();
+                    rt.block_on(async {
+                        let url = ObjectUrl::parse(&format!("s3://{bucket}/k/day.csv")).unwrap();
+                        let store = Store::for_url(&url, &shared_s3().store_config())
+                            .await
+                            .unwrap();
+                        store
+                            .put(&url.key, Bytes::from_static(newer.as_bytes()))
+                            .await
+                            .unwrap();
+                    });
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    let out = jobs::import_csv(
+        ImportCsvInput::Request(Box::new(ImportRequest {
+            from: url.clone(),
+            target: Some(f.pg.url(&f.db)),
+            table: Some("public.orders".into()),
+            processed_prefix: Some("processed/".into()),
+            ..ImportRequest::default()
+        })),
+        context(f.store()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        uploader.join().unwrap(),
+        "the newer upload was written mid-import"
+    );
+    assert_eq!(out.imports[0].report.as_ref().unwrap().rows_loaded, 300_000);
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), "300000");
+    // The newer file is where it was uploaded, and nothing of it went to processed/.
+    assert_eq!(f.get("k/day.csv").await, newer);
+    assert!(
+        !f.exists("processed/k/day.csv").await,
+        "the newer upload was moved away unimported"
+    );
+    assert_eq!(out.imports[0].moved_to, None);
+}

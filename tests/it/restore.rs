@@ -1035,3 +1035,80 @@ async fn a_listing_has_one_line_per_entry_whatever_the_names() {
         "{ours:#?}"
     );
 }
+
+/// A rerun empties what an earlier attempt left in a table before loading it again; when the
+/// server refuses that TRUNCATE (here a trigger refuses it) the restore stops naming the table
+/// instead of appending to the leftovers, and a rerun the server lets empty it ends exact.
+#[tokio::test]
+async fn a_refused_truncate_before_a_reload_fails_instead_of_appending() {
+    let pg = shared_pg();
+    let source = pg.create_database("trunc_src");
+    pg.psql(
+        &source,
+        "CREATE TABLE a (id int); INSERT INTO a VALUES (1), (2); \
+         CREATE TABLE z (v int); INSERT INTO z VALUES (10), (20);",
+    );
+    let dir = local_path(&local_dir("truncate"));
+    let archive = dir.join("db.dir");
+    run(tool(pg, "pg_dump")
+        .args(["-Fd", "-Z0", "-d", &source, "-f"])
+        .arg(&archive));
+    let from = format!("file://{}/", archive.display());
+    let z_data = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .find(|p| std::fs::read(p).is_ok_and(|b| b.starts_with(b"10\n20\n")))
+        .expect("z's data file");
+    let good = std::fs::read(&z_data).unwrap();
+    std::fs::write(&z_data, b"10\nbad\n\\.\n\n\n").unwrap();
+
+    // The first attempt creates the tables and stops on z's bad row.
+    let target = pg.create_database("trunc_dst");
+    let input = RestoreInput {
+        from,
+        target: Some(pg.url(&target)),
+        jobs: Some(1),
+        ..RestoreInput::default()
+    };
+    jobs::restore(input.clone(), context(StoreConfig::default()))
+        .await
+        .expect_err("a bad row fails the restore");
+    assert_eq!(pg.psql(&target, "SELECT count(*) FROM z").trim(), "0");
+
+    // What a process killed between the commits of a shared load leaves: rows, no progress;
+    // and a server that refuses to empty the table.
+    std::fs::write(&z_data, good).unwrap();
+    pg.psql(
+        &target,
+        "INSERT INTO z VALUES (10); \
+         CREATE FUNCTION public.keep() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'z is not to be emptied'; END $$; \
+         CREATE TRIGGER keep BEFORE TRUNCATE ON z EXECUTE FUNCTION public.keep();",
+    );
+    let refused = jobs::restore(input.clone(), context(StoreConfig::default())).await;
+    let rows = pg.psql(&target, "SELECT count(*) FROM z");
+    let err = refused.expect_err(&format!(
+        "a refused TRUNCATE let the reload append: z holds {} rows",
+        rows.trim()
+    ));
+    let message = err.to_string();
+    assert!(
+        message.contains(" z ") && message.contains("could not be emptied"),
+        "{message}"
+    );
+    assert_eq!(rows.trim(), "1", "the leftover row is all z holds");
+
+    // Once the server lets it, the rerun empties z and loads it exactly.
+    pg.psql(
+        &target,
+        "DROP TRIGGER keep ON z; DROP FUNCTION public.keep()",
+    );
+    jobs::restore(input, context(StoreConfig::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        pg.psql(&target, "SELECT string_agg(v::text, ',' ORDER BY v) FROM z")
+            .trim(),
+        "10,20"
+    );
+}

@@ -43,6 +43,7 @@ async fn s3(config: StoreConfig) -> Fixture {
     let bucket = server.create_bucket("conformance");
     let config = StoreConfig {
         part_size: config.part_size,
+        max_parts: config.max_parts,
         max_parts_in_flight: config.max_parts_in_flight,
         max_single_copy: config.max_single_copy,
         copy_part_size: config.copy_part_size,
@@ -323,6 +324,48 @@ async fn overwrite_is_atomic_and_copy_replaces(f: Fixture) {
 
 /// Above the single-copy limit, S3 copies go part by part (UploadPartCopy); shown here with
 /// small limits, since the real one is 5 GiB.
+/// Parts grow as an upload goes on, so that S3's part count does not cap the object at
+/// `part size × 10,000`: here the count is lowered to 4 (5 MiB parts would hold 20 MiB); the
+/// parts grow to 10, 20 and 40 MiB and hold 50 MiB, and past what they can hold the upload
+/// stops with a clear error and leaves nothing.
+#[tokio::test]
+async fn s3_parts_grow_past_the_part_count_limit() {
+    let f = s3(StoreConfig {
+        part_size: ferry::store::MIN_PART_SIZE,
+        max_parts: 4,
+        max_parts_in_flight: 2,
+        ..StoreConfig::default()
+    })
+    .await;
+    let data = pattern(10 * ferry::store::MIN_PART_SIZE, 7);
+    let key = f.key("grown.bin");
+    let mut upload = f.store.upload(&key).await.unwrap();
+    for chunk in data.chunks(3_000_017) {
+        upload.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    upload.finish().await.unwrap();
+    assert!(f.store.get_bytes(&key).await.unwrap() == data);
+
+    let too_big = f.key("too-big.bin");
+    let mut upload = f.store.upload(&too_big).await.unwrap();
+    let mut failed = None;
+    for chunk in pattern(16 * ferry::store::MIN_PART_SIZE, 3).chunks(4_000_037) {
+        if let Err(e) = upload.write(Bytes::copy_from_slice(chunk)).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    let err = match failed {
+        Some(e) => e,
+        None => upload
+            .finish()
+            .await
+            .expect_err("75 MiB of parts cannot hold 80 MiB"),
+    };
+    assert!(err.to_string().contains("outgrew"), "{err}");
+    assert!(f.store.head(&too_big).await.is_err());
+}
+
 #[tokio::test]
 async fn s3_copies_large_objects_part_by_part() {
     let f = s3(StoreConfig {

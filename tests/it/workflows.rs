@@ -620,7 +620,16 @@ impl Stack {
     /// Runs a state machine of the template; the run's report (status, output or error, states
     /// entered, retries, notifications, every state's input and output).
     fn run(&self, machine: &str, input: Value) -> Value {
-        let out = Command::new(repo().join("infra/local/run-workflow"))
+        self.run_with(machine, input, &[])
+    }
+
+    /// [`Stack::run`] with template parameters (`Name=Value`) over their defaults.
+    fn run_with(&self, machine: &str, input: Value, parameters: &[&str]) -> Value {
+        let mut command = Command::new(repo().join("infra/local/run-workflow"));
+        for parameter in parameters {
+            command.args(["--parameter", parameter]);
+        }
+        let out = command
             .args(["--template"])
             .arg(repo().join("infra/template.yaml"))
             .args(["--state-machine", machine])
@@ -1005,6 +1014,32 @@ async fn backup_in_pieces_fans_a_database_out_over_workers_that_resume() {
         !branches.iter().any(|b| b.starts_with("ferry-backup-")),
         "{branches:?}"
     );
+
+    // The same backup with each worker allowed one invocation: the workers still in progress
+    // stop with a clear error instead of being invoked again and again.
+    let bounded = stack.run_with(
+        "BackupStateMachine",
+        json!({"project": stack.neon.project_id, "to": to,
+               "distribute": {"workers": 3, "pieceBytes": 8192 * 64}}),
+        &["MaxPieceRounds=1"],
+    );
+    assert_eq!(bounded["status"], "FAILED", "{bounded:#}");
+    let notified = &bounded["notifications"][0]["message"]["error"];
+    assert_eq!(
+        notified["Error"], "Ferry.SomeDatabasesFailed",
+        "{bounded:#}"
+    );
+    let databases: Value = serde_json::from_str(notified["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(databases[0]["failed"], true, "{databases}");
+    assert_eq!(
+        databases[0]["error"]["Error"], "Ferry.TooManyRounds",
+        "{databases}"
+    );
+    let rounds = states(&bounded).iter().filter(|s| **s == "Pieces").count();
+    assert!(
+        rounds <= 3,
+        "{rounds} invocations of Pieces with one allowed per worker"
+    );
 }
 
 #[tokio::test]
@@ -1225,5 +1260,47 @@ async fn migrate_loads_real_pg_dump_archives_into_new_branches_and_validates_the
             .branch_names()
             .await
             .contains(&"migrated-garbage".into())
+    );
+}
+
+/// A file imported in pieces (every invocation keeps back its whole time, so each loads one
+/// batch and answers in_progress) is invoked again at most MaxImportRounds times: past that
+/// the execution fails with Ferry.TooManyRounds, notified, instead of looping on; a new
+/// execution for the same object goes on from where the pieces stopped and completes.
+#[tokio::test]
+async fn csv_import_in_pieces_is_bounded_and_resumes() {
+    let stack = Stack::start_with("wf_rounds", "", &[("FERRY_DEADLINE_MARGIN_SECONDS", "900")]);
+    let key = "imports/public.customers/many.csv";
+    let body: String = std::iter::once("email,name\n".to_string())
+        .chain((1..=70_000).map(|i| format!("bulk{i}@example.org,bulk customer number {i}\n")))
+        .collect();
+    assert!(body.len() > 3 * 1024 * 1024, "{} bytes", body.len());
+    let etag = stack.put(key, body).await;
+    let event = crate::import::eventbridge(&stack.bucket, key, &etag);
+    let bounded = stack.run_with(
+        "CsvImportStateMachine",
+        event.clone(),
+        &["MaxImportRounds=2"],
+    );
+    assert_eq!(bounded["status"], "FAILED", "{bounded:#}");
+    let imports = states(&bounded).iter().filter(|s| **s == "Import").count();
+    assert_eq!(imports, 2, "{:?}", states(&bounded));
+    let notified = bounded["notifications"].to_string();
+    assert!(notified.contains("Ferry.TooManyRounds"), "{notified}");
+    assert!(stack.exists(key).await, "the file stays for the next run");
+
+    let report = stack.run("CsvImportStateMachine", event);
+    assert_eq!(
+        report["status"],
+        "SUCCEEDED",
+        "{report:#}\n{}",
+        stack.functions_log()
+    );
+    assert_eq!(
+        stack.sql(
+            &stack.db,
+            "SELECT count(*), count(DISTINCT email) FROM customers WHERE email LIKE 'bulk%'"
+        ),
+        "70000|70000"
     );
 }

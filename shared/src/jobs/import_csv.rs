@@ -21,7 +21,7 @@ use crate::{
         route::{CsvOptions, Route, Routes},
     },
     pg::PgConfig,
-    store::{Key, ObjectMeta, ObjectUrl, Store, StoreError},
+    store::{Key, Moved, ObjectMeta, ObjectUrl, Store, StoreError},
 };
 
 /// One CSV object to import (`ferry import-csv`, a Step Functions task).
@@ -292,7 +292,7 @@ async fn import_request(
             .map_err(|e| JobError::BadInput(e.to_string()))?;
         let store = Store::for_url(&url, &ctx.store).await?;
         let why = JobError::ImportRejected(format!("set aside: {reason}"));
-        let outcome = reject(&store, &url, table.as_ref(), &why, prefix).await?;
+        let outcome = reject(&store, &url, None, table.as_ref(), &why, prefix).await?;
         return Ok(ImportCsvOutput::of(vec![outcome]));
     }
     let config = target_from(request.target.as_deref()).await?;
@@ -332,7 +332,7 @@ async fn import_request(
         Ok(report) => {
             let moved_to = match &request.processed_prefix {
                 Some(_) if report.status == import::Status::InProgress => None,
-                Some(prefix) => Some(move_object(&store, &url, prefix).await?),
+                Some(prefix) => move_object(&store, &url, Some(&source.meta), prefix).await?,
                 None => None,
             };
             Ok(ImportCsvOutput::of(vec![imported(
@@ -341,7 +341,15 @@ async fn import_request(
         }
         Err(e) if e.is_rejection() && request.rejected_prefix.is_some() => {
             let prefix = request.rejected_prefix.as_deref().unwrap_or_default();
-            let outcome = reject(&store, &url, Some(&table), &JobError::from(e), prefix).await?;
+            let outcome = reject(
+                &store,
+                &url,
+                Some(&source.meta),
+                Some(&table),
+                &JobError::from(e),
+                prefix,
+            )
+            .await?;
             Ok(ImportCsvOutput::of(vec![outcome]))
         }
         Err(e) => Err(e.into()),
@@ -379,22 +387,49 @@ fn imported(
     }
 }
 
-/// Moves the object under `prefix` (same bucket, same key after it); its new location.
-async fn move_object(store: &Store, url: &ObjectUrl, prefix: &str) -> Result<String, JobError> {
+/// Moves the object under `prefix` (same bucket, same key after it): exactly `version`, the
+/// version that was imported or looked at (the current one when `None`). Its new location, or
+/// `None` when a newer upload had already replaced that version, which stays where it is for
+/// its own import.
+async fn move_object(
+    store: &Store,
+    url: &ObjectUrl,
+    version: Option<&ObjectMeta>,
+    prefix: &str,
+) -> Result<Option<String>, JobError> {
     let to = Key::new(format!("{prefix}{}", url.key.as_str()))?;
-    match store.copy(&url.key, &to).await {
-        Ok(_) => store.delete(&url.key).await?,
+    let moved = match version {
+        Some(version) => store.move_version(version, &to).await,
+        None => match store.head(&url.key).await {
+            Ok(current) => store.move_version(&current, &to).await,
+            Err(e) => Err(e),
+        },
+    };
+    match moved {
+        Ok(Moved::Moved) => {}
+        Ok(Moved::CopiedNewerKept) => tracing::warn!(
+            source = %url,
+            "a newer upload arrived under this key while it was imported; it stays for its own import"
+        ),
+        Ok(Moved::Replaced) => {
+            tracing::warn!(
+                source = %url,
+                "a newer upload replaced the imported version before it could be moved; it stays for its own import"
+            );
+            return Ok(None);
+        }
         // Moved already by an earlier delivery.
         Err(StoreError::NotFound { .. }) if store.head(&to).await.is_ok() => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(store.url(&to).to_string())
+    Ok(Some(store.url(&to).to_string()))
 }
 
 /// Moves a rejected object aside with a JSON report beside it.
 async fn reject(
     store: &Store,
     url: &ObjectUrl,
+    version: Option<&ObjectMeta>,
     table: Option<&TableName>,
     error: &JobError,
     prefix: &str,
@@ -410,8 +445,8 @@ async fn reject(
         "tool": format!("ferry {}", crate::VERSION),
     });
     let body = serde_json::to_vec_pretty(&body).unwrap_or_default();
-    let moved_to = match move_object(store, url, prefix).await {
-        Ok(to) => Some(to),
+    let moved_to = match move_object(store, url, version, prefix).await {
+        Ok(to) => to,
         Err(JobError::Store(StoreError::NotFound { .. })) => None,
         Err(e) => return Err(e),
     };
@@ -510,6 +545,7 @@ async fn import_upload(
             return reject(
                 &store,
                 &url,
+                meta.as_ref().ok(),
                 None,
                 &JobError::ImportRejected(why.to_string()),
                 &routes.rejected_prefix,
@@ -542,6 +578,7 @@ async fn import_upload(
             return reject(
                 &store,
                 &url,
+                Some(&meta),
                 Some(&table),
                 &JobError::BadInput(why.to_string()),
                 &routes.rejected_prefix,
@@ -573,7 +610,7 @@ async fn import_upload(
         }
         Ok(report) => {
             let moved_to = match &routes.processed_prefix {
-                Some(prefix) => Some(move_object(&store, &url, prefix).await?),
+                Some(prefix) => move_object(&store, &url, Some(&source.meta), prefix).await?,
                 None => None,
             };
             Ok(imported(&url, &table, report, moved_to))
@@ -582,6 +619,7 @@ async fn import_upload(
             reject(
                 &store,
                 &url,
+                Some(&source.meta),
                 Some(&table),
                 &JobError::from(e),
                 &routes.rejected_prefix,

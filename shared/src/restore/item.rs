@@ -10,7 +10,7 @@ use crate::{
     pg::{PgError, Session},
 };
 
-use super::progress::{State, progress_record, progress_row};
+use super::progress::{State, label, progress_record, progress_row};
 use super::shared_load::{Joiners, load_shared};
 use super::{RestoreError, source};
 
@@ -306,18 +306,35 @@ pub(super) async fn load(
 ) -> Result<u64, RestoreError> {
     let mut statement =
         copy_statement(e).ok_or_else(|| RestoreError::Failed("no COPY statement".into()))?;
-    // The table is empty (a restore goes into an empty database, and a COPY that did not
-    // finish rolled back): emptying it in the load's own transaction lets COPY write its rows
-    // frozen, so that the index builds and ANALYZE that read them next do not rewrite every
-    // page to set hint bits. Skipped if the server refuses the TRUNCATE.
+    // Emptying the table in the load's own transaction removes what an earlier attempt left
+    // (the committed parts of a shared load cut short) and lets COPY write its rows frozen, so
+    // that the index builds and ANALYZE that read them next do not rewrite every page to set
+    // hint bits. When the server refuses the TRUNCATE, the load goes on unfrozen only into a
+    // table that is empty; rows there would be loaded twice, so that stops the restore.
     let single = state.options.single_transaction;
     let truncate = truncate_statement(e, state);
     let mut frozen = false;
     if let Some(truncate) = &truncate {
         match session.batch_execute(&format!("BEGIN; {truncate}")).await {
             Ok(()) => frozen = true,
-            Err(_) => {
-                let _ = session.batch_execute("ROLLBACK").await;
+            Err(refused) => {
+                if !session.is_closed() {
+                    let _ = session.batch_execute("ROLLBACK").await;
+                }
+                let refused = RestoreError::from(refused);
+                let name = truncate.trim_start_matches("TRUNCATE ONLY ");
+                let holds_rows = session
+                    .query_opt(&format!("SELECT 1 FROM ONLY {name} LIMIT 1"), &[])
+                    .await
+                    .map(|row| row.is_some())
+                    .unwrap_or(true);
+                if holds_rows {
+                    return Err(RestoreError::Failed(format!(
+                        "the table holds rows from an earlier attempt and could not be emptied \
+                         before loading it again: {refused}"
+                    )));
+                }
+                tracing::debug!(table = %label(e), "loading unfrozen: {refused}");
             }
         }
     }

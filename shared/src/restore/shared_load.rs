@@ -173,8 +173,14 @@ pub(super) async fn load_shared(
         }
     }
     if let Some(reason) = failure {
-        if !session.is_closed() {
-            let _ = session.batch_execute(truncate).await;
+        // The parts that committed are emptied; if that fails too, the table keeps them but is
+        // not recorded as loaded, and the next run empties it before loading (or stops).
+        let emptied = !session.is_closed() && session.batch_execute(truncate).await.is_ok();
+        if !emptied {
+            tracing::warn!(
+                table = %label(e),
+                "the failed load left part of the table's rows; the same restore run again empties it"
+            );
         }
         return Err(reason);
     }

@@ -70,7 +70,7 @@ pub enum StoreError {
     #[error("{location}: {reason}")]
     Limit { location: String, reason: String },
     /// The object was replaced between looking at it and reading it.
-    #[error("{location} changed while it was being read (a newer version was written)")]
+    #[error("{location} changed: a newer version was written after it was looked at")]
     Changed { location: String },
 }
 
@@ -306,9 +306,12 @@ pub struct StoreConfig {
     pub path_style: bool,
     /// Static access key and secret, for S3-compatible servers; otherwise the SDK's chain.
     pub credentials: Option<(String, Secret)>,
-    /// Bytes per multipart part. S3 wants at least 5 MiB for every part but the last and
-    /// allows at most 10,000 parts, so this also fixes the largest object: 10,000 × part size.
+    /// Bytes per multipart part at first. S3 wants at least 5 MiB for every part but the last
+    /// and allows at most 10,000 parts: the part size doubles every tenth of that (see
+    /// [`part_size`]), so that 8 MiB parts reach S3's 5 TiB object limit.
     pub part_size: usize,
+    /// Parts an upload may have: S3's [`MAX_PARTS`]; tests lower it to reach the limit cheaply.
+    pub max_parts: i32,
     /// Parts uploading at once; memory held is at most this many parts plus one being filled.
     pub max_parts_in_flight: usize,
     /// Objects up to this size are copied with one CopyObject (S3 allows at most 5 GiB, Amazon
@@ -457,6 +460,23 @@ impl WriteSettings {
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 /// S3's largest part number (Amazon S3 multipart upload limits).
 pub const MAX_PARTS: i32 = 10_000;
+/// S3's largest part (Amazon S3 multipart upload limits).
+pub const MAX_PART_SIZE: usize = 5 * 1024 * 1024 * 1024;
+
+/// The size of part `number` (from 1) of an upload of at most `max_parts` parts that starts
+/// with parts of `first` bytes: doubled after every tenth of `max_parts`, at most
+/// [`MAX_PART_SIZE`]. The object's size is unknown when it starts streaming; growing parts
+/// keep small objects in small parts (memory is a few parts) and let a large one reach
+/// `first × max_parts/10 × (2^10 − 1)` bytes (8 TiB from 8 MiB parts) instead of stopping at
+/// `first × max_parts`.
+pub fn part_size(first: usize, max_parts: i32, number: i32) -> usize {
+    let step = (max_parts / 10).max(1);
+    let doublings = ((number.max(1) - 1) / step).min(20) as u32;
+    first
+        .saturating_mul(1usize << doublings)
+        .min(MAX_PART_SIZE)
+        .max(first.min(MAX_PART_SIZE))
+}
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -466,6 +486,7 @@ impl Default for StoreConfig {
             path_style: false,
             credentials: None,
             part_size: 8 * 1024 * 1024,
+            max_parts: MAX_PARTS,
             max_parts_in_flight: 4,
             max_single_copy: 5 * 1024 * 1024 * 1024,
             copy_part_size: 512 * 1024 * 1024,
@@ -733,6 +754,53 @@ impl Store {
             Store::Local(l) => l.copy(from, to).await,
         }
     }
+
+    /// Moves exactly the version `meta` describes to `to`: it is copied by its version id (or on
+    /// the condition that its ETag is still current) and deleted on the condition that it is
+    /// still the current version. A newer object written under the same key meanwhile is
+    /// neither copied nor deleted.
+    pub async fn move_version(&self, meta: &ObjectMeta, to: &Key) -> Result<Moved, StoreError> {
+        let still_current = async || match self {
+            Store::S3(_) => Ok(true),
+            Store::Local(l) => Ok(l.head(&meta.key).await?.etag == meta.etag),
+        };
+        if !still_current().await? && meta.version_id.is_none() {
+            return Ok(Moved::Replaced);
+        }
+        let copied = match self {
+            Store::S3(s) => s.copy_version(meta, to).await,
+            Store::Local(l) => l.copy(&meta.key, to).await,
+        };
+        match copied {
+            Ok(_) => {}
+            Err(StoreError::Changed { .. }) => return Ok(Moved::Replaced),
+            Err(e) => return Err(e),
+        }
+        let deleted = match self {
+            Store::S3(s) => s.delete_version(meta).await,
+            Store::Local(l) if still_current().await? => l.delete(&meta.key).await,
+            Store::Local(_) => Err(StoreError::Changed {
+                location: self.url(&meta.key).to_string(),
+            }),
+        };
+        match deleted {
+            Ok(()) => Ok(Moved::Moved),
+            Err(StoreError::Changed { .. }) => Ok(Moved::CopiedNewerKept),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What [`Store::move_version`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// Copied to its new place and deleted from the old.
+    Moved,
+    /// Copied, but a newer object under the old key was left where it is.
+    CopiedNewerKept,
+    /// The version was overwritten before it could be copied (the bucket keeps no versions):
+    /// nothing was copied, and the newer object was left where it is.
+    Replaced,
 }
 
 /// A streamed upload in progress. Call [`Upload::finish`] to make the object visible; an upload
@@ -783,6 +851,22 @@ impl Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_grow_so_that_ten_thousand_reach_s3s_largest_object() {
+        let first = 8 * 1024 * 1024;
+        assert_eq!(part_size(first, MAX_PARTS, 1), first);
+        assert_eq!(part_size(first, MAX_PARTS, 1000), first);
+        assert_eq!(part_size(first, MAX_PARTS, 1001), 2 * first);
+        assert_eq!(part_size(first, MAX_PARTS, MAX_PARTS), 512 * first);
+        let total: u128 = (1..=MAX_PARTS)
+            .map(|n| part_size(first, MAX_PARTS, n) as u128)
+            .sum();
+        assert!(total >= 5 << 40, "{total} bytes in 10,000 parts");
+        // Never past S3's largest part, even from a large first part.
+        assert_eq!(part_size(1 << 30, MAX_PARTS, MAX_PARTS), MAX_PART_SIZE);
+        assert_eq!(part_size(first, 5, 3), 4 * first);
+    }
 
     #[test]
     fn keys() {

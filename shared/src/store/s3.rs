@@ -34,6 +34,7 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     part_size: usize,
+    max_parts: i32,
     max_parts_in_flight: usize,
     max_single_copy: u64,
     copy_part_size: u64,
@@ -54,6 +55,10 @@ where
     let code = e.code().unwrap_or_default().to_string();
     if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
         return StoreError::NotFound { location };
+    }
+    // Only conditional requests (a version pinned by its ETag) can fail a precondition.
+    if status == Some(412) || code == "PreconditionFailed" {
+        return StoreError::Changed { location };
     }
     let retryable = matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_))
         || status.is_some_and(|s| s == 429 || s >= 500);
@@ -94,6 +99,7 @@ impl S3Store {
             client: Client::from_conf(builder.build()),
             bucket: bucket.to_string(),
             part_size: config.part_size,
+            max_parts: config.max_parts.clamp(1, MAX_PARTS),
             max_parts_in_flight: config.max_parts_in_flight.max(1),
             max_single_copy: config.max_single_copy,
             copy_part_size: config.copy_part_size.max(super::MIN_PART_SIZE as u64),
@@ -162,6 +168,26 @@ impl S3Store {
             self.bucket,
             utf8_percent_encode(key.as_str(), COPY_SOURCE)
         )
+    }
+
+    /// `x-amz-copy-source` for exactly the version `meta` describes, when it has an id.
+    fn version_source(&self, meta: &ObjectMeta) -> String {
+        match &meta.version_id {
+            Some(v) => format!(
+                "{}?versionId={}",
+                self.copy_source(&meta.key),
+                utf8_percent_encode(v, COPY_SOURCE)
+            ),
+            None => self.copy_source(&meta.key),
+        }
+    }
+
+    /// The ETag condition that pins `meta` when the bucket keeps no versions.
+    fn version_condition(&self, meta: &ObjectMeta) -> Option<String> {
+        match (&meta.version_id, &meta.etag) {
+            (None, Some(etag)) => Some(format!("\"{etag}\"")),
+            _ => None,
+        }
     }
 
     fn location(&self, key: &Key) -> String {
@@ -342,11 +368,22 @@ impl S3Store {
     }
 
     pub(super) async fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.delete_if(key, None).await
+    }
+
+    /// Deletes `key` if its current version is still `version` (S3's conditional delete,
+    /// `If-Match` with the ETag): a newer upload fails with [`StoreError::Changed`] and stays.
+    pub(super) async fn delete_version(&self, version: &ObjectMeta) -> Result<(), StoreError> {
+        self.delete_if(&version.key, version.etag.as_deref()).await
+    }
+
+    async fn delete_if(&self, key: &Key, etag: Option<&str>) -> Result<(), StoreError> {
         match self
             .client
             .delete_object()
             .bucket(&self.bucket)
             .key(key.as_str())
+            .set_if_match(etag.map(|e| format!("\"{e}\"")))
             .send()
             .await
         {
@@ -359,20 +396,34 @@ impl S3Store {
     }
 
     pub(super) async fn copy(&self, from: &Key, to: &Key) -> Result<ObjectMeta, StoreError> {
-        let source = self.copy_source(from);
-        let size = self.head(from).await?.size;
+        let version = self.head(from).await?;
+        self.copy_version(&version, to).await
+    }
+
+    /// Copies exactly the version `from` describes: its version id when the bucket keeps
+    /// versions, else on the condition that its ETag is still the current one (a newer upload
+    /// fails with [`StoreError::Changed`] and is not copied).
+    pub(super) async fn copy_version(
+        &self,
+        from: &ObjectMeta,
+        to: &Key,
+    ) -> Result<ObjectMeta, StoreError> {
+        let source = self.version_source(from);
+        let if_match = self.version_condition(from);
+        let size = from.size;
         if size <= self.max_single_copy {
             self.client
                 .copy_object()
                 .bucket(&self.bucket)
                 .key(to.as_str())
                 .copy_source(&source)
+                .set_copy_source_if_match(if_match)
                 .set_server_side_encryption(self.encryption())
                 .set_ssekms_key_id(self.write.kms_key_id.clone())
                 .set_storage_class(self.storage_class())
                 .send()
                 .await
-                .map_err(|e| sdk_error("CopyObject", self.location(from), e))?;
+                .map_err(|e| sdk_error("CopyObject", self.location(&from.key), e))?;
             return self.head(to).await;
         }
         let upload_id = self.create_multipart(to).await?;
@@ -383,8 +434,14 @@ impl S3Store {
             while start < size {
                 let end = (start + self.copy_part_size).min(size);
                 parts.push(
-                    self.copy_part(from, start..end, to, &upload_id, number)
-                        .await?,
+                    self.copy_part(
+                        (&source, if_match.clone()),
+                        start..end,
+                        to,
+                        &upload_id,
+                        number,
+                    )
+                    .await?,
                 );
                 start = end;
                 number += 1;
@@ -450,7 +507,11 @@ impl S3Store {
                         end = *size;
                     }
                     let number = parts.len() as i32 + 1;
-                    parts.push(self.copy_part(key, at..end, to, &upload_id, number).await?);
+                    let source = self.copy_source(key);
+                    parts.push(
+                        self.copy_part((&source, None), at..end, to, &upload_id, number)
+                            .await?,
+                    );
                     at = end;
                 }
             }
@@ -494,15 +555,15 @@ impl S3Store {
     }
 
     /// Copies the bytes `range` of `from` as part `number` of the multipart upload of `to`.
+    /// `source` is an `x-amz-copy-source`; `if_match` its ETag condition, if any.
     async fn copy_part(
         &self,
-        from: &Key,
+        (source, if_match): (&str, Option<String>),
         range: Range<u64>,
         to: &Key,
         upload_id: &str,
         number: i32,
     ) -> Result<CompletedPart, StoreError> {
-        let source = self.copy_source(from);
         let out = self
             .client
             .upload_part_copy()
@@ -510,7 +571,8 @@ impl S3Store {
             .key(to.as_str())
             .upload_id(upload_id)
             .part_number(number)
-            .copy_source(&source)
+            .copy_source(source)
+            .set_copy_source_if_match(if_match)
             .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
             .await
@@ -608,8 +670,12 @@ impl S3Upload {
     pub(super) async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.written += data.len() as u64;
         self.buffer.extend_from_slice(&data);
-        while self.buffer.len() >= self.store.part_size {
-            let part = self.buffer.split_to(self.store.part_size).freeze();
+        loop {
+            let size = super::part_size(self.store.part_size, self.store.max_parts, self.next_part);
+            if self.buffer.len() < size {
+                break;
+            }
+            let part = self.buffer.split_to(size).freeze();
             if let Err(e) = self.send_part(part).await {
                 self.abort_now().await;
                 return Err(e);
@@ -622,12 +688,18 @@ impl S3Upload {
         if self.upload_id.is_none() {
             self.upload_id = Some(self.store.create_multipart(&self.key).await?);
         }
-        if self.next_part > MAX_PARTS {
+        if self.next_part > self.store.max_parts {
             return Err(StoreError::Limit {
                 location: self.store.location(&self.key),
                 reason: format!(
-                    "the object outgrew S3's {MAX_PARTS} parts of {} bytes; raise FERRY_S3_PART_SIZE",
-                    self.store.part_size
+                    "the object outgrew S3's {} parts (the first of {} bytes, growing to {}); raise FERRY_S3_PART_SIZE",
+                    self.store.max_parts,
+                    self.store.part_size,
+                    super::part_size(
+                        self.store.part_size,
+                        self.store.max_parts,
+                        self.store.max_parts
+                    )
                 ),
             });
         }
