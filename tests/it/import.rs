@@ -1116,3 +1116,77 @@ async fn a_newer_upload_during_an_import_is_not_moved_away() {
     );
     assert_eq!(out.imports[0].moved_to, None);
 }
+
+/// The stage of an import in pieces outlives the invocations: it is a logged table (Neon
+/// empties unlogged ones when a compute restarts or scales to zero between invocations), and
+/// if its rows are lost anyway the last piece finds fewer rows than were read and fails,
+/// importing nothing; run again, the import starts over and loads every row.
+#[tokio::test]
+async fn an_import_in_pieces_whose_stage_lost_rows_fails_and_starts_over() {
+    use ferry::import::{ImportError, Options, Source, Status, TableName};
+    let f = Fixture::new(shared_pg(), "imp_lost_stage");
+    let rows = 20_000;
+    let body: String = std::iter::once("id,customer\n".to_string())
+        .chain((1..=rows).map(|i| format!("{i},customer {i}\n")))
+        .collect();
+    let url = ObjectUrl::parse(&f.put("p/lost.csv", body).await).unwrap();
+    let store = Store::for_url(&url, &f.store()).await.unwrap();
+    let piece = async || {
+        let options = Options {
+            batch_bytes: 64 * 1024,
+            deadline: Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+            deadline_margin: Duration::from_secs(60),
+            ..Options::default()
+        };
+        ferry::import::run(
+            &f.pg.config(&f.db, ferry::pg::SslMode::Require),
+            &Source::open(store.clone(), url.clone()).await.unwrap(),
+            &TableName::parse("public.orders").unwrap(),
+            &options,
+            &f.store(),
+        )
+        .await
+    };
+    let first = piece().await.unwrap();
+    assert_eq!(first.status, Status::InProgress);
+    assert_eq!(
+        f.sql(
+            "SELECT string_agg(DISTINCT relpersistence::text, ',') FROM pg_class \
+             WHERE relnamespace = 'ferry_import'::regnamespace AND relname LIKE 'stage_%' \
+               AND relkind = 'r'"
+        ),
+        "p",
+        "the stage is a logged table"
+    );
+    // What a compute restart does to an unlogged table.
+    f.sql(
+        "DO $$ DECLARE t text; BEGIN \
+           FOR t IN SELECT relname FROM pg_class \
+             WHERE relnamespace = 'ferry_import'::regnamespace AND relname LIKE 'stage_%' \
+               AND relkind = 'r' \
+           LOOP EXECUTE format('TRUNCATE ferry_import.%I', t); END LOOP; END $$",
+    );
+    let failed = loop {
+        match piece().await {
+            Ok(r) if r.status == Status::InProgress => continue,
+            other => break other,
+        }
+    };
+    let err = match failed {
+        Err(e @ ImportError::Miscounted { .. }) => e,
+        other => panic!("an import that lost staged rows ended {other:?}"),
+    };
+    assert!(err.to_string().contains("starts over"), "{err}");
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), "0");
+    assert_eq!(f.sql("SELECT count(*) FROM ferry_import.pieces"), "0");
+
+    let done = loop {
+        let r = piece().await.unwrap();
+        if r.status != Status::InProgress {
+            break r;
+        }
+    };
+    assert_eq!(done.status, Status::Imported);
+    assert_eq!((done.rows_read, done.rows_loaded), (rows, rows));
+    assert_eq!(f.sql("SELECT count(*) FROM orders"), rows.to_string());
+}

@@ -110,10 +110,42 @@ pub enum ImportError {
         max: u64,
         first: Box<RejectedRow>,
     },
+    /// The rows read are not the rows loaded plus the rows set aside: rows were lost on the
+    /// way (a stage emptied under an import in pieces). Nothing was imported.
+    #[error(
+        "{url}: {read} rows were read but {loaded} loaded and {rejected} set aside; nothing was imported{again}"
+    )]
+    Miscounted {
+        url: String,
+        read: u64,
+        loaded: u64,
+        rejected: u64,
+        again: &'static str,
+    },
     #[error(transparent)]
     Postgres(#[from] PgError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Every row read is loaded or set aside, or the import fails (before it commits).
+pub(crate) fn check_counts(
+    url: &str,
+    read: u64,
+    loaded: u64,
+    rejected: u64,
+    again: &'static str,
+) -> Result<(), ImportError> {
+    if read == loaded.saturating_add(rejected) {
+        return Ok(());
+    }
+    Err(ImportError::Miscounted {
+        url: url.to_string(),
+        read,
+        loaded,
+        rejected,
+        again,
+    })
 }
 
 impl ImportError {
@@ -380,6 +412,13 @@ async fn import_in_transaction(
     drop(rx);
     let _ = reader.await;
     let (columns, loaded, rows_loaded) = result?;
+    check_counts(
+        &url,
+        loaded.rows_read,
+        rows_loaded,
+        loaded.rejected.len() as u64,
+        "",
+    )?;
     let (digest, bytes) = {
         let state = hash.lock().unwrap_or_else(|e| e.into_inner());
         (hex::encode(state.0.clone().finalize()), state.1)

@@ -2,8 +2,11 @@
 //!
 //! Each piece runs in one transaction that locks the import's row in `ferry_import.pieces`,
 //! loads batches from where the last piece stopped (a record boundary: a byte offset in the
-//! decompressed file and its line) into an unlogged stage table, and commits the rows with the
-//! new position. Bad rows set aside go to `ferry_import.rejects` in the same transaction. The
+//! decompressed file and its line) into a stage table, and commits the rows with the new
+//! position. The stage is a logged table: Neon empties unlogged tables when a compute restarts
+//! or scales to zero, which happens between invocations, and the staged rows would be gone.
+//! Whatever happens to them, the last piece checks that every row read was moved into the
+//! table or set aside, or the import fails and starts over. Bad rows set aside go to `ferry_import.rejects` in the same transaction. The
 //! piece that reaches the end moves the staged rows into the table as the mode says, writes the
 //! ledger row and the rejects object, and drops the stage, all in one transaction: readers see
 //! the whole file or nothing, as for a file imported at once. A strict failure (or too many
@@ -139,8 +142,9 @@ pub(super) async fn run(
         Err(e) => {
             if !session.is_closed() {
                 let _ = session.batch_execute("ROLLBACK").await;
-                if e.is_rejection() {
-                    // The import failed for good: its stage and position go.
+                if e.is_rejection() || matches!(e, ImportError::Miscounted { .. }) {
+                    // The import failed for good, or its stage cannot be trusted: its stage and
+                    // position go (a miscounted import starts over when run again).
                     let _ = forget(session, entry).await;
                 }
             }
@@ -347,6 +351,13 @@ async fn piece(
     }
     check_mode(target, &state.columns, options.mode)?;
     report.rows_loaded = apply_stage(session, target, &state.columns, options.mode, &stage).await?;
+    super::check_counts(
+        &url,
+        rows_read,
+        report.rows_loaded,
+        rows_rejected,
+        " (the staged rows were lost; run the import again: it starts over)",
+    )?;
     if rows_rejected > 0
         && let Some(to) = &options.rejects_to
     {
@@ -396,7 +407,7 @@ async fn first_piece(
     let stage = stage_name(entry);
     session
         .batch_execute(&format!(
-            "CREATE UNLOGGED TABLE ferry_import.{} ({})",
+            "CREATE TABLE ferry_import.{} ({})",
             ident(&stage),
             stage_like(target)
         ))

@@ -220,6 +220,7 @@ impl From<ImportError> for JobError {
         match e {
             ImportError::Postgres(e) => JobError::Postgres(e),
             ImportError::Store(e) => JobError::Store(e),
+            e @ ImportError::Miscounted { .. } => JobError::Inconsistent(e.to_string()),
             e => JobError::ImportRejected(e.to_string()),
         }
     }
