@@ -489,17 +489,26 @@ impl<R: Read> Reader<R> {
         read_exact(&mut self.input, &mut sign, what)?;
         let mut bytes = [0u8; 8];
         read_exact(&mut self.input, &mut bytes[..self.int_size], what)?;
-        let magnitude = u64::from_le_bytes(bytes) as i64;
+        let magnitude = i64::try_from(u64::from_le_bytes(bytes))
+            .map_err(|_| ArchiveError::Corrupt(format!("an integer out of range in {what}")))?;
         Ok(if sign[0] != 0 { -magnitude } else { magnitude })
     }
 
+    /// A Str. Its length comes from the file, so nothing is allocated for it up front: the
+    /// bytes are read as they come, and a length past the end of the file is `Truncated`.
     fn string(&mut self, what: &'static str) -> Result<Option<String>, ArchiveError> {
         let len = self.int(what)?;
         if len < 0 {
             return Ok(None);
         }
-        let mut bytes = vec![0u8; len as usize];
-        read_exact(&mut self.input, &mut bytes, what)?;
+        let mut bytes = Vec::new();
+        (&mut self.input)
+            .take(len as u64)
+            .read_to_end(&mut bytes)
+            .map_err(ArchiveError::Decompress)?;
+        if bytes.len() as u64 != len as u64 {
+            return Err(ArchiveError::Truncated(what));
+        }
         String::from_utf8(bytes)
             .map(Some)
             .map_err(|_| ArchiveError::Corrupt(format!("text in {what} is not UTF-8")))
@@ -514,7 +523,8 @@ impl<R: Read> Reader<R> {
             )));
         }
         let v = self.header.version;
-        let mut entries = Vec::with_capacity(count as usize);
+        // The count too comes from the file: room for what a real archive may hold at first.
+        let mut entries = Vec::with_capacity((count as usize).min(4096));
         for _ in 0..count {
             let dump_id = self.int(WHAT)? as i32;
             if dump_id <= 0 {
@@ -909,6 +919,101 @@ mod tests {
         let mut out = Vec::new();
         decode_data_file("5.dat.gz", &bytes[..], &mut out).unwrap();
         assert_eq!(out, b"1\n2\n");
+    }
+
+    /// A small deterministic generator (xorshift), so that a failure names its seed.
+    struct Noise(u64);
+
+    impl Noise {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    /// Opens `bytes` and reads every block: whatever it holds, an error or a result, never a
+    /// panic (a crafted archive must fail as `Ferry.BadArchive`, not abort the process).
+    fn read_all(bytes: &[u8]) -> Result<(), ArchiveError> {
+        let (mut reader, _) = Reader::open(bytes)?;
+        while reader.next_block()?.is_some() {
+            let mut data = Vec::new();
+            reader.read_block_data(&mut data)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn lengths_read_from_an_archive_allocate_nothing_before_the_bytes_arrive() {
+        // An archive with 8-byte integers whose first header string claims 2^62 bytes.
+        let mut bytes = b"PGDMP".to_vec();
+        bytes.extend([1, 14, 0, 8, 8, 1]);
+        put_int8(&mut bytes, 0); // compression
+        for _ in 0..7 {
+            put_int8(&mut bytes, 0);
+        }
+        put_int8(&mut bytes, 1 << 62);
+        bytes.extend(b"db");
+        assert!(matches!(
+            Reader::open(&bytes[..]),
+            Err(ArchiveError::Truncated(_))
+        ));
+        // The most negative magnitude is refused, not negated.
+        let mut bytes = b"PGDMP".to_vec();
+        bytes.extend([1, 14, 0, 8, 8, 1]);
+        bytes.push(1);
+        bytes.extend(u64::MAX.to_le_bytes());
+        assert!(Reader::open(&bytes[..]).is_err());
+    }
+
+    fn put_int8(out: &mut Vec<u8>, v: i64) {
+        out.push(u8::from(v < 0));
+        out.extend(v.unsigned_abs().to_le_bytes());
+    }
+
+    #[test]
+    fn damaged_archives_fail_without_panicking() {
+        let rows: String = (0..300).map(|i| format!("{i}\n")).collect::<String>() + "\\.\n\n";
+        for (n, compression) in [Compression::None, Compression::Gzip { level: None }]
+            .into_iter()
+            .enumerate()
+        {
+            let good = archive(compression, &rows);
+            read_all(&good).unwrap();
+            let mut noise = Noise(0x9e37_79b9_7f4a_7c15 + n as u64);
+            for round in 0..3000 {
+                let mut bytes = good.clone();
+                match round % 5 {
+                    // Eight-byte integers: every length after it is read from other bytes.
+                    4 => bytes[8] = 8,
+                    0 => bytes.truncate(noise.below(bytes.len())),
+                    1 => {
+                        for _ in 0..1 + noise.below(4) {
+                            let at = noise.below(bytes.len());
+                            bytes[at] = noise.next() as u8;
+                        }
+                    }
+                    2 => {
+                        // A large length where an integer was.
+                        let at = 11 + noise.below(bytes.len() - 16);
+                        bytes[at] = 0;
+                        bytes[at + 1..at + 5].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+                    }
+                    _ => {
+                        let at = noise.below(bytes.len());
+                        let len = noise.below(64).min(bytes.len() - at);
+                        bytes.drain(at..at + len);
+                    }
+                }
+                let result = std::panic::catch_unwind(|| read_all(&bytes));
+                assert!(result.is_ok(), "round {round} of {compression:?} panicked");
+            }
+        }
     }
 
     #[test]

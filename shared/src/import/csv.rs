@@ -565,6 +565,50 @@ mod tests {
         assert!(s.header().unwrap_err().reason.contains("longer than"));
     }
 
+    /// Arbitrary input built from the bytes that matter to the splitter, cut at every buffer
+    /// size: an error or records, never a panic, and no record longer than the limit plus one
+    /// read (the limit bounds memory: it is checked each time more input is needed).
+    #[test]
+    fn arbitrary_input_splits_or_fails_without_panicking() {
+        let alphabet = b"a,\"\r\n\\\t;\xef\xbb\xbf\xff0";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3000 {
+            let len = (next() % 200) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let dialect = Dialect {
+                header: round % 2 == 0,
+                ..Dialect::default()
+            };
+            let step = 1 + (next() % 7) as usize;
+            let limit = 8 + (next() % 64) as usize;
+            let outcome = std::panic::catch_unwind(|| {
+                let mut s = Splitter::new(Trickle(&text, step), dialect.clone(), 16, limit);
+                if dialect.header {
+                    s.header()?;
+                }
+                while let Some(batch) = s.next_batch()? {
+                    for (i, record) in batch.records.iter().enumerate() {
+                        let bytes: usize = batch.slice(i..i + 1).iter().map(|b| b.len()).sum();
+                        assert!(
+                            bytes <= limit + step,
+                            "a record of {bytes} bytes past the limit {limit}: {record:?}"
+                        );
+                    }
+                }
+                Ok::<_, CsvError>(())
+            });
+            assert!(outcome.is_ok(), "round {round} panicked on {text:?}");
+        }
+    }
+
     #[test]
     fn fields_unquote_doubled_quotes() {
         let fields = fields(b"\"a\"\"b\",c,\"\"\r\n", &Dialect::default(), 1).unwrap();

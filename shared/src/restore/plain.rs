@@ -36,9 +36,44 @@ pub(super) enum PlainError {
     Malformed { line: u64, reason: String },
 }
 
+/// The longest statement or line a dump may hold: PostgreSQL takes no query string longer than
+/// 1 GB (`MaxAllocSize`), and a dump that never ends a line or a statement must not grow the
+/// process's memory until it is killed.
+const MAX_STATEMENT: usize = 1 << 30;
+
 /// Splits a dump read from `input`, calling `emit` for each piece; stops when `emit` says so.
 pub(super) fn split(
+    input: impl BufRead,
+    emit: impl FnMut(Piece) -> bool,
+) -> Result<(), PlainError> {
+    split_limited(input, MAX_STATEMENT, emit)
+}
+
+/// Reads one line (with its `\n`) into `line`, refusing one longer than `limit`; 0 at the end.
+fn read_line(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    limit: usize,
+    line_no: u64,
+) -> Result<usize, PlainError> {
+    let n = std::io::Read::take(&mut *input, limit as u64 + 1).read_until(b'\n', line)?;
+    if n > limit {
+        return Err(too_long(line_no + 1, limit));
+    }
+    Ok(n)
+}
+
+fn too_long(line: u64, limit: usize) -> PlainError {
+    PlainError::Malformed {
+        line,
+        reason: format!("a line or statement longer than {limit} bytes"),
+    }
+}
+
+/// [`split`] with the longest statement and line given.
+fn split_limited(
     mut input: impl BufRead,
+    limit: usize,
     mut emit: impl FnMut(Piece) -> bool,
 ) -> Result<(), PlainError> {
     let mut line_no = 0u64;
@@ -47,7 +82,7 @@ pub(super) fn split(
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        if read_line(&mut input, &mut line, limit, line_no)? == 0 {
             break;
         }
         line_no += 1;
@@ -86,6 +121,9 @@ pub(super) fn split(
         while !rest.is_empty() {
             match state.scan(rest) {
                 Some(end) => {
+                    if statement.len() + end > limit {
+                        return Err(too_long(line_no, limit));
+                    }
                     statement.push_str(&rest[..end]);
                     rest = &rest[end..];
                     let sql = std::mem::take(&mut statement);
@@ -98,7 +136,7 @@ pub(super) fn split(
                             return Ok(());
                         }
                         // The rest of this line is nothing; rows start on the next line.
-                        rows(&mut input, &mut line_no, &mut emit)?;
+                        rows(&mut input, &mut line_no, limit, &mut emit)?;
                         rest = "";
                         continue;
                     }
@@ -107,6 +145,9 @@ pub(super) fn split(
                     }
                 }
                 None => {
+                    if statement.len() + rest.len() > limit {
+                        return Err(too_long(line_no, limit));
+                    }
                     statement.push_str(rest);
                     rest = "";
                 }
@@ -189,13 +230,14 @@ fn strip_comments(statement: &str) -> String {
 fn rows(
     input: &mut impl BufRead,
     line_no: &mut u64,
+    limit: usize,
     emit: &mut impl FnMut(Piece) -> bool,
 ) -> Result<(), PlainError> {
     let mut batch = Vec::with_capacity(256 * 1024);
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        if read_line(input, &mut line, limit, *line_no)? == 0 {
             return Err(PlainError::Malformed {
                 line: *line_no,
                 reason: "the dump ends inside COPY data (no \\. line)".into(),
@@ -293,7 +335,7 @@ impl Lexer {
                 continue;
             }
             if let Some(tag) = &self.dollar {
-                if text[i..].starts_with(tag.as_str()) {
+                if bytes[i..].starts_with(tag.as_bytes()) {
                     i += tag.len();
                     self.dollar = None;
                 } else {
@@ -302,10 +344,10 @@ impl Lexer {
                 continue;
             }
             if self.block_comment > 0 {
-                if text[i..].starts_with("*/") {
+                if bytes[i..].starts_with(b"*/") {
                     self.block_comment -= 1;
                     i += 2;
-                } else if text[i..].starts_with("/*") {
+                } else if bytes[i..].starts_with(b"/*") {
                     self.block_comment += 1;
                     i += 2;
                 } else {
@@ -447,6 +489,109 @@ mod tests {
         );
         let got = pieces("SELECT 1;\n\\connect shop\nSELECT 2;\n");
         assert_eq!(got[1], Piece::Connect("shop".into()));
+    }
+
+    #[test]
+    fn bodies_and_comments_may_hold_any_character() {
+        let text = "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT 'café ☕'$$;\n\
+                    /* naïve */ SELECT 'ü';\n";
+        let mut pieces = Vec::new();
+        split(text.as_bytes(), |p| {
+            pieces.push(p);
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            pieces,
+            [
+                Piece::Sql(
+                    "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$SELECT 'café ☕'$$;".into()
+                ),
+                Piece::Sql("/* naïve */ SELECT 'ü';".into()),
+            ]
+        );
+    }
+
+    /// Arbitrary scripts built from the characters that matter to the lexer: pieces or an
+    /// error, never a panic, and no piece longer than the limit.
+    #[test]
+    fn arbitrary_scripts_split_or_fail_without_panicking() {
+        let alphabet: Vec<&str> = vec![
+            "a",
+            ";",
+            "'",
+            "\"",
+            "$",
+            "$x$",
+            "--",
+            "/*",
+            "*/",
+            "\n",
+            "\\",
+            "E'",
+            "COPY t FROM stdin;\n",
+            "\\.\n",
+            "BEGIN ATOMIC",
+            "END",
+            " ",
+            "\\restrict k\n",
+            "é",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3000 {
+            let parts = next() % 60;
+            let text: String = (0..parts)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let outcome = std::panic::catch_unwind(|| {
+                split_limited(text.as_bytes(), 128, |piece| {
+                    let len = match &piece {
+                        Piece::Sql(s) | Piece::Copy(s) | Piece::Connect(s) => s.len(),
+                        Piece::Rows(r) => r.len().min(128),
+                        Piece::EndCopy => 0,
+                    };
+                    assert!(len <= 128, "a piece of {len} bytes: {piece:?}");
+                    true
+                })
+            });
+            assert!(outcome.is_ok(), "round {round} panicked on {text:?}");
+        }
+    }
+
+    #[test]
+    fn statements_and_lines_past_the_limit_are_refused() {
+        let ok = |text: &str| split_limited(text.as_bytes(), 64, |_| true);
+        ok("SELECT 1;\nSELECT 2;\n").unwrap();
+        // A statement over many lines, a line without an end, a COPY row.
+        let long = format!("SELECT\n{}1;\n", "1 +\n".repeat(30));
+        assert!(
+            ok(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than 64 bytes")
+        );
+        let endless = "x".repeat(200);
+        assert!(
+            ok(&endless)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than 64 bytes")
+        );
+        let copy = format!("COPY t FROM stdin;\n{}\n\\.\n", "y".repeat(100));
+        assert!(
+            ok(&copy)
+                .unwrap_err()
+                .to_string()
+                .contains("longer than 64 bytes")
+        );
+        let fine = format!("COPY t FROM stdin;\n{}\n\\.\n", "y".repeat(40));
+        ok(&fine).unwrap();
     }
 
     #[test]
