@@ -609,7 +609,8 @@ async fn a_killed_connection_leaves_nothing_and_the_rerun_imports_once() {
                 let killed = pg.psql(
                     &db,
                     "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE query LIKE 'COPY \"public\".\"orders\"%' AND pid <> pg_backend_pid()) k",
+                     WHERE datname = current_database() AND state = 'active' \
+                       AND query LIKE 'COPY \"public\".\"orders\"%' AND pid <> pg_backend_pid()) k",
                 );
                 if killed.trim() != "0" {
                     return true;
@@ -1069,7 +1070,8 @@ async fn a_newer_upload_during_an_import_is_not_moved_away() {
                 let copying = pg.psql(
                     &db,
                     "SELECT count(*) FROM pg_stat_activity \
-                     WHERE query LIKE 'COPY \"public\".\"orders\"%' AND pid <> pg_backend_pid()",
+                     WHERE datname = current_database() AND state = 'active' \
+                       AND query LIKE 'COPY \"public\".\"orders\"%' AND pid <> pg_backend_pid()",
                 );
                 if copying.trim() != "0" {
                     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -327,7 +327,13 @@ pub(super) async fn load(
                     .query_opt(&format!("SELECT 1 FROM ONLY {name} LIMIT 1"), &[])
                     .await
                     .map(|row| row.is_some())
-                    .unwrap_or(true);
+                    .map_err(|e| {
+                        RestoreError::Failed(format!(
+                            "the table could not be emptied before loading it ({refused}), nor \
+                             looked at: {}",
+                            RestoreError::from(e)
+                        ))
+                    })?;
                 if holds_rows {
                     return Err(RestoreError::Failed(format!(
                         "the table holds rows from an earlier attempt and could not be emptied \

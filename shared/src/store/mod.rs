@@ -3,8 +3,10 @@
 //!
 //! Guarantees every backend keeps (the conformance suite in `tests/` checks them on each):
 //! - a put is atomic: readers see the whole object or none of it;
-//! - a streamed [`Upload`] keeps at most `part_size × max_parts_in_flight` bytes in memory,
-//!   and an upload that fails or is dropped before [`Upload::finish`] leaves nothing visible;
+//! - a streamed [`Upload`] keeps about `part_size × max_parts_in_flight` bytes in flight plus
+//!   the part being filled (parts grow past 1,000 of them, and fewer are then in flight, at
+//!   least one: past 8 GB of 8 MiB parts memory grows with the part size), and an upload that
+//!   fails or is dropped before [`Upload::finish`] leaves nothing visible;
 //! - keys are validated [`Key`]s: no empty segments, no `.` or `..`, at most 1,024 bytes;
 //! - listings are complete (every page is read) and sorted by key bytes, as S3 sorts them.
 

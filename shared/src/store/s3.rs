@@ -703,7 +703,12 @@ impl S3Upload {
                 ),
             });
         }
-        while self.in_flight.len() >= self.store.max_parts_in_flight {
+        // As parts grow, fewer are in flight: the bytes held stay about what
+        // `max_parts_in_flight` parts of the first size hold, and at least one part.
+        let size = super::part_size(self.store.part_size, self.store.max_parts, self.next_part);
+        let in_flight =
+            (self.store.max_parts_in_flight * self.store.part_size / size.max(1)).max(1);
+        while self.in_flight.len() >= in_flight {
             self.reap_one().await?;
         }
         let number = self.next_part;
