@@ -224,9 +224,12 @@ async fn restore_items(
                 (e.dump_id, oids)
             })
             .collect(),
-        created_tables: items
+        // The tables this restore creates, or an earlier run of it created: a rerun with other
+        // options (`--section data` after a cut run) still empties what that run left.
+        created_tables: archive
+            .entries
             .iter()
-            .filter(|e| e.desc == "TABLE")
+            .filter(|e| e.desc == "TABLE" && (restored(e, options) || done.contains(&e.dump_id)))
             .map(|e| (e.namespace.clone().unwrap_or_default(), e.tag.clone()))
             .collect(),
         tablespaces: target_tablespaces(main, &items)
