@@ -1192,3 +1192,58 @@ async fn an_import_in_pieces_whose_stage_lost_rows_fails_and_starts_over() {
     assert_eq!((done.rows_read, done.rows_loaded), (rows, rows));
     assert_eq!(f.sql("SELECT count(*) FROM orders"), rows.to_string());
 }
+
+/// The csv-import workflow moves a file after validating its import, in a later call that
+/// names the imported version: when a newer upload has replaced it by then, that call imports
+/// nothing and moves nothing (the newer file waits for its own import), for `processedPrefix`
+/// and for `setAside` alike.
+#[tokio::test]
+async fn a_later_move_of_an_imported_version_leaves_a_newer_upload_alone() {
+    let f = Fixture::new(shared_pg(), "imp_pinned");
+    let url = f.put("k/pinned.csv", GOOD).await;
+    let request = |extra: ImportRequest| {
+        jobs::import_csv(
+            ImportCsvInput::Request(Box::new(ImportRequest {
+                from: url.clone(),
+                target: Some(f.pg.url(&f.db)),
+                table: Some("public.orders".into()),
+                ..extra
+            })),
+            context(f.store()),
+        )
+    };
+    let first = request(ImportRequest::default()).await.unwrap();
+    let version = first.imports[0].report.as_ref().unwrap().version.clone();
+    let newer = "id,customer\n77,newer\n";
+    f.put("k/pinned.csv", newer).await;
+
+    let marked = request(ImportRequest {
+        processed_prefix: Some("processed/".into()),
+        version: Some(version.clone()),
+        ..ImportRequest::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        marked.imports[0].status,
+        ImportStatus::AlreadyImported,
+        "{marked:?}"
+    );
+    assert_eq!(marked.imports[0].moved_to, None);
+    assert_eq!(f.sql("SELECT count(*) FROM orders WHERE id = 77"), "0");
+    assert_eq!(f.get("k/pinned.csv").await, newer);
+    assert!(!f.exists("processed/k/pinned.csv").await);
+
+    let aside = request(ImportRequest {
+        rejected_prefix: Some("rejected/".into()),
+        set_aside: Some("did not validate".into()),
+        version: Some(version),
+        ..ImportRequest::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(aside.imports[0].status, ImportStatus::Ignored, "{aside:?}");
+    assert_eq!(f.get("k/pinned.csv").await, newer);
+    assert!(!f.exists("rejected/k/pinned.csv").await);
+    assert!(!f.exists("rejected/k/pinned.csv.error.json").await);
+}

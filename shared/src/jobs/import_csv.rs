@@ -51,6 +51,12 @@ pub struct ImportRequest {
     /// (a workflow's compensation when an import did not validate). Status `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_aside: Option<String>,
+    /// The version of the object this request is about, as an import's report gives it (its S3
+    /// version id, or its ETag): with `setAside`, or with `processedPrefix` after an import,
+    /// only that version is moved, and when a newer object has replaced it under the key,
+    /// nothing is imported or moved (the newer one is left for its own import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     #[serde(flatten)]
     pub options: CsvOptions,
 }
@@ -293,7 +299,22 @@ async fn import_request(
             .map_err(|e| JobError::BadInput(e.to_string()))?;
         let store = Store::for_url(&url, &ctx.store).await?;
         let why = JobError::ImportRejected(format!("set aside: {reason}"));
-        let outcome = reject(&store, &url, None, table.as_ref(), &why, prefix).await?;
+        let current = match &request.version {
+            Some(version) => match pinned(&store, &url, version).await? {
+                Some(meta) => Some(meta),
+                None => {
+                    return Ok(ImportCsvOutput::of(vec![ImportOutcome::ignored(
+                        url.to_string(),
+                        table.as_ref().map(TableName::quoted),
+                        format!(
+                            "{url}: version {version} was replaced by a newer upload, which is left where it is"
+                        ),
+                    )]));
+                }
+            },
+            None => None,
+        };
+        let outcome = reject(&store, &url, current.as_ref(), table.as_ref(), &why, prefix).await?;
         return Ok(ImportCsvOutput::of(vec![outcome]));
     }
     let config = target_from(request.target.as_deref()).await?;
@@ -328,6 +349,22 @@ async fn import_request(
         .map_err(|e| JobError::BadInput(e.to_string()))?;
     set_deadline(&mut options, ctx)?;
     let store = Store::for_url(&url, &ctx.store).await?;
+    if let (Some(version), Some(_)) = (&request.version, &request.processed_prefix)
+        && pinned(&store, &url, version).await?.is_none()
+    {
+        // Replaced (or moved) since that version was imported: the ledger says what it was.
+        let bucket = url.bucket.clone().unwrap_or_default();
+        return match import::already_imported(&config, &bucket, url.key.as_str(), version, &table)
+            .await?
+        {
+            Some(report) => Ok(ImportCsvOutput::of(vec![imported(
+                &url, &table, report, None,
+            )])),
+            None => Err(JobError::BadInput(format!(
+                "{url}: version {version} was not imported, and a newer object has replaced it"
+            ))),
+        };
+    }
     let source = Source::open(store.clone(), url.clone()).await?;
     match Box::pin(import::run(&config, &source, &table, &options, &ctx.store)).await {
         Ok(report) => {
@@ -426,6 +463,25 @@ async fn move_object(
     Ok(Some(store.url(&to).to_string()))
 }
 
+/// The object at `url` if its current version is `version` (its S3 version id or ETag), else
+/// `None` (replaced by a newer upload, or gone).
+async fn pinned(
+    store: &Store,
+    url: &ObjectUrl,
+    version: &str,
+) -> Result<Option<ObjectMeta>, JobError> {
+    match store.head(&url.key).await {
+        Ok(meta)
+            if meta.version_id.as_deref() == Some(version)
+                || meta.etag.as_deref() == Some(version) =>
+        {
+            Ok(Some(meta))
+        }
+        Ok(_) | Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Moves a rejected object aside with a JSON report beside it.
 async fn reject(
     store: &Store,
@@ -451,7 +507,12 @@ async fn reject(
         Err(JobError::Store(StoreError::NotFound { .. })) => None,
         Err(e) => return Err(e),
     };
-    store.put(&report_key, body.into()).await?;
+    // Not moved because a newer upload replaced it: no report about the old version beside
+    // a place where the newer one may never go.
+    let replaced = moved_to.is_none() && version.is_some() && store.head(&url.key).await.is_ok();
+    if !replaced {
+        store.put(&report_key, body.into()).await?;
+    }
     Ok(ImportOutcome {
         source: url.to_string(),
         status: ImportStatus::Rejected,
@@ -460,7 +521,7 @@ async fn reject(
         error: Some(error.to_string()),
         error_type: Some(error.error_type().to_string()),
         moved_to,
-        rejection_report: Some(store.url(&report_key).to_string()),
+        rejection_report: (!replaced).then(|| store.url(&report_key).to_string()),
     })
 }
 

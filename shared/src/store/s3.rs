@@ -388,6 +388,16 @@ impl S3Store {
             .await
         {
             Ok(_) => Ok(()),
+            // A conditional delete racing a write is answered 409 (ConditionalRequestConflict):
+            // the object is being replaced.
+            Err(e)
+                if etag.is_some()
+                    && e.raw_response().is_some_and(|r| r.status().as_u16() == 409) =>
+            {
+                Err(StoreError::Changed {
+                    location: self.location(key),
+                })
+            }
             Err(e) => match sdk_error("DeleteObject", self.location(key), e) {
                 StoreError::NotFound { .. } => Ok(()),
                 other => Err(other),
@@ -429,10 +439,14 @@ impl S3Store {
         let upload_id = self.create_multipart(to).await?;
         let result = async {
             let mut parts = Vec::new();
+            // Parts large enough that S3's part count holds the object (5 TiB needs 525 MiB).
+            let part = self
+                .copy_part_size
+                .max(size.div_ceil(super::MAX_PARTS as u64));
             let mut start = 0;
             let mut number = 1;
             while start < size {
-                let end = (start + self.copy_part_size).min(size);
+                let end = (start + part).min(size);
                 parts.push(
                     self.copy_part(
                         (&source, if_match.clone()),
