@@ -3,6 +3,7 @@
 mod archive;
 mod cli;
 mod contract;
+mod iam;
 mod import;
 mod lambda;
 mod neon;
