@@ -16,8 +16,16 @@ use serde::Serialize;
 /// Locations are URLs: databases as postgres://user:password@host/db?sslmode=... (or the usual
 /// PG* variables, or a Secrets Manager ARN), objects as s3://bucket/prefix or file:///path.
 /// Secrets never appear in output: pass them through the environment or Secrets Manager.
+/// `ferry --version`: the version and the commit built (see `build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERRY_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "ferry", version, about, long_about, propagate_version = true)]
+#[command(name = "ferry", version = VERSION, about, long_about, propagate_version = true)]
 struct Cli {
     /// Print the result as one JSON object on standard output.
     #[arg(long, global = true)]
@@ -349,6 +357,17 @@ enum BranchCommand {
         #[arg(long)]
         project: String,
     },
+    /// Print the connection URL of a database on a branch, password included (for a CI job's
+    /// DATABASE_URL: register it as a secret before anything prints it).
+    Url {
+        /// neon://PROJECT/BRANCH/DATABASE?role=ROLE, as `branch create --json` and `restore
+        /// --json` give it (`connection`).
+        #[arg(long)]
+        connection: String,
+        /// The pooled (PgBouncer) host instead of the direct one.
+        #[arg(long)]
+        pooled: bool,
+    },
 }
 
 #[derive(Args)]
@@ -678,6 +697,12 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                 return Ok(Outcome::Different);
             }
         }
+        Command::Branch {
+            action: BranchCommand::Url { connection, pooled },
+        } => {
+            let url = jobs::neon_connection_url(&connection, pooled).await?;
+            println!("{}", url.expose());
+        }
         Command::Branch { action } => {
             let input = match action {
                 BranchCommand::Create {
@@ -708,6 +733,7 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                     at: None,
                     at_lsn: None,
                 },
+                BranchCommand::Url { .. } => unreachable!("answered above"),
             };
             let out = jobs::branch(input, ctx).await?;
             emit(json, &out, describe_branches);

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the servers of the local stack start once per run.
 
+mod action;
 mod archive;
 mod cli;
 mod contract;

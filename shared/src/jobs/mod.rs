@@ -276,6 +276,30 @@ pub async fn database(spec: &str) -> Result<PgConfig, JobError> {
         })
 }
 
+/// The connection URL, password included, of a `neon://PROJECT/BRANCH/DATABASE?role=ROLE`
+/// reference (the pooled host with `pooled`), for a caller that hands it on on purpose (a CI
+/// job's `DATABASE_URL`). Nothing in ferry prints it unless asked.
+pub async fn neon_connection_url(
+    reference: &str,
+    pooled: bool,
+) -> Result<crate::secret::Secret, JobError> {
+    let crate::neon::Reference {
+        project,
+        branch,
+        database: db,
+        role,
+    } = crate::neon::Reference::parse(reference).ok_or_else(|| {
+        JobError::BadInput(format!(
+            "{reference:?} is not a neon://PROJECT/BRANCH/DATABASE?role=ROLE reference"
+        ))
+    })?;
+    let client = NeonClient::from_env().await?;
+    let branch = client.resolve_branch(&project, &branch).await?;
+    Ok(client
+        .connection_uri(&project, &branch.id, &db, &role, pooled)
+        .await?)
+}
+
 /// The JSON Schemas of every job's input and output, by file name (`snapshot.input.json`, …),
 /// as committed under `infra/schemas/`: the contract between the Lambdas and the state machines.
 pub fn schemas() -> Vec<(String, serde_json::Value)> {
