@@ -4,8 +4,8 @@
 # downloads nothing. Used by the GitHub Action; works in any CI or on a laptop.
 #
 #   FERRY_ARCHIVE=URL-or-path   the archive (ferry-VERSION-x86_64-unknown-linux-gnu.tar.gz); or
-#   FERRY_VERSION=X.Y.Z         a release of FERRY_ACTION_REPOSITORY (default the Action's own
-#                               ref, vX.Y.Z) on GitHub
+#   FERRY_VERSION=X.Y.Z         a release of FERRY_REPOSITORY (OWNER/NAME on GitHub; the
+#                               Action passes its own, and its ref vX.Y.Z as the default version)
 #   FERRY_CACHE=DIR             the cache (default $RUNNER_TOOL_CACHE/ferry, else
 #                               ~/.cache/ferry)
 # The directory holding `ferry` is added to $GITHUB_PATH when set, and printed.
@@ -25,7 +25,8 @@ if [[ -z $archive ]]; then
       die "no version: set ferry_version (the action's ref ${ref:-(none)} is not a release tag)"
     version=${BASH_REMATCH[1]}
   fi
-  repository=${FERRY_ACTION_REPOSITORY:?install: FERRY_ACTION_REPOSITORY or FERRY_ARCHIVE is required}
+  repository=${FERRY_REPOSITORY:-${FERRY_ACTION_REPOSITORY:-}}
+  [[ -n $repository ]] || die "FERRY_REPOSITORY (OWNER/NAME on GitHub) or FERRY_ARCHIVE is required"
   archive=https://github.com/$repository/releases/download/v$version/ferry-$version-$target.tar.gz
 fi
 name=$(basename "$archive")

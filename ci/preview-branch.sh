@@ -16,6 +16,7 @@
 #   FERRY_DATABASE        the database the seed goes into (default app)
 #   FERRY_MASK            masking rules: refused, `ferry restore --mask` is not built yet
 #   FERRY_SUBSET          a subset: refused, `ferry snapshot --subset` is not built yet
+#   FERRY_DATABASE_URL    false: do not ask for the connection URL with its password
 #   AWS_*                 credentials and region for s3:// seeds, as the AWS SDK reads them
 # Outputs, one `name=value` line each, appended to $GITHUB_OUTPUT (GitHub Actions), else to
 # $FERRY_OUTPUT when set, else printed: branch_id, branch, host, database, connection (the
@@ -133,8 +134,10 @@ fi
 output connection "$connection"
 output restored "$restored"
 
-url=$(ferry branch url --connection "$connection")
-if [[ ${GITHUB_ACTIONS:-} == true ]]; then
-  echo "::add-mask::$url"
+if [[ ${FERRY_DATABASE_URL:-true} != false ]]; then
+  url=$(ferry branch url --connection "$connection")
+  if [[ ${GITHUB_ACTIONS:-} == true ]]; then
+    echo "::add-mask::$url"
+  fi
+  output database_url "$url"
 fi
-output database_url "$url"

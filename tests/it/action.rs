@@ -543,3 +543,146 @@ fn pg_database_of(url: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The GitLab template's hidden jobs, run as a GitLab runner would run a job extending them:
+/// their variables (expanded, under the project's CI/CD variables), `before_script` and
+/// `script` in one bash with `-eo pipefail`, the dotenv report read back.
+fn run_gitlab_job(job: &str, project_variables: &[(&str, String)], dir: &Path) -> (bool, String) {
+    let template: Yaml = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("ci/gitlab-preview-branch.yml")).unwrap(),
+    )
+    .unwrap();
+    // `extends`: the parent's keys, then the job's own (variables merged).
+    let mut variables: Vec<(String, String)> = Vec::new();
+    let mut chain = vec![template[job].clone()];
+    while let Some(parent) = chain.last().unwrap()["extends"].as_str() {
+        chain.push(template[parent].clone());
+    }
+    let lines = |key: &str| -> Vec<String> {
+        chain
+            .iter()
+            .find_map(|j| j[key].as_sequence().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
+    for j in chain.iter().rev() {
+        for (k, v) in j["variables"].as_mapping().into_iter().flatten() {
+            let k = k.as_str().unwrap().to_string();
+            variables.retain(|(name, _)| *name != k);
+            variables.push((k, v.as_str().unwrap().to_string()));
+        }
+    }
+    let predefined = [("CI_MERGE_REQUEST_IID", "12".to_string())];
+    // Project variables win over the file's; the file's may refer to both.
+    let known: BTreeMap<String, String> = predefined
+        .iter()
+        .chain(project_variables)
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let expand = |value: &str| -> String {
+        let mut out = value.to_string();
+        for (k, v) in &known {
+            out = out.replace(&format!("${k}"), v);
+        }
+        out
+    };
+    let mut command = Command::new("bash");
+    clean_env(&mut command, &dir.join("home"));
+    std::fs::create_dir_all(dir.join("home")).unwrap();
+    for (k, v) in &variables {
+        command.env(k, expand(v));
+    }
+    command.envs(known.iter());
+    let script = [lines("before_script"), lines("script")]
+        .concat()
+        .join("\n");
+    let out = command
+        .current_dir(dir)
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+        .arg(format!("exec 2>&1\n{script}"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gitlab_template_seeds_and_deletes_a_preview_branch() {
+    let archive = release_archive().clone();
+    let emulator = shared_emulator();
+    let pg = shared_pg();
+    let s3 = shared_s3();
+    let source = pg.create_database("gitlab_src");
+    pg.psql(&source, SMALL);
+    let bucket = s3.create_bucket("gitlab");
+    jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: format!("s3://{bucket}/seeds/app/"),
+            checksums: true,
+            ..SnapshotInput::default()
+        },
+        context(s3.store_config()),
+    )
+    .await
+    .unwrap();
+    let project = emulator
+        .client()
+        .create_project("gitlab")
+        .await
+        .unwrap()
+        .project
+        .id;
+    let mut variables: Vec<(&str, String)> = s3.env();
+    variables.extend([
+        ("NEON_API_KEY", emulator.api_key.clone()),
+        ("NEON_API_HOST", emulator.url.clone()),
+        ("FERRY_PROJECT", project.clone()),
+        ("FERRY_SEED", format!("s3://{bucket}/seeds/app/")),
+        ("FERRY_ARCHIVE", archive.to_str().unwrap().to_string()),
+        (
+            "FERRY_SCRIPTS",
+            repo().join("ci").to_str().unwrap().to_string(),
+        ),
+        (
+            "FERRY_CACHE",
+            scratch()
+                .join(unique_name("gitlab-cache"))
+                .to_str()
+                .unwrap()
+                .to_string(),
+        ),
+    ]);
+    let dir = scratch().join(unique_name("gitlab-job"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, log) = run_gitlab_job(".ferry-preview", &variables, &dir);
+    assert!(ok, "{log}");
+    let report = command_file(&dir.join("preview.env"));
+    assert_eq!(report["PREVIEW_BRANCH"], "preview/mr-12", "{report:?}");
+    assert_eq!(report["PREVIEW_RESTORED"], "true");
+    assert!(
+        report["PREVIEW_CONNECTION"].starts_with("neon://"),
+        "{report:?}"
+    );
+    assert!(!report.contains_key("PREVIEW_DATABASE_URL"), "{report:?}");
+    let text = std::fs::read_to_string(dir.join("preview.env")).unwrap()
+        + &std::fs::read_to_string(dir.join("preview.out")).unwrap()
+        + &log;
+    assert!(
+        !text.contains("postgres://"),
+        "a connection URL reached the job: {text}"
+    );
+
+    let dir = scratch().join(unique_name("gitlab-stop"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ok, log) = run_gitlab_job(".ferry-preview-delete", &variables, &dir);
+    assert!(ok, "{log}");
+    assert_eq!(
+        command_file(&dir.join("preview.env"))["PREVIEW_DELETED"],
+        "true"
+    );
+}
