@@ -1247,3 +1247,82 @@ async fn a_later_move_of_an_imported_version_leaves_a_newer_upload_alone() {
     assert!(!f.exists("rejected/k/pinned.csv").await);
     assert!(!f.exists("rejected/k/pinned.csv.error.json").await);
 }
+
+/// A compressed file of many gzip members or zstd frames (bgzip, pigz --independent, files
+/// concatenated from parts), imported in pieces: each piece records the start of the member or
+/// frame that holds where it stopped, and the next piece reads the object from there (a ranged
+/// read) instead of decompressing it all again; the rows end up exactly the file's.
+#[tokio::test]
+async fn an_import_in_pieces_resumes_a_compressed_file_at_a_member() {
+    use ferry::import::{Options, Source, Status, TableName};
+    use std::io::Write;
+    let f = Fixture::new(shared_pg(), "imp_members");
+    let rows = 30_000u64;
+    let chunks: Vec<String> = std::iter::once("id,customer\n".to_string())
+        .chain((1..=rows).collect::<Vec<_>>().chunks(500).map(|ids| {
+            ids.iter()
+                .map(|i| format!("{i},customer number {i}\n"))
+                .collect::<String>()
+        }))
+        .collect();
+    let gzip: Vec<u8> = chunks
+        .iter()
+        .flat_map(|chunk| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(chunk.as_bytes()).unwrap();
+            e.finish().unwrap()
+        })
+        .collect();
+    let zstd: Vec<u8> = chunks
+        .iter()
+        .flat_map(|chunk| zstd::stream::encode_all(chunk.as_bytes(), 1).unwrap())
+        .collect();
+    for (key, body) in [("m/members.csv.gz", gzip), ("m/frames.csv.zst", zstd)] {
+        f.sql("TRUNCATE orders");
+        let url = ObjectUrl::parse(&f.put(key, body).await).unwrap();
+        let store = Store::for_url(&url, &f.store()).await.unwrap();
+        let mut entries = Vec::new();
+        let done = loop {
+            let options = Options {
+                batch_bytes: 64 * 1024,
+                deadline: Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+                deadline_margin: Duration::from_secs(60),
+                ..Options::default()
+            };
+            let report = ferry::import::run(
+                &f.pg.config(&f.db, ferry::pg::SslMode::Require),
+                &Source::open(store.clone(), url.clone()).await.unwrap(),
+                &TableName::parse("public.orders").unwrap(),
+                &options,
+                &f.store(),
+            )
+            .await
+            .unwrap();
+            if report.status != Status::InProgress {
+                break report;
+            }
+            let entry = f.sql(
+                "SELECT entry_offset || ' ' || entry_decompressed || ' ' || next_offset \
+                 FROM ferry_import.pieces",
+            );
+            let numbers: Vec<u64> = entry.split(' ').map(|n| n.parse().unwrap()).collect();
+            entries.push((numbers[0], numbers[1], numbers[2]));
+        };
+        assert_eq!(done.status, Status::Imported, "{key}");
+        assert_eq!((done.rows_read, done.rows_loaded), (rows, rows), "{key}");
+        assert!(entries.len() >= 3, "{key}: {entries:?}");
+        // Each piece enters at a start at or before where the last one stopped, past the
+        // first piece never the object's beginning, and moving on with the file.
+        for window in entries.windows(2) {
+            assert!(window[1].0 >= window[0].0, "{key}: {entries:?}");
+        }
+        for (compressed, decompressed, next) in &entries {
+            assert!(*compressed > 0 && decompressed <= next, "{key}: {entries:?}");
+        }
+        assert_eq!(
+            f.sql("SELECT count(*), count(DISTINCT id), sum(id) FROM orders"),
+            format!("{rows}|{rows}|{}", rows * (rows + 1) / 2),
+            "{key}"
+        );
+    }
+}

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS ferry_import.pieces (
     pieces int NOT NULL,
     PRIMARY KEY (bucket, key, version, target_table)
 );
+-- Where a compressed object can be entered again (see import/members.rs); added after the
+-- table first shipped.
+ALTER TABLE ferry_import.pieces ADD COLUMN IF NOT EXISTS entry_offset bigint NOT NULL DEFAULT 0;
+ALTER TABLE ferry_import.pieces ADD COLUMN IF NOT EXISTS entry_decompressed bigint NOT NULL DEFAULT 0;
 COMMENT ON TABLE ferry_import.pieces IS
     'ferry import-csv: imports of large files under way, one invocation at a time, into a stage table';
 CREATE TABLE IF NOT EXISTS ferry_import.rejects (

@@ -15,6 +15,7 @@ pub mod csv;
 pub mod events;
 mod ledger;
 mod load;
+mod members;
 mod pieces;
 mod reader;
 mod rejects;
@@ -348,7 +349,8 @@ async fn import_in_transaction(
         let input = BlockingRead::new(stream);
         tokio::task::spawn_blocking(move || {
             let failed = tx.clone();
-            if let Err(e) = read_object(input, declared, &options, None, hash, tx) {
+            let points = members::EntryPoints::default();
+            if let Err(e) = read_object(input, declared, &options, None, hash, points, tx) {
                 let _ = failed.blocking_send(Err(e));
             }
         })

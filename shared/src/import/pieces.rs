@@ -24,6 +24,7 @@ use super::{
     Compression, CsvError, ImportError, Ledger, Options, RejectedRow, Report, Source, Status,
     ledger::Entry,
     load::{Budget, CopyInto, analyze, load},
+    members::{EntryPoint, EntryPoints, entry_before},
     reader::{Piece, Resume, read_object},
     rejects::{rejects_csv, rejects_location},
     stage::{apply_stage, check_mode, copy_statement, stage_like},
@@ -91,7 +92,7 @@ async fn state(session: &Session, entry: &Entry) -> Result<Option<State>, Import
     let row = session
         .query_opt(
             "SELECT stage, columns, compression, next_offset, next_line, rows_read, rows_loaded, \
-                    rows_rejected, blank_lines, pieces \
+                    rows_rejected, blank_lines, pieces, entry_offset, entry_decompressed \
              FROM ferry_import.pieces \
              WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4 FOR UPDATE",
             &[&entry.bucket, &entry.key, &entry.version, &entry.table],
@@ -106,6 +107,10 @@ async fn state(session: &Session, entry: &Entry) -> Result<Option<State>, Import
                 compression: compression_of(r.get(2)),
                 offset: n(3),
                 line: n(4),
+                entry: EntryPoint {
+                    compressed: n(10),
+                    decompressed: n(11),
+                },
             },
             rows_read: n(5),
             rows_loaded: n(6),
@@ -194,9 +199,11 @@ async fn piece(
     let url = source.url.to_string();
     let known = state(session, entry).await?;
     let resume = known.as_ref().map(|s| s.resume);
-    // An uncompressed object is read from where the last piece stopped.
+    // An uncompressed object is read from where the last piece stopped, a compressed one from
+    // the start of the member or frame that holds that place.
     let range = match resume {
         Some(r) if r.compression == Compression::None => Some(r.offset..source.meta.size),
+        Some(r) if r.entry.compressed > 0 => Some(r.entry.compressed..source.meta.size),
         _ => None,
     };
     let stream = source.store.get_version(&source.meta, range).await?;
@@ -205,13 +212,15 @@ async fn piece(
         source.meta.content_encoding.as_deref(),
     );
     let (tx, mut rx) = mpsc::channel(2);
+    let points = EntryPoints::default();
     let reader = {
         let options = options.clone();
         let input = BlockingRead::new(stream);
         let hash = Arc::new(Mutex::new((Sha256::new(), 0u64)));
+        let points = points.clone();
         tokio::task::spawn_blocking(move || {
             let failed = tx.clone();
-            if let Err(e) = read_object(input, declared, &options, resume, hash, tx) {
+            if let Err(e) = read_object(input, declared, &options, resume, hash, points, tx) {
                 let _ = failed.blocking_send(Err(e));
             }
         })
@@ -318,10 +327,16 @@ async fn piece(
         } else {
             (loaded.end_offset, loaded.next_line)
         };
+        // Where the next piece enters a compressed object: the last member or frame start at
+        // or before that place (the one it entered at, if the reader saw none since).
+        let enter_at = entry_before(&points, offset)
+            .filter(|e| e.decompressed >= state.resume.entry.decompressed)
+            .unwrap_or(state.resume.entry);
         session
             .execute(
                 "UPDATE ferry_import.pieces SET next_offset = $5, next_line = $6, rows_read = $7, \
-                 rows_loaded = $8, rows_rejected = $9, blank_lines = $10, pieces = $11 \
+                 rows_loaded = $8, rows_rejected = $9, blank_lines = $10, pieces = $11, \
+                 entry_offset = $12, entry_decompressed = $13 \
                  WHERE bucket = $1 AND key = $2 AND version = $3 AND target_table = $4",
                 &[
                     &entry.bucket,
@@ -335,6 +350,8 @@ async fn piece(
                     &(rows_rejected as i64),
                     &(blank_lines as i64),
                     &(pieces as i32),
+                    &(enter_at.compressed as i64),
+                    &(enter_at.decompressed as i64),
                 ],
             )
             .await?;
@@ -435,6 +452,7 @@ async fn first_piece(
             offset: 0,
             line: 1,
             compression,
+            entry: EntryPoint::default(),
         },
         rows_read: 0,
         rows_loaded: 0,

@@ -11,7 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::store::BlockingRead;
 
-use super::{CsvError, ImportError, Options, csv};
+use super::{
+    CsvError, ImportError, Options, csv,
+    members::{EntryPoint, EntryPoints, Members},
+};
 
 /// Bytes per second an import is assumed to load when it decides whether a file fits one
 /// invocation: a fraction of what the benchmark measures on 2 cores (see the README), so that
@@ -77,6 +80,9 @@ pub(super) struct Resume {
     pub(super) offset: u64,
     pub(super) line: u64,
     pub(super) compression: Compression,
+    /// For a compressed object: where the input starts (a member's or frame's start at or
+    /// before `offset`, read with a ranged request; the object's start when none was kept).
+    pub(super) entry: EntryPoint,
 }
 
 /// Counts and hashes the bytes of the object as stored.
@@ -95,13 +101,15 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Reads the object on a blocking thread: decompression, records, batches.
+/// Reads the object on a blocking thread: decompression, records, batches. The starts of a
+/// compressed object's members or frames go to `points`.
 pub(super) fn read_object(
     input: BlockingRead,
     declared: Option<Compression>,
     options: &Options,
     resume: Option<Resume>,
     hash: Arc<Mutex<(Sha256, u64)>>,
+    points: EntryPoints,
     tx: mpsc::Sender<Result<Piece, CsvError>>,
 ) -> Result<(), CsvError> {
     let io = |line: u64| {
@@ -134,22 +142,23 @@ pub(super) fn read_object(
             ),
         });
     }
+    let start = resume.map(|r| r.entry).unwrap_or_default();
     let decoded: Box<dyn Read> = match sniffed {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(io(1))?)
+        Compression::Gzip | Compression::Zstd => {
+            Box::new(Members::new(raw, sniffed, start, points))
         }
     };
     let mut decoded = decoded;
     let mut splitter = match resume {
         Some(r) => {
             if r.compression != Compression::None {
-                // A compressed stream cannot be entered in the middle: decompress up to there.
-                let skipped =
-                    std::io::copy(&mut (&mut decoded).take(r.offset), &mut std::io::sink())
-                        .map_err(io(r.line))?;
-                if skipped != r.offset {
+                // A compressed stream is entered at a member's or frame's start: decompress
+                // from there up to where the last piece stopped.
+                let skip = r.offset.saturating_sub(start.decompressed);
+                let skipped = std::io::copy(&mut (&mut decoded).take(skip), &mut std::io::sink())
+                    .map_err(io(r.line))?;
+                if skipped != skip {
                     return Err(CsvError {
                         line: r.line,
                         reason: "the object is shorter than when its import began".into(),
