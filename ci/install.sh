@@ -5,7 +5,8 @@
 #
 #   FERRY_ARCHIVE=URL-or-path   the archive (ferry-VERSION-x86_64-unknown-linux-gnu.tar.gz); or
 #   FERRY_VERSION=X.Y.Z         a release of FERRY_REPOSITORY (OWNER/NAME on GitHub; the
-#                               Action passes its own, and its ref vX.Y.Z as the default version)
+#                               Action passes its own); default: the version of the checkout
+#                               this script is in (the Action's own, from its Cargo.toml)
 #   FERRY_CACHE=DIR             the cache (default $RUNNER_TOOL_CACHE/ferry, else
 #                               ~/.cache/ferry)
 # The directory holding `ferry` is added to $GITHUB_PATH when set, and printed.
@@ -20,10 +21,9 @@ archive=${FERRY_ARCHIVE:-}
 version=${FERRY_VERSION:-}
 if [[ -z $archive ]]; then
   if [[ -z $version ]]; then
-    ref=${FERRY_ACTION_REF:-}
-    [[ $ref =~ ^v?([0-9]+\.[0-9]+\.[0-9]+)$ ]] ||
-      die "no version: set ferry_version (the action's ref ${ref:-(none)} is not a release tag)"
-    version=${BASH_REMATCH[1]}
+    manifest=$(dirname "$0")/../Cargo.toml
+    version=$(sed -n 's/^version = "\([0-9][0-9A-Za-z.+-]*\)"$/\1/p' "$manifest" 2>/dev/null | head -1)
+    [[ -n $version ]] || die "no version: set ferry_version (FERRY_VERSION)"
   fi
   repository=${FERRY_REPOSITORY:-${FERRY_ACTION_REPOSITORY:-}}
   [[ -n $repository ]] || die "FERRY_REPOSITORY (OWNER/NAME on GitHub) or FERRY_ARCHIVE is required"
@@ -34,25 +34,32 @@ name=$(basename "$archive")
 version=${BASH_REMATCH[1]}
 cache=${FERRY_CACHE:-${RUNNER_TOOL_CACHE:+$RUNNER_TOOL_CACHE/ferry}}
 cache=${cache:-$HOME/.cache/ferry}
-dir=$cache/$version
-if [[ -x $dir/ferry ]] && "$dir/ferry" --version | grep -q "^ferry $version "; then
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fetch() {
+  case $1 in
+    http://* | https://*) curl --fail --silent --show-error --location --output "$2" "$1" ;;
+    file://*) cp "${1#file://}" "$2" ;;
+    *) cp "$1" "$2" ;;
+  esac
+}
+# The archive's SHA-256 as its .sha256 gives it (for this very file name), and the cache keyed
+# by it: another archive of the same version is not taken for this one.
+fetch "$archive.sha256" "$work/$name.sha256" || die "cannot fetch $archive.sha256"
+read -r expected listed < "$work/$name.sha256" || true
+[[ $expected =~ ^[0-9a-f]{64}$ && ${listed#\*} == "$name" ]] || die "$name.sha256 does not give the SHA-256 of $name"
+dir=$cache/$version-${expected:0:16}
+if [[ -x $dir/ferry && -f $dir/ferry.sha256 ]] &&
+  [[ $(sha256sum "$dir/ferry" | cut -d' ' -f1) == "$(cat "$dir/ferry.sha256")" ]]; then
   echo "install: ferry $version from the cache ($dir)" >&2
 else
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  fetch() {
-    case $1 in
-      http://* | https://*) curl --fail --silent --show-error --location --output "$2" "$1" ;;
-      file://*) cp "${1#file://}" "$2" ;;
-      *) cp "$1" "$2" ;;
-    esac
-  }
   fetch "$archive" "$work/$name" || die "cannot fetch $archive"
-  fetch "$archive.sha256" "$work/$name.sha256" || die "cannot fetch $archive.sha256"
-  (cd "$work" && sha256sum --check --status "$name.sha256") || die "$name does not match its SHA-256"
-  tar -C "$work" -xzf "$work/$name"
+  [[ $(sha256sum "$work/$name" | cut -d' ' -f1) == "$expected" ]] || die "$name does not match its SHA-256"
+  # Only the binary is taken out of the archive, by its exact path.
+  tar -C "$work" -xzf "$work/$name" "ferry-$version-$target/ferry"
   mkdir -p "$dir"
   install -m 0755 "$work/ferry-$version-$target/ferry" "$dir/ferry.new"
+  sha256sum "$dir/ferry.new" | cut -d' ' -f1 > "$dir/ferry.sha256"
   mv "$dir/ferry.new" "$dir/ferry"
   echo "install: ferry $version installed in $dir" >&2
 fi

@@ -1317,7 +1317,10 @@ async fn an_import_in_pieces_resumes_a_compressed_file_at_a_member() {
             assert!(window[1].0 >= window[0].0, "{key}: {entries:?}");
         }
         for (compressed, decompressed, next) in &entries {
-            assert!(*compressed > 0 && decompressed <= next, "{key}: {entries:?}");
+            assert!(
+                *compressed > 0 && decompressed <= next,
+                "{key}: {entries:?}"
+            );
         }
         assert_eq!(
             f.sql("SELECT count(*), count(DISTINCT id), sum(id) FROM orders"),

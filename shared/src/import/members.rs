@@ -197,7 +197,10 @@ mod tests {
             assert_eq!(points.len(), 3, "{kind:?}");
             assert_eq!(points[0], EntryPoint::default());
             assert_eq!(points[1].decompressed, parts[0].len() as u64);
-            assert_eq!(points[2].decompressed, (parts[0].len() + parts[1].len()) as u64);
+            assert_eq!(
+                points[2].decompressed,
+                (parts[0].len() + parts[1].len()) as u64
+            );
             // Entered again at a recorded start, the rest reads the same.
             let (rest, again) = read(&bytes, kind, points[1]);
             assert_eq!(rest, [parts[1], parts[2]].concat(), "{kind:?}");

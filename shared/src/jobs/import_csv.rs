@@ -349,23 +349,33 @@ async fn import_request(
         .map_err(|e| JobError::BadInput(e.to_string()))?;
     set_deadline(&mut options, ctx)?;
     let store = Store::for_url(&url, &ctx.store).await?;
-    if let (Some(version), Some(_)) = (&request.version, &request.processed_prefix)
-        && pinned(&store, &url, version).await?.is_none()
-    {
-        // Replaced (or moved) since that version was imported: the ledger says what it was.
-        let bucket = url.bucket.clone().unwrap_or_default();
-        return match import::already_imported(&config, &bucket, url.key.as_str(), version, &table)
-            .await?
-        {
-            Some(report) => Ok(ImportCsvOutput::of(vec![imported(
-                &url, &table, report, None,
-            )])),
-            None => Err(JobError::BadInput(format!(
-                "{url}: version {version} was not imported, and a newer object has replaced it"
-            ))),
-        };
-    }
-    let source = Source::open(store.clone(), url.clone()).await?;
+    let source = match (&request.version, &request.processed_prefix) {
+        (Some(version), Some(_)) => match pinned(&store, &url, version).await? {
+            // Exactly that version, not whatever is there when it is read.
+            Some(meta) => Source {
+                store: store.clone(),
+                url: url.clone(),
+                meta,
+            },
+            None => {
+                // Replaced (or moved) since that version was imported: the ledger says what
+                // it was.
+                let bucket = url.bucket.clone().unwrap_or_default();
+                let recorded =
+                    import::already_imported(&config, &bucket, url.key.as_str(), version, &table)
+                        .await?;
+                return match recorded {
+                    Some(report) => Ok(ImportCsvOutput::of(vec![imported(
+                        &url, &table, report, None,
+                    )])),
+                    None => Err(JobError::BadInput(format!(
+                        "{url}: version {version} was not imported, and a newer object has replaced it"
+                    ))),
+                };
+            }
+        },
+        _ => Source::open(store.clone(), url.clone()).await?,
+    };
     match Box::pin(import::run(&config, &source, &table, &options, &ctx.store)).await {
         Ok(report) => {
             let moved_to = match &request.processed_prefix {
