@@ -63,7 +63,7 @@ impl<R: BufRead> BufRead for Counted<R> {
 
 enum Stage<R: BufRead> {
     Between(Counted<R>),
-    Gzip(flate2::bufread::GzDecoder<Counted<R>>),
+    Gzip(Box<flate2::bufread::GzDecoder<Counted<R>>>),
     Zstd(zstd::stream::read::Decoder<'static, Counted<R>>),
     Failed,
 }
@@ -114,7 +114,9 @@ impl<R: BufRead> Read for Members<R> {
                         .unwrap_or_else(|e| e.into_inner())
                         .push(point);
                     self.stage = match self.kind {
-                        Compression::Gzip => Stage::Gzip(flate2::bufread::GzDecoder::new(input)),
+                        Compression::Gzip => {
+                            Stage::Gzip(Box::new(flate2::bufread::GzDecoder::new(input)))
+                        }
                         Compression::Zstd => Stage::Zstd(
                             zstd::stream::read::Decoder::with_buffer(input)?.single_frame(),
                         ),
