@@ -1119,3 +1119,46 @@ async fn a_refused_truncate_before_a_reload_fails_instead_of_appending() {
         "10,20"
     );
 }
+
+/// Two restores into one database at once: the second stops at once, saying why, instead of
+/// taking the first one's progress for its own and loading the same tables again; the first
+/// ends identical to the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_restore_into_the_same_database_waits_its_turn() {
+    let pg = shared_pg();
+    let source = big_source(pg);
+    let archive = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("concurrent"),
+            compress: Some("none".into()),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap()
+    .archive;
+    let target = pg.create_database("concurrent");
+    let input = RestoreInput {
+        from: archive,
+        target: Some(pg.url(&target)),
+        jobs: Some(2),
+        ..RestoreInput::default()
+    };
+    let first = tokio::spawn(jobs::restore(
+        input.clone(),
+        context(StoreConfig::default()),
+    ));
+    wait_for_copy(pg, &target).await;
+    let err = jobs::restore(input, context(StoreConfig::default()))
+        .await
+        .expect_err("a second restore at the same time");
+    assert!(
+        err.to_string().contains("another ferry restore is running"),
+        "{err}"
+    );
+    first.await.unwrap().unwrap();
+    assert_same_schema(pg, &source, &target, "the first restore");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}

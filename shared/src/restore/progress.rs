@@ -60,6 +60,9 @@ pub(super) async fn existing_objects(session: &Session) -> Result<Option<String>
         .then(|| format!("{relations} relations and {functions} functions")))
 }
 
+/// The advisory lock a restore holds on its target database ("ferry" in ASCII).
+const RESTORE_LOCK: i64 = 0x6665_7272_79;
+
 /// Settings of every restoring session, before the archive's own.
 pub(super) const BASE_SETUP: &str = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
      SET client_min_messages = warning; SET check_function_bodies = false; SET xmloption = content; \
@@ -73,6 +76,20 @@ pub(super) async fn prepare(
     clean: bool,
     single_transaction: bool,
 ) -> Result<HashSet<i32>, RestoreError> {
+    // One restore at a time into a database: a second one would take the first's progress for
+    // its own and load the same tables again. Held by the main session until it ends.
+    let alone: bool = main
+        .query_one(
+            "SELECT pg_catalog.pg_try_advisory_lock($1)",
+            &[&RESTORE_LOCK],
+        )
+        .await?
+        .get(0);
+    if !alone {
+        return Err(RestoreError::Failed(
+            "another ferry restore is running in this database; wait for it to end".into(),
+        ));
+    }
     let resumed: bool = {
         let exists: bool = main
             .query_one(
