@@ -61,7 +61,7 @@ pub(super) async fn existing_objects(session: &Session) -> Result<Option<String>
 }
 
 /// The advisory lock a restore holds on its target database ("ferry" in ASCII).
-const RESTORE_LOCK: i64 = 0x6665_7272_79;
+const RESTORE_LOCK: i64 = 0x0066_6572_7279;
 
 /// Settings of every restoring session, before the archive's own.
 pub(super) const BASE_SETUP: &str = "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; \
