@@ -125,6 +125,13 @@ struct SnapshotArgs {
     /// An object tag KEY=VALUE (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// S3 Object Lock of what is written: GOVERNANCE or COMPLIANCE (with --lock-days; the
+    /// bucket must have Object Lock enabled). Prune keeps a locked snapshot whole.
+    #[arg(long, requires = "lock_days")]
+    lock_mode: Option<String>,
+    /// Days each object written stays locked.
+    #[arg(long, requires = "lock_mode")]
+    lock_days: Option<u32>,
     /// Dump a Neon branch as it was at this time (RFC 3339), through a temporary branch.
     #[arg(long, conflicts_with = "at_lsn")]
     at: Option<String>,
@@ -410,7 +417,11 @@ fn snapshot_input(a: SnapshotArgs) -> Result<jobs::SnapshotInput, JobError> {
         data_only: a.data_only,
         checksums: a.checksums,
         key_template: a.key_template,
-        storage: storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?,
+        storage: jobs::WriteSettings {
+            lock_mode: a.lock_mode,
+            lock_days: a.lock_days,
+            ..storage_settings(a.sse, a.sse_kms_key_id, a.storage_class, &a.tags)?
+        },
         at: a.at,
         at_lsn: a.at_lsn,
         databases: a.databases,
@@ -437,6 +448,7 @@ fn storage_settings(
         kms_key_id,
         storage_class,
         tags: parsed,
+        ..jobs::WriteSettings::default()
     })
 }
 
@@ -563,6 +575,12 @@ async fn run(cli: Cli, ctx: Context) -> Result<Outcome, JobError> {
                         k.created_at,
                         k.location,
                         k.reasons.join(", ")
+                    ));
+                }
+                for l in &o.locked {
+                    lines.push(format!(
+                        "locked   {}  {} (S3 Object Lock until {}: kept whole)",
+                        l.created_at, l.location, l.locked_until
                     ));
                 }
                 for d in &o.deleted {

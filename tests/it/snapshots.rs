@@ -605,6 +605,7 @@ async fn encryption_storage_class_and_tags_reach_the_server() {
         ]
         .into_iter()
         .collect(),
+        ..Default::default()
     };
     let out = jobs::snapshot(
         jobs::SnapshotInput {
@@ -758,4 +759,82 @@ async fn all_databases_of_a_server() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("alone"), "{err}");
+}
+
+/// Snapshots written under S3 Object Lock (moto's S3 enforces it): each object carries its
+/// retention; `prune` keeps a locked snapshot whole and says until when, instead of deleting
+/// part of it (or hiding it behind delete markers), and deletes the unlocked ones as before.
+#[tokio::test]
+async fn prune_keeps_locked_snapshots_whole() {
+    let moto = ferry_tests::aws::shared_secrets();
+    let bucket = ferry_tests::unique_name("locked");
+    moto.create_locked_s3_bucket(&bucket);
+    let config = moto.store_config();
+    let pg = shared_pg();
+    let db = pg.create_database("snaps_lock");
+    pg.psql(
+        &db,
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)",
+    );
+    let snapshot = |at: &'static str, storage: ferry::store::WriteSettings| {
+        let (config, source, bucket) = (config.clone(), pg.url(&db), bucket.clone());
+        async move {
+            jobs::snapshot(
+                jobs::SnapshotInput {
+                    source,
+                    to: format!("s3://{bucket}/app/{at}/"),
+                    storage,
+                    ..Default::default()
+                },
+                context(config),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let locked = ferry::store::WriteSettings {
+        lock_mode: Some("GOVERNANCE".into()),
+        lock_days: Some(1),
+        ..Default::default()
+    };
+    snapshot("2026-01-01T00-00-00Z", locked).await;
+    snapshot("2026-01-02T00-00-00Z", Default::default()).await;
+    snapshot("2026-01-03T00-00-00Z", Default::default()).await;
+    let url = ObjectUrl::parse(&format!("s3://{bucket}/")).unwrap();
+    let store = Store::for_url(&url, &config).await.unwrap();
+    let first = Key::new("app/2026-01-01T00-00-00Z/archive.dump").unwrap();
+    assert!(
+        store.head(&first).await.unwrap().locked_until.is_some(),
+        "the locked snapshot's archive carries its retention"
+    );
+    let out = jobs::prune(
+        jobs::PruneInput {
+            from: format!("s3://{bucket}/app/"),
+            policy: jobs::RetentionPolicy {
+                keep_last: Some(1),
+                ..Default::default()
+            },
+            delete: true,
+            incomplete_older_than: None,
+        },
+        context(config.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.locked.len(), 1, "{out:?}");
+    assert!(out.locked[0].location.contains("2026-01-01"), "{out:?}");
+    assert!(out.locked[0].locked_until.starts_with("20"), "{out:?}");
+    assert_eq!(out.deleted.len(), 1, "{out:?}");
+    assert!(out.deleted[0].location.contains("2026-01-02"), "{out:?}");
+    // The locked snapshot is whole and still listed complete; the unlocked one is gone.
+    for key in ["archive.dump", "manifest.json"] {
+        let key = Key::new(format!("app/2026-01-01T00-00-00Z/{key}")).unwrap();
+        assert!(store.head(&key).await.is_ok(), "{key} was deleted");
+    }
+    assert!(
+        store
+            .head(&Key::new("app/2026-01-02T00-00-00Z/manifest.json").unwrap())
+            .await
+            .is_err()
+    );
 }

@@ -91,6 +91,28 @@ impl SecretsServer {
         );
     }
 
+    /// Creates an S3 bucket with Object Lock enabled (and so versioning) on this server.
+    pub fn create_locked_s3_bucket(&self, name: &str) {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import boto3, sys; from botocore.config import Config; \
+                 c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
+                 aws_access_key_id='testing', aws_secret_access_key='testing', \
+                 config=Config(s3={'addressing_style': 'path'})); \
+                 c.create_bucket(Bucket=sys.argv[2], ObjectLockEnabledForBucket=True)",
+                &self.endpoint,
+                name,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create_bucket: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Store settings that reach this server's S3.
     pub fn store_config(&self) -> ferry::store::StoreConfig {
         ferry::store::StoreConfig {

@@ -76,6 +76,16 @@ pub struct KeptSnapshot {
     pub reasons: Vec<String>,
 }
 
+/// A snapshot the policy would delete but S3 Object Lock keeps: none of it is deleted.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LockedSnapshot {
+    pub location: String,
+    pub created_at: String,
+    /// When the last of its objects' locks ends (RFC 3339).
+    pub locked_until: String,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrunedSnapshot {
@@ -92,6 +102,9 @@ pub struct PruneOutput {
     /// True when nothing was deleted (`delete` was not given).
     pub dry_run: bool,
     pub kept: Vec<KeptSnapshot>,
+    /// Past the policy, but locked (S3 Object Lock): retained whole, with the lock's end.
+    #[serde(default)]
+    pub locked: Vec<LockedSnapshot>,
     /// Deleted (or, in a dry run, to be deleted), whole: the manifest first, then the rest.
     pub deleted: Vec<PrunedSnapshot>,
     /// Snapshots without a manifest deleted (or to be) for being older than the limit.
@@ -140,7 +153,26 @@ pub async fn prune(input: PruneInput, ctx: Context) -> Result<PruneOutput, JobEr
         catalog::retain(&[], &input.policy, now)?;
     }
     let mut deleted = Vec::new();
+    let mut locked = Vec::new();
     for snapshot in doomed {
+        // A locked object cannot be deleted (a delete without a version id would only hide it
+        // behind a delete marker): a snapshot with any locked object is kept whole.
+        let mut until: Option<SystemTime> = None;
+        for key in &snapshot.keys {
+            if let Some(t) = store.head(key).await?.locked_until
+                && t > now
+            {
+                until = Some(until.map_or(t, |u| u.max(t)));
+            }
+        }
+        if let Some(until) = until {
+            locked.push(LockedSnapshot {
+                location: snapshot.location.clone(),
+                created_at: snapshot.created_at.clone(),
+                locked_until: humantime::format_rfc3339_seconds(until).to_string(),
+            });
+            continue;
+        }
         if input.delete {
             // The manifest first: from then on the snapshot is incomplete, never chosen, and
             // an interrupted prune leaves nothing that looks whole.
@@ -185,6 +217,7 @@ pub async fn prune(input: PruneInput, ctx: Context) -> Result<PruneOutput, JobEr
     Ok(PruneOutput {
         dry_run: !input.delete,
         kept,
+        locked,
         deleted,
         incomplete_deleted,
         incomplete_left,

@@ -53,6 +53,7 @@ fn meta(key: &Key, m: &std::fs::Metadata) -> ObjectMeta {
         last_modified: modified,
         version_id: None,
         content_encoding: None,
+        locked_until: None,
     }
 }
 

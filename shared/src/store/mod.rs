@@ -294,6 +294,8 @@ pub struct ObjectMeta {
     pub version_id: Option<String>,
     /// The `Content-Encoding` it was stored with (head only).
     pub content_encoding: Option<String>,
+    /// Until when S3 Object Lock keeps this version (head only, when it is locked).
+    pub locked_until: Option<SystemTime>,
 }
 
 /// How to reach S3 and how to upload. [`StoreConfig::from_env`] reads the environment; the AWS
@@ -349,6 +351,13 @@ pub struct WriteSettings {
     /// Object tags (at most 10).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// S3 Object Lock retention of what is written: `GOVERNANCE` or `COMPLIANCE` (the bucket
+    /// must have Object Lock enabled), with `lockDays`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<String>,
+    /// Days each object written stays locked (from when it is written), with `lockMode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_days: Option<u32>,
 }
 
 const STORAGE_CLASSES: [&str; 9] = [
@@ -399,6 +408,20 @@ impl WriteSettings {
                 "storage class {class:?}: use one of {}",
                 STORAGE_CLASSES.join(", ")
             ));
+        }
+        match (self.lock_mode.as_deref(), self.lock_days) {
+            (None, None) | (Some("GOVERNANCE" | "COMPLIANCE"), Some(1..=36500)) => {}
+            (Some(mode @ ("GOVERNANCE" | "COMPLIANCE")), days) => {
+                return Some(format!(
+                    "lock mode {mode} needs lock days from 1 to 36500, not {days:?}"
+                ));
+            }
+            (Some(other), _) => {
+                return Some(format!(
+                    "lock mode {other:?}: use GOVERNANCE or COMPLIANCE (S3 Object Lock)"
+                ));
+            }
+            (None, Some(_)) => return Some("lock days need a lock mode".into()),
         }
         if self.tags.len() > 10 {
             return Some(format!(
@@ -454,7 +477,16 @@ impl WriteSettings {
             } else {
                 self.tags.clone()
             },
+            lock_mode: self.lock_mode.clone().or_else(|| base.lock_mode.clone()),
+            lock_days: self.lock_days.or(base.lock_days),
         }
+    }
+
+    /// When what is written now stays locked until, if it is locked.
+    pub fn locked_until(&self) -> Option<SystemTime> {
+        self.lock_mode.as_ref()?;
+        let days = u64::from(self.lock_days?);
+        Some(SystemTime::now() + std::time::Duration::from_secs(days * 86_400))
     }
 }
 
@@ -502,7 +534,8 @@ impl StoreConfig {
     /// `FERRY_S3_PATH_STYLE` (true/1), `FERRY_S3_PART_SIZE` (bytes),
     /// `FERRY_S3_PARTS_IN_FLIGHT`, and for what is written `FERRY_S3_SSE` (`AES256`,
     /// `aws:kms`), `FERRY_S3_SSE_KMS_KEY_ID`, `FERRY_S3_STORAGE_CLASS`, `FERRY_S3_TAGS`
-    /// (`k=v&k2=v2`); the rest comes from the AWS SDK's standard configuration.
+    /// (`k=v&k2=v2`), `FERRY_S3_LOCK_MODE` and `FERRY_S3_LOCK_DAYS` (Object Lock); the rest
+    /// comes from the AWS SDK's standard configuration.
     pub fn from_env() -> Result<StoreConfig, StoreError> {
         let mut config = StoreConfig::default();
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -531,6 +564,14 @@ impl StoreConfig {
                 })?;
         }
         config.write = WriteSettings {
+            lock_mode: var("FERRY_S3_LOCK_MODE"),
+            lock_days: match var("FERRY_S3_LOCK_DAYS") {
+                None => None,
+                Some(v) => Some(
+                    v.parse()
+                        .map_err(|_| bad("FERRY_S3_LOCK_DAYS", &v, "expected a number of days"))?,
+                ),
+            },
             encryption: var("FERRY_S3_SSE"),
             kms_key_id: var("FERRY_S3_SSE_KMS_KEY_ID"),
             storage_class: var("FERRY_S3_STORAGE_CLASS"),

@@ -122,6 +122,19 @@ impl S3Store {
             .map(aws_sdk_s3::types::ServerSideEncryption::from)
     }
 
+    fn lock_mode(&self) -> Option<aws_sdk_s3::types::ObjectLockMode> {
+        self.write
+            .lock_mode
+            .as_deref()
+            .map(aws_sdk_s3::types::ObjectLockMode::from)
+    }
+
+    fn lock_until(&self) -> Option<aws_sdk_s3::primitives::DateTime> {
+        self.write
+            .locked_until()
+            .map(aws_sdk_s3::primitives::DateTime::from)
+    }
+
     fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
         self.write
             .storage_class
@@ -158,6 +171,9 @@ impl S3Store {
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string()))
                 .collect(),
+            // A lock is a date on each version, not a setting: see `ObjectMeta::locked_until`.
+            lock_mode: None,
+            lock_days: None,
         })
     }
 
@@ -215,6 +231,9 @@ impl S3Store {
                 .filter(|v| *v != "null")
                 .map(str::to_string),
             content_encoding: out.content_encoding().map(str::to_string),
+            locked_until: out
+                .object_lock_retain_until_date()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
         })
     }
 
@@ -356,6 +375,7 @@ impl S3Store {
                         .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
                     version_id: None,
                     content_encoding: None,
+                    locked_until: None,
                 });
             }
             match out.next_continuation_token() {
@@ -431,6 +451,8 @@ impl S3Store {
                 .set_server_side_encryption(self.encryption())
                 .set_ssekms_key_id(self.write.kms_key_id.clone())
                 .set_storage_class(self.storage_class())
+                .set_object_lock_mode(self.lock_mode())
+                .set_object_lock_retain_until_date(self.lock_until())
                 .send()
                 .await
                 .map_err(|e| sdk_error("CopyObject", self.location(&from.key), e))?;
@@ -609,6 +631,8 @@ impl S3Store {
             .set_server_side_encryption(self.encryption())
             .set_ssekms_key_id(self.write.kms_key_id.clone())
             .set_storage_class(self.storage_class())
+            .set_object_lock_mode(self.lock_mode())
+            .set_object_lock_retain_until_date(self.lock_until())
             .set_tagging(self.write.tagging())
             .send()
             .await
@@ -774,6 +798,8 @@ impl S3Upload {
                 .set_server_side_encryption(self.store.encryption())
                 .set_ssekms_key_id(self.store.write.kms_key_id.clone())
                 .set_storage_class(self.store.storage_class())
+                .set_object_lock_mode(self.store.lock_mode())
+                .set_object_lock_retain_until_date(self.store.lock_until())
                 .set_tagging(self.store.write.tagging())
                 .send()
                 .await
@@ -785,6 +811,7 @@ impl S3Upload {
                 last_modified: Some(std::time::SystemTime::now()),
                 version_id: out.version_id().map(str::to_string),
                 content_encoding: None,
+                locked_until: None,
             });
         };
         if !self.buffer.is_empty() {
