@@ -1162,3 +1162,68 @@ async fn a_second_restore_into_the_same_database_waits_its_turn() {
     assert_same_schema(pg, &source, &target, "the first restore");
     validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
 }
+
+/// A table loaded by two connections at once whose connections are both cut: the part the
+/// first one committed when the second joined is emptied through a new connection, so the
+/// table is empty, not partly loaded, when the restore stops (and the rerun loads it whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_load_cut_on_every_connection_leaves_its_table_empty() {
+    let pg = shared_pg();
+    let source = big_source(pg);
+    let archive = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir("shared-cut"),
+            compress: Some("none".into()),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap()
+    .archive;
+    let target = pg.create_database("shared_cut");
+    let input = RestoreInput {
+        from: archive,
+        target: Some(pg.url(&target)),
+        jobs: Some(2),
+        ..RestoreInput::default()
+    };
+    let restore = tokio::spawn(jobs::restore(
+        input.clone(),
+        context(StoreConfig::default()),
+    ));
+    // Both connections copying into big (the second joined the first): cut them both at once.
+    let cut = pg.psql(
+        "postgres",
+        &format!(
+            "DO $$ BEGIN \
+               FOR i IN 1..5000 LOOP \
+                 IF (SELECT count(*) FROM pg_stat_activity WHERE datname = '{target}' \
+                       AND query LIKE 'COPY %big%' AND state = 'active') >= 2 THEN \
+                   PERFORM pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{target}' AND query LIKE 'COPY %big%'; \
+                   RAISE NOTICE 'cut'; RETURN; \
+                 END IF; \
+                 PERFORM pg_sleep(0.002); PERFORM pg_stat_clear_snapshot(); \
+               END LOOP; \
+               RAISE EXCEPTION 'no shared load into big was seen'; \
+             END $$"
+        ),
+    );
+    let _ = cut;
+    restore
+        .await
+        .unwrap()
+        .expect_err("a restore whose connections were cut fails");
+    assert_eq!(
+        pg.psql(&target, "SELECT count(*) FROM big").trim(),
+        "0",
+        "the cut shared load left part of big behind"
+    );
+    jobs::restore(input, context(StoreConfig::default()))
+        .await
+        .unwrap();
+    assert_same_schema(pg, &source, &target, "after the cut");
+    validate(pg.url(&source), pg, &target, StoreConfig::default()).await;
+}

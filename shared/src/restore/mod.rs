@@ -235,6 +235,7 @@ async fn restore_items(
         tablespaces: target_tablespaces(main, &items)
             .await
             .map_err(RestoreError::from)?,
+        reconnect: Some((target.clone(), setup.to_string())),
     };
 
     // Pass 1: definitions before data, in order.

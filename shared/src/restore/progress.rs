@@ -163,6 +163,9 @@ pub(super) struct State {
     /// The archive's tablespaces that the target has: objects go there, as pg_restore puts
     /// them; those of others go to the target's default tablespace (with a warning).
     pub(super) tablespaces: HashSet<String>,
+    /// How to open another session to the target (its settings, then the restore's setup):
+    /// a failed shared load empties its table through one when its own session is gone.
+    pub(super) reconnect: Option<(PgConfig, String)>,
 }
 
 impl State {

@@ -144,6 +144,7 @@ pub(super) async fn run_plain(
         blob_groups: HashMap::new(),
         created_tables: HashSet::new(),
         tablespaces: HashSet::new(),
+        reconnect: None,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<plain::Piece, RestoreError>>(8);
     let reader = source::plain_reader(store, url).await?;

@@ -173,9 +173,16 @@ pub(super) async fn load_shared(
         }
     }
     if let Some(reason) = failure {
-        // The parts that committed are emptied; if that fails too, the table keeps them but is
-        // not recorded as loaded, and the next run empties it before loading (or stops).
-        let emptied = !session.is_closed() && session.batch_execute(truncate).await.is_ok();
+        // The parts that committed are emptied, through a new session when this one is gone
+        // (its connection was what failed); if that fails too, the table keeps them but is not
+        // recorded as loaded, and the next run empties it before loading (or stops).
+        let mut emptied = !session.is_closed() && session.batch_execute(truncate).await.is_ok();
+        if !emptied && let Some((config, setup)) = &state.reconnect {
+            emptied = match super::progress::session(config, setup).await {
+                Ok(fresh) => fresh.batch_execute(truncate).await.is_ok(),
+                Err(_) => false,
+            };
+        }
         if !emptied {
             tracing::warn!(
                 table = %label(e),
