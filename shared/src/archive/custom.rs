@@ -833,8 +833,13 @@ mod tests {
     }
 
     fn archive(compression: Compression, rows: &str) -> Vec<u8> {
+        let version = if compression.minimum_version() > Version::V1_14 {
+            Version::new(1, 15)
+        } else {
+            Version::V1_14
+        };
         let header = Header {
-            version: Version::V1_14,
+            version,
             int_size: 4,
             off_size: 8,
             compression,
@@ -844,7 +849,7 @@ mod tests {
             dumper_version: "ferry".into(),
         };
         let mut out = header_bytes(&header).unwrap();
-        out.extend(toc_bytes(Version::V1_14, &entries()));
+        out.extend(toc_bytes(version, &entries()));
         let (mut block, head) = DataBlock::start(5, compression).unwrap();
         out.extend(head);
         for line in rows.split_inclusive('\n') {
@@ -979,9 +984,14 @@ mod tests {
     #[test]
     fn damaged_archives_fail_without_panicking() {
         let rows: String = (0..300).map(|i| format!("{i}\n")).collect::<String>() + "\\.\n\n";
-        for (n, compression) in [Compression::None, Compression::Gzip { level: None }]
-            .into_iter()
-            .enumerate()
+        for (n, compression) in [
+            Compression::None,
+            Compression::Gzip { level: None },
+            Compression::Lz4,
+            Compression::Zstd,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let good = archive(compression, &rows);
             read_all(&good).unwrap();
@@ -1013,6 +1023,83 @@ mod tests {
                 let result = std::panic::catch_unwind(|| read_all(&bytes));
                 assert!(result.is_ok(), "round {round} of {compression:?} panicked");
             }
+        }
+    }
+
+    /// A directory archive's parts, damaged: its `toc.dat`, its `blobs.toc` text and its data
+    /// files in each compression. Errors, never a panic.
+    #[test]
+    fn damaged_directory_archives_fail_without_panicking() {
+        let header = Header {
+            version: Version::new(1, 15),
+            int_size: 4,
+            off_size: 8,
+            compression: Compression::Zstd,
+            created: CreatedAt::default(),
+            database: "db".into(),
+            server_version: "15".into(),
+            dumper_version: "ferry".into(),
+        };
+        let mut toc = header_bytes_for(&header, Layout::Directory).unwrap();
+        toc.extend(toc_bytes_for(header.version, &entries(), Layout::Directory));
+        Reader::open(&toc[..]).unwrap();
+        let rows: String = (0..400).map(|i| format!("{i}\tname {i}\n")).collect();
+        let data_files: Vec<(&str, Vec<u8>)> = [
+            ("5.dat", Compression::None),
+            ("5.dat.gz", Compression::Gzip { level: None }),
+            ("5.dat.lz4", Compression::Lz4),
+            ("5.dat.zst", Compression::Zstd),
+        ]
+        .into_iter()
+        .map(|(name, compression)| {
+            let mut file = DataFile::new(compression).unwrap();
+            let mut bytes = file.write(rows.as_bytes());
+            bytes.extend(file.finish());
+            (name, bytes)
+        })
+        .collect();
+        for (name, bytes) in &data_files {
+            let mut out = Vec::new();
+            decode_data_file(name, &bytes[..], &mut out).unwrap();
+            assert_eq!(out, rows.as_bytes(), "{name}");
+        }
+        let blobs = "16384 blob_16384\n16385 blob_16385\n";
+        assert_eq!(parse_blobs_toc(blobs).unwrap().len(), 2);
+        let mut noise = Noise(0x51_7cc1_b727_220a);
+        let mut damage = |good: &[u8], noise: &mut Noise| {
+            let mut bytes = good.to_vec();
+            match noise.below(3) {
+                0 => bytes.truncate(noise.below(bytes.len())),
+                1 => {
+                    for _ in 0..1 + noise.below(4) {
+                        let at = noise.below(bytes.len());
+                        bytes[at] = noise.next() as u8;
+                    }
+                }
+                _ => {
+                    let at = noise.below(bytes.len());
+                    let len = noise.below(32).min(bytes.len() - at);
+                    bytes.drain(at..at + len);
+                }
+            }
+            bytes
+        };
+        for round in 0..2000 {
+            let bytes = damage(&toc, &mut noise);
+            let opened = std::panic::catch_unwind(|| Reader::open(&bytes[..]).map(|_| ()));
+            assert!(opened.is_ok(), "toc.dat round {round} panicked");
+            let (name, good) = &data_files[round % data_files.len()];
+            let bytes = damage(good, &mut noise);
+            let decoded = std::panic::catch_unwind(|| {
+                decode_data_file(name, &bytes[..], &mut Vec::new()).map(|_| ())
+            });
+            assert!(decoded.is_ok(), "{name} round {round} panicked");
+            let text = String::from_utf8_lossy(&damage(blobs.as_bytes(), &mut noise)).into_owned();
+            let parsed = std::panic::catch_unwind(|| parse_blobs_toc(&text).map(|_| ()));
+            assert!(
+                parsed.is_ok(),
+                "blobs.toc round {round} panicked on {text:?}"
+            );
         }
     }
 
