@@ -1066,7 +1066,7 @@ mod tests {
         let blobs = "16384 blob_16384\n16385 blob_16385\n";
         assert_eq!(parse_blobs_toc(blobs).unwrap().len(), 2);
         let mut noise = Noise(0x51_7cc1_b727_220a);
-        let mut damage = |good: &[u8], noise: &mut Noise| {
+        let damage = |good: &[u8], noise: &mut Noise| {
             let mut bytes = good.to_vec();
             match noise.below(3) {
                 0 => bytes.truncate(noise.below(bytes.len())),
