@@ -179,7 +179,11 @@ from botocore.config import Config
 endpoint, bucket, users = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 kw = dict(endpoint_url=endpoint, region_name='us-east-1',
           aws_access_key_id='testing', aws_secret_access_key='testing')
-boto3.client('s3', config=Config(s3={'addressing_style': 'path'}), **kw).create_bucket(Bucket=bucket)
+s3 = boto3.client('s3', config=Config(s3={'addressing_style': 'path'}), **kw)
+s3.create_bucket(Bucket=bucket)
+# Versioned, as the template's bucket is: reads and copies of a pinned version need
+# s3:GetObjectVersion.
+s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={'Status': 'Enabled'})
 iam = boto3.client('iam', **kw)
 keys = {}
 for name, statements in users.items():
@@ -267,6 +271,19 @@ async fn put(config: &StoreConfig, key: &str, body: &'static str) -> Result<(), 
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+async fn put_bytes(config: &StoreConfig, key: &str, body: Bytes) {
+    let url = ObjectUrl::parse(&format!("s3://{BUCKET}/{key}")).unwrap();
+    let store = Store::for_url(&url, config).await.unwrap();
+    store.put(&url.key, body).await.unwrap();
+}
+
+/// The key of an `s3://BUCKET/...` URL.
+fn archive_key(url: &str) -> String {
+    url.strip_prefix(&format!("s3://{BUCKET}/"))
+        .unwrap()
+        .to_string()
 }
 
 async fn get(config: &StoreConfig, key: &str) -> Result<Bytes, String> {
@@ -389,6 +406,41 @@ async fn each_function_does_its_job_with_exactly_its_template_policy() {
         put(&restore, "backups/app/evil", "x").await,
         "restore writing",
     );
+    // A seed and an external archive, where preview branches and migrations put them.
+    let dump = Command::new(pg.bin("pg_dump"))
+        .args(["-Fc", "-d", &pg.url(&source)])
+        .output()
+        .unwrap();
+    assert!(dump.status.success());
+    for (key, body) in [
+        (
+            "seeds/app/archive.dump",
+            get(&admin, &archive_key(&archive)).await.unwrap(),
+        ),
+        (
+            "seeds/app/manifest.json",
+            get(&admin, &archive_key(&manifest)).await.unwrap(),
+        ),
+        ("migrations/heroku.dump", Bytes::from(dump.stdout)),
+    ] {
+        put_bytes(&admin, key, body).await;
+    }
+    for (n, from) in ["seeds/app/archive.dump", "migrations/heroku.dump"]
+        .into_iter()
+        .enumerate()
+    {
+        let into = pg.create_database(&format!("iam_dst{n}"));
+        jobs::restore(
+            RestoreInput {
+                from: format!("s3://{BUCKET}/{from}"),
+                target: Some(pg.url(&into)),
+                ..RestoreInput::default()
+            },
+            context(restore.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("restore of {from} with its policy: {e}"));
+    }
     put(
         &admin,
         "imports/public.drops/private.csv",
@@ -420,6 +472,25 @@ async fn each_function_does_its_job_with_exactly_its_template_policy() {
     .await
     .unwrap_or_else(|e| panic!("validate with its policy: {e}"));
     assert!(checked.matches, "{checked:?}");
+    for source in ["seeds/app/manifest.json", "migrations/heroku.dump"] {
+        let checked = jobs::validate(
+            jobs::ValidateInput {
+                source: format!("s3://{BUCKET}/{source}"),
+                import_report: None,
+                target: pg.url(&target),
+                checksums: false,
+                jobs: Some(1),
+                owners: false,
+                privileges: false,
+                database: false,
+                save_source_manifest: None,
+            },
+            context(validate.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("validate against {source} with its policy: {e}"));
+        assert!(checked.matches, "{source}: {checked:?}");
+    }
     denied(
         put(&validate, "backups/app/evil", "x").await,
         "validate writing",
@@ -497,6 +568,47 @@ async fn each_function_does_its_job_with_exactly_its_template_policy() {
     get(&admin, "rejected/imports/public.drops/bad.csv.error.json")
         .await
         .unwrap();
+    // Through the function itself, as an upload event delivers it: the table comes from an
+    // ImportRoutes object under config/, read with the function's own keys.
+    put(
+        &admin,
+        "config/routes.json",
+        r#"{"rules":[{"prefix":"imports/drops/","table":"public.drops"}]}"#,
+    )
+    .await
+    .unwrap();
+    put(&admin, "imports/drops/b.csv", "id,name\n3,three\n")
+        .await
+        .unwrap();
+    let (id, secret) = aws.keys["ImportCsvFunction"].clone();
+    let env = vec![
+        ("AWS_ENDPOINT_URL", aws.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", id),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("FERRY_S3_PATH_STYLE", "true".to_string()),
+        ("FERRY_IMPORT_TARGET", pg.url(&target)),
+        (
+            "FERRY_IMPORT_ROUTES",
+            format!("s3://{BUCKET}/config/routes.json"),
+        ),
+    ];
+    let etag = {
+        let url = ObjectUrl::parse(&format!("s3://{BUCKET}/imports/drops/b.csv")).unwrap();
+        let store = Store::for_url(&url, &admin).await.unwrap();
+        store.head(&url.key).await.unwrap().etag.unwrap()
+    };
+    let event = crate::import::eventbridge(BUCKET, "imports/drops/b.csv", &etag);
+    let routed = ferry_tests::lambda::invoke(
+        &ferry_tests::lambda::workspace_binary("import-csv"),
+        event,
+        &env,
+    )
+    .await;
+    let out = routed
+        .result
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", routed.logs));
+    assert_eq!(out["imports"][0]["status"], "imported", "{out}");
     denied(
         get(&import, "backups/app/manifest.json").await,
         "import reading a backup",
@@ -507,7 +619,7 @@ async fn each_function_does_its_job_with_exactly_its_template_policy() {
     );
     assert_eq!(
         pg.psql(&target, "SELECT count(*) FROM public.drops").trim(),
-        "2"
+        "3"
     );
 }
 
