@@ -10,8 +10,8 @@
 // applied as CloudFormation would (function ARNs, the topic ARN, parameters). It runs under
 // aws-local-stepfunctions (an ASL interpreter); every Task state whose Resource is one of the
 // template's functions is sent to the Lambda Invoke API at --lambda-host (`lambda-host`, which
-// runs the function's real bootstrap binary); `sns:publish` tasks are recorded (the failure
-// notifications) and printed. Prints one JSON object: status, output or error and cause, the
+// runs the function's real bootstrap binary); `sns:publish` tasks (the failure notifications)
+// and `events:putEvents` tasks (the events out) are recorded and printed. Prints one JSON object: status, output or error and cause, the
 // states entered, retries, catches and notifications (with --trace true, every state's input
 // and output too); exits 0 when the execution succeeded.
 
@@ -226,11 +226,17 @@ async function main() {
   const definition = JSON.parse(text);
 
   const notifications = [];
+  const events = [];
   const handlers = {};
   for (const [name, state] of tasksOf(definition.States)) {
     if (functions.has(state.Resource)) {
       const binary = functions.get(state.Resource);
       handlers[name] = (input) => invoke(args.lambdaHost, binary, input);
+    } else if (state.Resource === 'arn:aws:states:::events:putEvents') {
+      handlers[name] = (input) => {
+        for (const entry of input.Entries ?? []) events.push({ state: name, ...entry });
+        return { Entries: (input.Entries ?? []).map((_, i) => ({ EventId: `local-${events.length}-${i}` })), FailedEntryCount: 0 };
+      };
     } else if (state.Resource === 'arn:aws:states:::sns:publish') {
       handlers[name] = (input) => {
         const note = { state: name, topicArn: input.TopicArn, subject: input.Subject, message: input.Message };
@@ -281,7 +287,7 @@ async function main() {
     report = { status: 'FAILED', error: cause.name, cause: cause.message };
   }
   await logs.catch(() => {});
-  Object.assign(report, { states, retries, caught, notifications });
+  Object.assign(report, { states, retries, caught, notifications, events });
   if (args.trace) report.trace = trace;
   // exitCode, not exit(): a large report to a pipe must be written out in full first.
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -222,6 +222,16 @@ fn every_task_names_a_function_of_the_template_it_may_invoke() {
                 assert_eq!(task["Parameters"]["TopicArn"], "${FailureTopicArn}");
                 continue;
             }
+            if resource == "arn:aws:states:::events:putEvents" {
+                let entry = &task["Parameters"]["Entries"][0];
+                assert_eq!(entry["Source"], "ferry", "{id}.{name}");
+                assert_eq!(entry["EventBusName"], "default", "{id}.{name}");
+                assert!(
+                    policies.contains("EventBridgePutEventsPolicy"),
+                    "{id} may not put events: {policies}"
+                );
+                continue;
+            }
             let sub = resource
                 .strip_prefix("${")
                 .and_then(|r| r.strip_suffix('}'))
@@ -715,6 +725,17 @@ async fn preview_branch_restores_a_seed_validates_and_runs_again_for_the_same_br
     assert_eq!(out["restored"], true);
     assert_eq!(out["validated"], true);
     assert_eq!(out["database"], "app");
+    // One event out, on success: what ran, with what, and how it ended.
+    let events = report["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["Source"], "ferry");
+    assert_eq!(events[0]["DetailType"], "ferry workflow succeeded");
+    assert_eq!(events[0]["Detail"]["workflow"], "preview-branch");
+    assert_eq!(events[0]["Detail"]["input"], input);
+    assert_eq!(
+        events[0]["Detail"]["state"]["validated"], true,
+        "{events:?}"
+    );
     assert_eq!(out["rows"], 2300 + 300);
     let branch_id = out["branchId"].as_str().unwrap();
     assert!(branch_id.starts_with("br-"), "{out}");
@@ -1091,6 +1112,11 @@ async fn csv_import_processes_an_upload_and_sets_a_malformed_file_aside() {
     );
     assert_eq!(report["status"], "FAILED", "{report:#}");
     assert_eq!(report["error"], "Ferry.ImportRejected");
+    let events = report["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["DetailType"], "ferry workflow failed");
+    assert_eq!(events[0]["Detail"]["workflow"], "csv-import");
+    assert_eq!(events[0]["Detail"]["status"], "FAILED");
     let notes = report["notifications"].as_array().unwrap();
     assert_eq!(notes[0]["subject"], "ferry csv-import rejected a file");
     assert!(
