@@ -8,8 +8,7 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
+    process::{Child, Command},
 };
 
 use bytes::Bytes;
@@ -19,10 +18,7 @@ use ferry::{
     secret::Secret,
     store::{Key, ObjectUrl, Store, StoreConfig},
 };
-use ferry_tests::{
-    process::{free_port, register, scratch, wait_for_port},
-    shared_pg, unique_name,
-};
+use ferry_tests::shared_pg;
 use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
 
@@ -151,21 +147,7 @@ struct Enforcing {
 
 impl Enforcing {
     fn start(policies: &BTreeMap<String, Vec<Value>>) -> Enforcing {
-        let port = free_port();
-        let log_path = scratch()
-            .join(unique_name("moto-iam"))
-            .with_extension("log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start moto_server (./dev/setup installs moto[server])");
-        register(&child, libc::SIGTERM);
-        wait_for_port(port, Duration::from_secs(60), "moto_server", &log_path);
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let (endpoint, child) = ferry_tests::aws::start_moto("moto-iam");
         // The bucket, a user per function with exactly its statements (and an admin for the
         // test's own uploads), their keys; then every request is checked.
         let mut users = policies.clone();
@@ -455,31 +437,18 @@ async fn each_function_does_its_job_with_exactly_its_template_policy() {
 
     // validate: reads the manifest, writes nothing.
     let validate = aws.store("ValidateFunction");
-    let checked = jobs::validate(
-        jobs::ValidateInput {
-            source: manifest.clone(),
-            import_report: None,
-            target: pg.url(&target),
-            checksums: true,
-            jobs: Some(2),
-            owners: false,
-            privileges: false,
-            database: false,
-            save_source_manifest: None,
-        },
-        context(validate.clone()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("validate with its policy: {e}"));
-    assert!(checked.matches, "{checked:?}");
-    for source in ["seeds/app/manifest.json", "migrations/heroku.dump"] {
+    for (source, checksums) in [
+        (manifest.clone(), true),
+        (format!("s3://{BUCKET}/seeds/app/manifest.json"), false),
+        (format!("s3://{BUCKET}/migrations/heroku.dump"), false),
+    ] {
         let checked = jobs::validate(
             jobs::ValidateInput {
-                source: format!("s3://{BUCKET}/{source}"),
+                source: source.clone(),
                 import_report: None,
                 target: pg.url(&target),
-                checksums: false,
-                jobs: Some(1),
+                checksums,
+                jobs: Some(2),
                 owners: false,
                 privileges: false,
                 database: false,

@@ -368,6 +368,32 @@ fn big_source(pg: &PgServer) -> String {
     source
 }
 
+/// [`big_source`] snapshotted uncompressed under a local directory `dir`, an empty database
+/// `target` (a unique name from it), and the restore of one into the other on 2 connections.
+async fn big_restore(pg: &PgServer, dir: &str, target: &str) -> (String, String, RestoreInput) {
+    let source = big_source(pg);
+    let archive = jobs::snapshot(
+        SnapshotInput {
+            source: pg.url(&source),
+            to: local_dir(dir),
+            compress: Some("none".into()),
+            ..SnapshotInput::default()
+        },
+        context(StoreConfig::default()),
+    )
+    .await
+    .unwrap()
+    .archive;
+    let target = pg.create_database(target);
+    let input = RestoreInput {
+        from: archive,
+        target: Some(pg.url(&target)),
+        jobs: Some(2),
+        ..RestoreInput::default()
+    };
+    (source, target, input)
+}
+
 /// Waits until a session of `pg` is running a `COPY ... FROM STDIN` into `db`.
 async fn wait_for_copy(pg: &PgServer, db: &str) {
     for _ in 0..400 {
@@ -386,27 +412,7 @@ async fn wait_for_copy(pg: &PgServer, db: &str) {
 }
 
 async fn resume_after(pg: &PgServer, interrupt: impl AsyncFnOnce(&str)) {
-    let source = big_source(pg);
-    let to = local_dir("resume");
-    let archive = jobs::snapshot(
-        SnapshotInput {
-            source: pg.url(&source),
-            to,
-            compress: Some("none".into()),
-            ..SnapshotInput::default()
-        },
-        context(StoreConfig::default()),
-    )
-    .await
-    .unwrap()
-    .archive;
-    let target = pg.create_database("resumed");
-    let input = RestoreInput {
-        from: archive.clone(),
-        target: Some(pg.url(&target)),
-        jobs: Some(2),
-        ..RestoreInput::default()
-    };
+    let (source, target, input) = big_restore(pg, "resume", "resumed").await;
     let first = tokio::spawn(jobs::restore(
         input.clone(),
         context(StoreConfig::default()),
@@ -1126,26 +1132,7 @@ async fn a_refused_truncate_before_a_reload_fails_instead_of_appending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_restore_into_the_same_database_waits_its_turn() {
     let pg = shared_pg();
-    let source = big_source(pg);
-    let archive = jobs::snapshot(
-        SnapshotInput {
-            source: pg.url(&source),
-            to: local_dir("concurrent"),
-            compress: Some("none".into()),
-            ..SnapshotInput::default()
-        },
-        context(StoreConfig::default()),
-    )
-    .await
-    .unwrap()
-    .archive;
-    let target = pg.create_database("concurrent");
-    let input = RestoreInput {
-        from: archive,
-        target: Some(pg.url(&target)),
-        jobs: Some(2),
-        ..RestoreInput::default()
-    };
+    let (source, target, input) = big_restore(pg, "concurrent", "concurrent").await;
     let first = tokio::spawn(jobs::restore(
         input.clone(),
         context(StoreConfig::default()),
@@ -1169,32 +1156,13 @@ async fn a_second_restore_into_the_same_database_waits_its_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_load_cut_on_every_connection_leaves_its_table_empty() {
     let pg = shared_pg();
-    let source = big_source(pg);
-    let archive = jobs::snapshot(
-        SnapshotInput {
-            source: pg.url(&source),
-            to: local_dir("shared-cut"),
-            compress: Some("none".into()),
-            ..SnapshotInput::default()
-        },
-        context(StoreConfig::default()),
-    )
-    .await
-    .unwrap()
-    .archive;
-    let target = pg.create_database("shared_cut");
-    let input = RestoreInput {
-        from: archive,
-        target: Some(pg.url(&target)),
-        jobs: Some(2),
-        ..RestoreInput::default()
-    };
+    let (source, target, input) = big_restore(pg, "shared-cut", "shared_cut").await;
     let restore = tokio::spawn(jobs::restore(
         input.clone(),
         context(StoreConfig::default()),
     ));
     // Both connections copying into big (the second joined the first): cut them both at once.
-    let cut = pg.psql(
+    pg.psql(
         "postgres",
         &format!(
             "DO $$ BEGIN \
@@ -1211,7 +1179,6 @@ async fn a_shared_load_cut_on_every_connection_leaves_its_table_empty() {
              END $$"
         ),
     );
-    let _ = cut;
     restore
         .await
         .unwrap()

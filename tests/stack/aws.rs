@@ -14,24 +14,31 @@ pub struct SecretsServer {
     _child: Child,
 }
 
+/// Starts a moto server process of its own (logging to a file named after `name`): its
+/// endpoint, and the process, stopped when the tests exit.
+pub fn start_moto(name: &str) -> (String, Child) {
+    let port = free_port();
+    let log_path = scratch()
+        .join(crate::unique_name(name))
+        .with_extension("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start moto_server (./dev/setup installs moto[server])");
+    register(&child, libc::SIGTERM);
+    wait_for_port(port, Duration::from_secs(60), "moto_server", &log_path);
+    (format!("http://127.0.0.1:{port}"), child)
+}
+
 impl SecretsServer {
     fn start() -> SecretsServer {
-        let port = free_port();
-        let log_path = scratch()
-            .join(crate::unique_name("moto"))
-            .with_extension("log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start moto_server (./dev/setup installs moto[server])");
-        register(&child, libc::SIGTERM);
-        wait_for_port(port, Duration::from_secs(60), "moto_server", &log_path);
+        let (endpoint, child) = start_moto("moto");
         SecretsServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             _child: child,
         }
     }
@@ -72,27 +79,15 @@ impl SecretsServer {
 impl SecretsServer {
     /// Creates an S3 bucket on this server.
     pub fn create_s3_bucket(&self, name: &str) {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import boto3, sys; from botocore.config import Config; \
-                 c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
-                 aws_access_key_id='testing', aws_secret_access_key='testing', \
-                 config=Config(s3={'addressing_style': 'path'})); c.create_bucket(Bucket=sys.argv[2])",
-                &self.endpoint,
-                name,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "create_bucket: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.create_bucket(name, false);
     }
 
     /// Creates an S3 bucket with Object Lock enabled (and so versioning) on this server.
     pub fn create_locked_s3_bucket(&self, name: &str) {
+        self.create_bucket(name, true);
+    }
+
+    fn create_bucket(&self, name: &str, locked: bool) {
         let out = Command::new("python3")
             .args([
                 "-c",
@@ -100,9 +95,10 @@ impl SecretsServer {
                  c = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
                  aws_access_key_id='testing', aws_secret_access_key='testing', \
                  config=Config(s3={'addressing_style': 'path'})); \
-                 c.create_bucket(Bucket=sys.argv[2], ObjectLockEnabledForBucket=True)",
+                 c.create_bucket(Bucket=sys.argv[2], ObjectLockEnabledForBucket=sys.argv[3] == 'true')",
                 &self.endpoint,
                 name,
+                if locked { "true" } else { "false" },
             ])
             .output()
             .unwrap();
